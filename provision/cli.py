@@ -1,0 +1,273 @@
+"""`provision`: the command line. The only place errors become messages and exit codes.
+
+Exit codes: 0 success; 1 run failed (state saved, resumable); 2 bad usage, spec or state file;
+3 state locked by another run; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+
+from provision.orchestrator.errors import ProvisionError, SpecError, StepFailed
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Build Databricks workspaces on AWS with boto3 and the Databricks Account API: one run that "
+    "finishes, resumes where it stopped, and tears down everything it made.",
+)
+sandbox_app = typer.Typer(no_args_is_help=True, help="The local sandbox cloud on 127.0.0.1 (moto + a Databricks emulator).")
+app.add_typer(sandbox_app, name="sandbox")
+
+DEFAULT_STATE = Path("provision.state.json")
+
+
+class LogFormat(str, Enum):
+    human = "human"
+    json = "json"
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+StateOpt = typer.Option(DEFAULT_STATE, "--state", help="State file (JSON).", dir_okay=False)
+ConfigOpt = typer.Option(..., "--config", "-c", help="Deployment spec (TOML).", dir_okay=False)
+SandboxOpt = typer.Option(False, "--sandbox", help="Run against the local sandbox cloud (started if needed).")
+LogFormatOpt = typer.Option(LogFormat.human, "--log-format", help="human: progress view; json: structured log lines on stderr.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Also show info/debug events (every API call) on stderr.")
+OutputOpt = typer.Option(OutputFormat.text, "--output", "-o", help="text or json.")
+
+
+def _options(state: Path, log_format: LogFormat, verbose: bool) -> Any:
+    from provision.orchestrator.runner import RunOptions
+
+    return RunOptions(state_path=state, log_format=log_format.value, verbose=verbose)
+
+
+def _reporter(log_format: LogFormat) -> Any:
+    from provision.orchestrator.progress import make_reporter
+
+    return lambda steps: make_reporter(steps, log_format=log_format.value)
+
+
+def _echo_outputs(outputs: dict[str, Any]) -> None:
+    url = outputs.get("workspace_url")
+    if url:
+        typer.echo(f"workspace {outputs.get('workspace_id')} is {outputs.get('workspace_status')}: {url}")
+
+
+@app.command()
+def up(
+    config: Path = ConfigOpt,
+    state: Path = StateOpt,
+    sandbox: bool = SandboxOpt,
+    log_format: LogFormat = LogFormatOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Create (or complete) the deployment described by the spec."""
+    from provision.orchestrator import runner
+
+    outputs = runner.up(config, _options(state, log_format, verbose), sandbox=sandbox, reporter_factory=_reporter(log_format))
+    _echo_outputs(outputs)
+
+
+@app.command()
+def resume(state: Path = StateOpt, log_format: LogFormat = LogFormatOpt, verbose: bool = VerboseOpt) -> None:
+    """Continue a run from its state file; the spec and target come from the state file."""
+    from provision.orchestrator import runner
+
+    outputs = runner.resume(_options(state, log_format, verbose), reporter_factory=_reporter(log_format))
+    _echo_outputs(outputs)
+
+
+@app.command()
+def teardown(
+    state: Path = StateOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    log_format: LogFormat = LogFormatOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Delete everything the deployment owns, in reverse dependency order. Resumable."""
+    from provision.orchestrator import runner
+
+    opts = _options(state, log_format, verbose)
+    current = runner.read_state(opts)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("teardown needs --yes when not run from a terminal")
+        typer.confirm(f"Delete every resource of deployment {current.deployment!r} ({current.target})?", abort=True)
+    runner.teardown(opts, reporter_factory=_reporter(log_format))
+    typer.echo(f"deployment {current.deployment} torn down")
+
+
+@app.command()
+def plan(
+    config: Path = ConfigOpt,
+    state: Path = StateOpt,
+    sandbox: bool = SandboxOpt,
+    output: OutputFormat = OutputOpt,
+    log_format: LogFormat = LogFormatOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Show what `up` would create, adopt or keep. Changes nothing."""
+    from provision.orchestrator import runner
+
+    items = runner.plan(config, _options(state, log_format, verbose), sandbox=sandbox)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([item.__dict__ for item in items], indent=2))
+        return
+    for item in items:
+        typer.echo(f"{item.action:>9}  {item.step_id:<20} {item.kind:<34} {item.resource_id or ''}".rstrip())
+
+
+@app.command()
+def status(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
+    """Each step's status and outputs, from the state file."""
+    from provision.orchestrator import runner
+    from provision.orchestrator.runner import RunOptions
+
+    current = runner.read_state(RunOptions(state_path=state))
+    if output is OutputFormat.json:
+        steps = [{"id": r.id, "status": r.status.value, "outputs": r.outputs} for r in current.steps.values()]
+        typer.echo(json.dumps({"deployment": current.deployment, "target": current.target, "steps": steps}, indent=2))
+        return
+    typer.echo(f"deployment {current.deployment} ({current.target}), updated {current.updated_at}")
+    for r in current.steps.values():
+        resource = next((str(v) for v in r.outputs.values() if isinstance(v, (str, int))), "")
+        line = f"  {r.status.value:<11} {r.id:<20} {resource}"
+        if r.last_error and r.status.value == "failed":
+            line += f"\n              error: {r.last_error}"
+        typer.echo(line.rstrip())
+
+
+@app.command()
+def output(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
+    """The deployment's outputs: workspace_url, workspace_id and every resource id."""
+    from provision.orchestrator import runner
+    from provision.orchestrator.runner import RunOptions
+
+    flat = runner.flat_outputs(runner.read_state(RunOptions(state_path=state)))
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(flat, indent=2))
+        return
+    for key, value in flat.items():
+        typer.echo(f"{key} = {json.dumps(value)}")
+
+
+@app.command()
+def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None:
+    """Validate a spec without calling any API; print the derived values (subnets, zones, bucket)."""
+    from provision import spec as specs
+
+    described = specs.describe(specs.load(config))
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(described, indent=2))
+        return
+    typer.echo(f"{config}: valid")
+    net = described["network"]
+    typer.echo(f"  deployment {described['name']} in {described['region']}, topology {described['topology']}")
+    typer.echo(f"  vpc {net['vpc_cidr']}; zones {', '.join(net['availability_zones'])}; nat {net['nat']}")
+    typer.echo(f"  private subnets {', '.join(net['private_subnet_cidrs'])}")
+    typer.echo(f"  public subnets  {', '.join(net['public_subnet_cidrs'])}")
+    typer.echo(f"  root bucket {described['storage']['bucket_name']}")
+
+
+def _sandbox_json(info: Any) -> dict[str, Any]:
+    keys = ("aws_endpoint_url", "databricks_host", "databricks_account_id", "databricks_token")
+    data: dict[str, Any] = {"running": info is not None}
+    data.update({k: (getattr(info, k) if info else None) for k in keys})
+    return data
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    output: OutputFormat = OutputOpt,
+    iam_propagation_seconds: Optional[float] = typer.Option(None, help="How long a new IAM role stays unusable to Databricks."),
+    workspace_seconds: Optional[float] = typer.Option(None, help="How long a workspace stays PROVISIONING."),
+    nat_seconds: Optional[float] = typer.Option(None, help="How long a NAT gateway stays pending (and deleting)."),
+) -> None:
+    """Start the sandbox for this directory (no-op if running; new settings are applied)."""
+    from provision.sandbox import daemon
+
+    settings: dict[str, float] = {}
+    if iam_propagation_seconds is not None:
+        settings["iam_propagation_seconds"] = iam_propagation_seconds
+    if workspace_seconds is not None:
+        settings["workspace_provisioning_seconds"] = workspace_seconds
+    if nat_seconds is not None:
+        settings["nat_gateway_pending_seconds"] = settings["nat_gateway_deleting_seconds"] = nat_seconds
+    info, started = daemon.start(settings=settings)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(_sandbox_json(info), indent=2))
+    else:
+        typer.echo(f"sandbox {'started' if started else 'already running'} (pid {info.pid}): AWS {info.aws_endpoint_url}, Databricks {info.databricks_host}")
+
+
+@sandbox_app.command("stop")
+def sandbox_stop() -> None:
+    """Stop this directory's sandbox; everything in it is forgotten."""
+    from provision.sandbox import daemon
+
+    typer.echo("sandbox stopped" if daemon.stop() else "no sandbox was running")
+
+
+@sandbox_app.command("status")
+def sandbox_status(output: OutputFormat = OutputOpt) -> None:
+    """Whether this directory's sandbox runs, and how to reach it."""
+    from provision.sandbox import daemon
+
+    info = daemon.status()
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(_sandbox_json(info), indent=2))
+    elif info:
+        typer.echo(f"running (pid {info.pid}): AWS {info.aws_endpoint_url}, Databricks {info.databricks_host}, account {info.databricks_account_id}")
+    else:
+        typer.echo("not running")
+
+
+def _report(error: ProvisionError, argv: list[str]) -> None:
+    if isinstance(error, SpecError):
+        typer.echo(f"error: {error}", err=True)
+        return
+    typer.echo(f"error: {error}", err=True)
+    if isinstance(error, StepFailed):
+        state = "provision.state.json"
+        if "--state" in argv and argv.index("--state") + 1 < len(argv):
+            state = argv[argv.index("--state") + 1]
+        typer.echo(f"the state file {state} records what exists; fix the cause, then run: provision resume --state {state}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: map every outcome to an exit code, with no traceback for known errors."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="provision", standalone_mode=False)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except ProvisionError as exc:
+        _report(exc, args)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; the state file records what exists: run `provision resume`", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

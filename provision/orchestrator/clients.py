@@ -1,0 +1,165 @@
+"""Where the run's API clients come from: real AWS and Databricks, or the local sandbox.
+
+boto3 and databricks.sdk are imported here, lazily, so `provision --help` never loads them. botocore's own
+retries are off: every retry goes through our one classifier (orchestrator/retry.py), where it is logged
+with its reason and where a retried create re-reads before creating again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+READ_PREFIXES = ("Describe", "Get", "List", "Head")
+
+
+@dataclass(frozen=True)
+class Target:
+    """`aws` uses the default credential chains; `sandbox` points every client at 127.0.0.1."""
+
+    kind: str  # "aws" or "sandbox"
+    aws_endpoint_url: str | None = None
+    databricks_host: str | None = None
+    databricks_token: str | None = field(default=None, repr=False)
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.kind == "sandbox"
+
+
+@dataclass
+class CallStats:
+    """API calls per service and operation, for logs and benchmarks."""
+
+    calls: Counter = field(default_factory=Counter)
+
+    def add(self, service: str, operation: str) -> None:
+        self.calls[(service, operation)] += 1
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (service, operation), count in sorted(self.calls.items()):
+            kind = "reads" if operation.startswith(READ_PREFIXES) or operation.startswith("GET ") else "writes"
+            out.setdefault(service, {"reads": 0, "writes": 0})[kind] += count
+        return out
+
+
+class Clients:
+    def __init__(
+        self,
+        *,
+        region: str,
+        target: Target,
+        account_id: str,
+        databricks_host: str,
+        databricks_profile: str | None,
+        on_call: Callable[[str, str, float, Any], None] | None = None,
+    ):
+        self.region = region
+        self.target = target
+        self.account_id = account_id
+        self.databricks_host = databricks_host
+        self.databricks_profile = databricks_profile
+        self.stats = CallStats()
+        self._on_call = on_call
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._account: Any = None
+
+    # AWS ----------------------------------------------------------------------------------------
+    def aws(self, service: str) -> Any:
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = self._make_aws(service)
+        return client
+
+    def _make_aws(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        if self._session is None:
+            if self.target.is_sandbox:
+                # Fixed dummy keys: a sandbox run must never sign with, or leak, a user's real credentials.
+                self._session = boto3.session.Session(
+                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name=self.region
+                )
+            else:
+                self._session = boto3.session.Session(region_name=self.region)
+        config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+        client = self._session.client(service, endpoint_url=self.target.aws_endpoint_url, config=config)
+        self._register_hooks(client)
+        return client
+
+    def _register_hooks(self, client: Any) -> None:
+        events = client.meta.events
+        def before(params: Any = None, context: Any = None, model: Any = None, **_: Any) -> None:
+            if context is not None:
+                context["provision_started"] = time.monotonic()
+
+        def after(http_response: Any = None, parsed: Any = None, model: Any = None, context: Any = None, **_: Any) -> None:
+            service = client.meta.service_model.service_name
+            operation = model.name if model is not None else "?"
+            began = (context or {}).get("provision_started")
+            duration = time.monotonic() - began if began else 0.0
+            self.stats.add(service, operation)
+            if self._on_call:
+                status = getattr(http_response, "status_code", None)
+                self._on_call(service, operation, duration, status)
+
+        events.register("before-call.*.*", before)
+        events.register("after-call.*.*", after)
+
+    # Databricks ---------------------------------------------------------------------------------
+    @property
+    def account(self) -> Any:
+        if self._account is None:
+            from databricks.sdk import AccountClient
+            from databricks.sdk.config import Config
+
+            if self.target.is_sandbox:
+                config = Config(
+                    host=self.target.databricks_host,
+                    account_id=self.account_id,
+                    token=self.target.databricks_token,
+                    auth_type="pat",
+                    # A dead local host must fail in seconds, not after the SDK's default 300 s.
+                    retry_timeout_seconds=15,
+                    http_timeout_seconds=10,
+                )
+            else:
+                config = Config(
+                    host=self.databricks_host,
+                    account_id=self.account_id,
+                    profile=self.databricks_profile,
+                    retry_timeout_seconds=60,
+                )
+            account = AccountClient(config=config)
+            self._hook_databricks(account.api_client)
+            self._account = account
+        return self._account
+
+    def _hook_databricks(self, api_client: Any) -> None:
+        """Count and log every Account API call, as the botocore hooks do for AWS."""
+        do = api_client.do
+
+        def counted(method: str, path: str | None = None, *args: Any, **kwargs: Any) -> Any:
+            # /api/2.0/accounts/<id>/workspaces/123 -> GET workspaces
+            parts = (path or "").split("/accounts/", 1)[-1].split("/")[1:]
+            operation = f"{method} {parts[0] if parts else path}"
+            began = time.monotonic()
+            status: Any = None
+            try:
+                result = do(method, path, *args, **kwargs)
+                status = 200
+                return result
+            except Exception as exc:
+                status = getattr(getattr(exc, "_response", None), "status_code", type(exc).__name__)
+                raise
+            finally:
+                self.stats.add("databricks", operation)
+                if self._on_call:
+                    self._on_call("databricks", operation, time.monotonic() - began, status)
+
+        api_client.do = counted

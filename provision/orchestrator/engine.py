@@ -1,0 +1,214 @@
+"""The step engine: reconcile steps in dependency order, checkpoint after every transition.
+
+up:        for each step: find -> create if absent -> checkpoint ids -> wait ready -> checkpoint done.
+           A step already done is verified with one find; gone means it is created again.
+           A step left in_progress by a crash is reconciled the same way: find adopts what was created.
+teardown:  reverse dependency order; find (authoritative, catches a create that was never checkpointed)
+           -> delete (NotFound counts as done) -> wait until gone -> checkpoint deleted.
+
+Steps run one at a time for now; the graph is explicit (`needs`) so a scheduler can run independent
+branches concurrently later without touching the steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from provision.orchestrator.errors import ProvisionError, StepFailed
+from provision.orchestrator.failpoints import Failpoints
+from provision.orchestrator.retry import is_not_found
+from provision.state.store import StateFile, Status, now_iso
+from provision.steps.base import Context, Outputs, Step
+
+
+class Reporter(Protocol):
+    def step(self, step_id: str, phase: str, detail: str = "") -> None: ...
+
+
+class NullReporter:
+    def step(self, step_id: str, phase: str, detail: str = "") -> None:
+        return None
+
+
+class GraphError(ProvisionError):
+    """The topology's step graph is broken: a programming error, not a user one."""
+
+
+def ordered(steps: list[Step]) -> list[Step]:
+    """Steps in declared order, checked to be a valid topological order with unique ids."""
+    seen: set[str] = set()
+    for step in steps:
+        if step.id in seen:
+            raise GraphError(f"duplicate step id {step.id}")
+        missing = [n for n in step.needs if n not in seen]
+        if missing:
+            raise GraphError(f"step {step.id} needs {missing}, which are not declared before it")
+        seen.add(step.id)
+    return list(steps)
+
+
+@dataclass
+class PlanItem:
+    step_id: str
+    kind: str
+    action: str  # create, adopt, keep, recreate, existing, delete, gone
+    resource_id: str | None
+
+
+class Engine:
+    def __init__(
+        self,
+        steps: list[Step],
+        state: StateFile,
+        ctx: Context,
+        *,
+        failpoints: Failpoints | None = None,
+        reporter: Reporter | None = None,
+    ):
+        self.steps = ordered(steps)
+        self.state = state
+        self.ctx = ctx
+        self.failpoints = failpoints or Failpoints()
+        self.reporter = reporter or NullReporter()
+        self.state.ensure_steps([(s.id, s.kind) for s in self.steps])
+        for step in self.steps:
+            record = self.state.record(step.id)
+            if record.status is Status.DONE:
+                self.ctx.outputs[step.id] = dict(record.outputs)
+
+    # up ------------------------------------------------------------------------------------------
+    def up(self) -> dict[str, Outputs]:
+        for step in self.steps:
+            self._up_step(step)
+        return {s.id: self.ctx.outputs[s.id] for s in self.steps}
+
+    def _up_step(self, step: Step) -> None:
+        record = self.state.record(step.id)
+        log = self.ctx.log.bind(step=step.id, kind=step.kind)
+        if record.status is Status.DONE:
+            found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
+            if found is not None:
+                merged = {**record.outputs, **found}
+                self.ctx.outputs[step.id] = merged
+                if merged != record.outputs:
+                    self.state.update(step.id, outputs=merged)
+                self.reporter.step(step.id, "kept", step.resource_id(merged) or "")
+                return
+            log.warning("resource gone since last run; creating it again", resource_id=step.resource_id(record.outputs))
+
+        self.state.update(step.id, status=Status.IN_PROGRESS, attempts=record.attempts + 1, started_at=now_iso(), finished_at=None, last_error=None)
+        self.reporter.step(step.id, "started")
+        try:
+            out = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            if out is None:
+                self.failpoints.hit(step.id, "before_create")
+                out = self._create(step)
+                log.info("created", resource_id=step.resource_id(out))
+                self.failpoints.hit(step.id, "after_create")
+                self.state.update(step.id, outputs=out)
+                action = "created"
+            else:
+                log.info("adopted", resource_id=step.resource_id(out))
+                self.state.update(step.id, outputs=out)
+                action = "adopted"
+            self.ctx.outputs[step.id] = out
+            self.reporter.step(step.id, "waiting", step.resource_id(out) or "")
+            out = step.wait_ready(self.ctx, out)
+            self.ctx.outputs[step.id] = out
+            self.state.update(step.id, status=Status.DONE, outputs=out, finished_at=now_iso())
+        except BaseException as exc:
+            self._fail(step, exc)
+            raise StepFailed(step.id, exc) from exc
+        self.reporter.step(step.id, action, step.resource_id(out) or "")
+        self._guarded(step, lambda: self.failpoints.hit(step.id, "after_checkpoint"))
+
+    def _create(self, step: Step) -> Outputs:
+        attempts = 0
+
+        def attempt() -> Outputs:
+            # A failed create may still have happened (lost response): re-read before trying again.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                found = step.find(self.ctx)
+                if found is not None:
+                    return found
+            return step.create(self.ctx)
+
+        return self.ctx.call(attempt, f"{step.id} create")
+
+    # teardown ------------------------------------------------------------------------------------
+    def teardown(self) -> None:
+        for step in reversed(self.steps):
+            self._teardown_step(step)
+
+    def _teardown_step(self, step: Step) -> None:
+        record = self.state.record(step.id)
+        if record.status in (Status.PENDING, Status.DELETED):
+            return
+        if step.external:
+            self.state.update(step.id, status=Status.DELETED, finished_at=now_iso())
+            self.reporter.step(step.id, "released")
+            return
+        log = self.ctx.log.bind(step=step.id, kind=step.kind)
+        self.state.update(step.id, status=Status.IN_PROGRESS, started_at=now_iso(), finished_at=None, last_error=None)
+        self.reporter.step(step.id, "deleting", step.resource_id(record.outputs) or "")
+        try:
+            found = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            out = {**record.outputs, **(found or {})}
+            if found is None and not record.outputs:
+                action = "gone"
+            else:
+                self.failpoints.hit(step.id, "before_delete")
+                self.ctx.call(lambda: self._delete(step, out), f"{step.id} delete")
+                self.failpoints.hit(step.id, "after_delete")
+                step.wait_deleted(self.ctx, out)
+                log.info("deleted", resource_id=step.resource_id(out))
+                action = "deleted"
+            self.state.update(step.id, status=Status.DELETED, finished_at=now_iso())
+        except BaseException as exc:
+            self._fail(step, exc)
+            raise StepFailed(step.id, exc) from exc
+        self.ctx.outputs.pop(step.id, None)
+        self.reporter.step(step.id, action)
+
+    def _delete(self, step: Step, out: Outputs) -> None:
+        try:
+            step.delete(self.ctx, out)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+
+    # plan ----------------------------------------------------------------------------------------
+    def plan(self) -> list[PlanItem]:
+        """What `up` would do, from reads only."""
+        items = []
+        for step in self.steps:
+            record = self.state.record(step.id)
+            found = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            if step.external:
+                action = "existing"
+            elif found is None:
+                action = "recreate" if record.status is Status.DONE else "create"
+            elif record.status is Status.DONE:
+                action = "keep"
+            else:
+                action = "adopt"
+            resource = step.resource_id(found or record.outputs) if (found or record.outputs) else None
+            items.append(PlanItem(step.id, step.kind, action, resource))
+        return items
+
+    # helpers -------------------------------------------------------------------------------------
+    def _fail(self, step: Step, exc: BaseException) -> None:
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        outputs = self.ctx.outputs.get(step.id) or self.state.record(step.id).outputs
+        self.state.update(step.id, status=Status.FAILED, last_error=message[:4000], outputs=outputs, finished_at=now_iso())
+        self.ctx.log.error("step failed", step=step.id, error=message)
+        self.reporter.step(step.id, "failed", message)
+
+    def _guarded(self, step: Step, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            raise StepFailed(step.id, exc) from exc

@@ -1,0 +1,106 @@
+"""Typed errors. Library code raises these; only cli.py turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProvisionError(Exception):
+    """Base of every error the CLI knows how to report. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class SpecError(ProvisionError):
+    """The deployment spec is invalid. Carries every problem found, each naming its field."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[FieldProblem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid deployment spec {source}:\n{lines}")
+
+
+class StateFileError(ProvisionError):
+    """The state file is missing, unreadable, corrupt or of an unknown schema. It is never overwritten."""
+
+    exit_code = 2
+
+
+class UsageError(ProvisionError):
+    """The command cannot run as asked (for example `resume` with nothing to resume)."""
+
+    exit_code = 2
+
+
+class StateLockedError(ProvisionError):
+    """Another run holds the state file's lock."""
+
+    exit_code = 3
+
+
+class StepFailed(ProvisionError):
+    """A step failed; the state file records what exists and the run can be resumed."""
+
+    def __init__(self, step_id: str, cause: BaseException):
+        self.step_id = step_id
+        self.cause = cause
+        super().__init__(f"step {step_id} failed: {cause}")
+
+
+class RetryDeadlineExceeded(ProvisionError):
+    """A retryable error kept happening until the retry deadline."""
+
+    def __init__(self, what: str, reason: str, seconds: float, last_error: BaseException, hint: str = ""):
+        self.what = what
+        self.reason = reason
+        self.last_error = last_error
+        message = f"{what}: still failing after {seconds:.0f}s of retries ({reason}): {last_error}"
+        if hint:
+            message += f"\n{hint}"
+        super().__init__(message)
+
+
+class WaitTimeout(ProvisionError):
+    """A resource did not reach its target state in time."""
+
+    def __init__(self, what: str, target: str, last_status: str, seconds: float):
+        self.last_status = last_status
+        super().__init__(f"{what} did not become {target} within {seconds:.0f}s; last status: {last_status}")
+
+
+class ResourceFailed(ProvisionError):
+    """A resource reached a failure state (for example a workspace in FAILED)."""
+
+    def __init__(self, what: str, status: str, detail: str = ""):
+        self.status = status
+        self.detail = detail
+        super().__init__(f"{what} is {status}" + (f": {detail}" if detail else ""))
+
+
+class OwnershipConflict(ProvisionError):
+    """A resource with our deterministic name exists but is not ours to adopt or change."""
+
+
+class SandboxError(ProvisionError):
+    """The local sandbox cloud could not be started, reached or stopped."""
+
+
+class InjectedFault(ProvisionError):
+    """Raised by a failpoint (PROVISION_FAILPOINTS); `transient` faults are retried like a 503."""
+
+    def __init__(self, where: str, transient: bool):
+        self.transient = transient
+        kind = "transient" if transient else "terminal"
+        super().__init__(f"injected {kind} fault at {where}")

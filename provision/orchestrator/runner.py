@@ -1,0 +1,189 @@
+"""Glue between the CLI and the engine: spec and state in, a locked, logged, targeted run out.
+
+Order matters and is the product's promise: the spec is validated before anything else; the state file
+is parsed (and never overwritten if corrupt) before the lock is used for writing; no API client exists
+until both have passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from provision import spec as specs
+from provision.orchestrator.clients import Clients, Target
+from provision.orchestrator.engine import Engine, PlanItem
+from provision.orchestrator.errors import UsageError
+from provision.orchestrator.failpoints import Failpoints
+from provision.orchestrator.logging import configure
+from provision.orchestrator.retry import RetryPolicy
+from provision.orchestrator.wait import PollPolicy
+from provision.state.store import StateFile, StateLock, Status
+from provision.steps.base import Context
+from provision.steps.topologies import build
+
+ReporterFactory = Callable[[list[tuple[str, str]]], Any]
+
+
+@dataclass
+class RunOptions:
+    state_path: Path
+    log_format: str = "human"
+    verbose: bool = False
+    console_write: Callable[[str], None] | None = None
+
+
+def resolve_target(kind: str) -> Target:
+    if kind == "sandbox":
+        from provision.sandbox import daemon
+
+        info, _ = daemon.start()
+        return Target("sandbox", info.aws_endpoint_url, info.databricks_host, info.databricks_token)
+    return Target("aws")
+
+
+def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]:
+    deadline = spec.timeouts.retry_deadline_seconds
+    if target.is_sandbox:
+        # Local calls answer in milliseconds: poll and back off on the same curve, scaled down.
+        return (
+            RetryPolicy(deadline_seconds=deadline, initial_seconds=0.2, max_seconds=2.0),
+            PollPolicy(initial_seconds=0.1, factor=1.5, max_seconds=1.0, timeout_seconds=spec.timeouts.resource_seconds),
+        )
+    return (
+        RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0, max_seconds=20.0),
+        PollPolicy(initial_seconds=2.0, factor=1.5, max_seconds=15.0, timeout_seconds=spec.timeouts.resource_seconds),
+    )
+
+
+def log_path_for(state_path: Path, deployment: str, command: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return state_path.resolve().parent / "provision-logs" / f"{deployment}-{stamp}-{command}.log"
+
+
+@contextlib.contextmanager
+def _locked(state_path: Path) -> Iterator[None]:
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with StateLock(state_path):
+        yield
+
+
+def _engine(command: str, spec: specs.Spec, state: StateFile, target: Target, opts: RunOptions, reporter_factory: ReporterFactory | None) -> tuple[Engine, Any, Any]:
+    log_path = log_path_for(opts.state_path, spec.name, command)
+    root = configure(log_path=log_path, console_format=opts.log_format, verbose=opts.verbose, console_write=opts.console_write)
+    log = root.bind(deployment=spec.name, command=command, target=target.kind)
+
+    def on_call(service: str, operation: str, duration: float, status: Any) -> None:
+        log.debug("api call", service=service, operation=operation, duration_ms=round(duration * 1000, 1), status=status)
+
+    clients = Clients(
+        region=spec.region, target=target, account_id=spec.databricks.account_id,
+        databricks_host=spec.databricks.host, databricks_profile=spec.databricks.profile, on_call=on_call,
+    )
+    retry, poll = policies(spec, target)
+    ctx = Context(spec=spec, clients=clients, retry=retry, poll=poll, log=log)
+    steps = build(spec)
+    reporter = reporter_factory([(s.id, s.kind) for s in steps]) if reporter_factory else None
+    engine = Engine(steps, state, ctx, failpoints=Failpoints.from_env(), reporter=reporter)
+    log.info("run started", state=str(opts.state_path), log_file=str(log_path))
+    return engine, reporter, log
+
+
+def _finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
+    if reporter is not None and hasattr(reporter, "close"):
+        reporter.close()
+    log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary())
+
+
+def _run(command: str, spec: specs.Spec, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None, action: Callable[[Engine], Any]) -> Any:
+    state.last_command = command
+    target = resolve_target(state.target)
+    engine, reporter, log = _engine(command, spec, state, target, opts, reporter_factory)
+    state.save()
+    outcome = "failed"
+    try:
+        result = action(engine)
+        outcome = "succeeded"
+        return result
+    finally:
+        _finish(reporter, log, engine, outcome)
+
+
+def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
+    spec = specs.load(config)
+    target_kind = "sandbox" if sandbox else "aws"
+    with _locked(opts.state_path):
+        if opts.state_path.exists():
+            state = StateFile.load(opts.state_path)
+            if state.deployment != spec.name:
+                raise UsageError(
+                    f"state file {opts.state_path} belongs to deployment {state.deployment!r}, not {spec.name!r}; "
+                    "use --state to choose another file"
+                )
+            if state.target != target_kind:
+                raise UsageError(
+                    f"state file {opts.state_path} is for target {state.target!r}; this run asked for {target_kind!r}"
+                )
+            state.spec, state.spec_path = spec.to_json(), str(config)
+        else:
+            state = StateFile.new(opts.state_path, deployment=spec.name, target=target_kind, spec=spec.to_json(), spec_path=str(config))
+        _run("up", spec, state, opts, reporter_factory, lambda e: e.up())
+        return flat_outputs(state)
+
+
+def _load_state(opts: RunOptions) -> tuple[StateFile, specs.Spec]:
+    state = StateFile.load(opts.state_path)
+    spec = specs.from_dict(state.spec, f"{opts.state_path} (spec as run)")
+    return state, spec
+
+
+def resume(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
+    with _locked(opts.state_path):
+        state, spec = _load_state(opts)
+        _run("resume", spec, state, opts, reporter_factory, lambda e: e.up())
+        return flat_outputs(state)
+
+
+def teardown(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> None:
+    with _locked(opts.state_path):
+        state, spec = _load_state(opts)
+        _run("teardown", spec, state, opts, reporter_factory, lambda e: e.teardown())
+
+
+def plan(config: Path, opts: RunOptions, *, sandbox: bool) -> list[PlanItem]:
+    spec = specs.load(config)
+    target_kind = "sandbox" if sandbox else "aws"
+    if opts.state_path.exists():
+        state = StateFile.load(opts.state_path)
+        if state.deployment != spec.name:
+            raise UsageError(f"state file {opts.state_path} belongs to deployment {state.deployment!r}, not {spec.name!r}")
+        target_kind = state.target
+    else:
+        # An in-memory state that is never saved: plan changes nothing, not even the state file.
+        state = StateFile.new(opts.state_path, deployment=spec.name, target=target_kind, spec=spec.to_json(), spec_path=str(config))
+    target = resolve_target(target_kind)
+    engine, reporter, log = _engine("plan", spec, state, target, opts, None)
+    items = engine.plan()
+    _finish(reporter, log, engine, "succeeded")
+    return items
+
+
+def read_state(opts: RunOptions) -> StateFile:
+    return StateFile.load(opts.state_path)
+
+
+def flat_outputs(state: StateFile) -> dict[str, Any]:
+    """Workspace facts at the top level, then every step's outputs as `<step>.<key>`."""
+    flat: dict[str, Any] = {}
+    done = {sid: rec for sid, rec in state.steps.items() if rec.status is Status.DONE}
+    workspace = done.get("dbx.workspace")
+    if workspace:
+        for key in ("workspace_url", "workspace_id", "workspace_status", "deployment_name"):
+            flat[key] = workspace.outputs.get(key)
+    for sid, rec in done.items():
+        for key, value in rec.outputs.items():
+            flat[f"{sid}.{key}"] = value
+    return flat

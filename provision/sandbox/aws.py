@@ -1,0 +1,399 @@
+"""AWS half of the sandbox cloud: moto's server plus the fidelity moto 5.2.5 lacks, so teardown
+ordering and idempotency bugs fail here exactly as they would on real AWS.
+
+Fidelity rules (only for requests that come through an app made by `make_aws_app`; moto used any
+other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as stock):
+
+1. ClientToken idempotency for CreateNatGateway, CreateVpcEndpoint and CreateRouteTable: a retry
+   with the same token returns the same resource; the same token with other parameters fails
+   with IdempotentParameterMismatch. If the remembered resource has vanished, a new one is made.
+2. NAT gateways are `pending` for `nat_gateway_pending_seconds`, then `available`. Deleting one
+   makes it `deleting` for `nat_gateway_deleting_seconds`, then `deleted` (still listed). Only
+   then is its Elastic IP disassociated and its network interface removed from the subnet.
+   Deleting an unknown NAT gateway fails with NatGatewayNotFound; creating one with an Elastic IP
+   that is already associated fails up front (moto would leak a network interface first).
+3. ReleaseAddress of an associated Elastic IP fails with InvalidIPAddress.InUse.
+4. DetachInternetGateway fails with DependencyViolation while the VPC has mapped public
+   addresses (a network interface in the VPC holding a public IP, e.g. a NAT's Elastic IP).
+5. DeleteVpc fails with DependencyViolation while an internet gateway is attached, or the VPC
+   holds a non-default security group, a VPC endpoint or a NAT gateway that is not `deleted`
+   (on top of moto's own subnet / route table / VPN gateway checks).
+6. DeleteSubnet fails with DependencyViolation while the subnet holds a NAT gateway that is not
+   `deleted` or any network interface (interface VPC endpoints, NAT gateways, instances).
+7. DeleteSecurityGroup fails with DependencyViolation while another group's rule references it,
+   or a network interface or a VPC endpoint that is not deleted uses it.
+8. DeleteBucket of a non-empty bucket: moto already answers BucketNotEmpty (nothing patched).
+9. VPC endpoints (every type) are `pending` for `vpc_endpoint_pending_seconds`, then `available`.
+   DeleteVpcEndpoints makes them `deleting` for the same number of seconds; then their network
+   interfaces and gateway routes are removed and they are gone from DescribeVpcEndpoints
+   (moto would list them as `deleted` forever). `set_endpoint_acceptance_policy` lets later work
+   hold chosen endpoints in `pendingAcceptance` until `accept_vpc_endpoint` is called.
+10. `tag:<key>` / `tag-key` / `tag-value` filters on DescribeNatGateways (moto ignores them; the
+    other describe calls and every TagSpecifications we use already work in moto).
+
+Time-based states advance lazily at the start of every EC2 request (no background thread), and
+the delays are read from the shared settings object at that moment. All patched code and every
+sandbox EC2 request run under one re-entrant lock, because werkzeug serves requests on threads
+and moto's backends are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.ec2.exceptions import DependencyViolationError, EC2ClientError, ResourceAlreadyAssociatedError
+from moto.ec2.models import EC2Backend, ec2_backends
+from moto.ec2.responses import EC2Response
+from moto.ec2.utils import generic_filter
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from provision.sandbox.settings import SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
+
+
+# Settings of the sandbox app serving the current request; None means "plain moto".
+_ACTIVE: contextvars.ContextVar[SandboxSettings | None] = contextvars.ContextVar("sandbox_aws", default=None)
+_STATE_LOCK = threading.RLock()
+_PATCH_LOCK = threading.Lock()
+_PATCHED_MARK = "__sandbox_patched__"
+# (class, attribute, replacement(self, original, settings, *args, **kwargs))
+_PATCHES: list[tuple[type, str, Callable[..., Any]]] = []
+
+
+class SandboxAWSApp:
+    """Thin WSGI middleware: marks requests as sandbox requests so the patches apply to them."""
+
+    def __init__(self, moto_app: DomainDispatcherApplication, settings: SandboxSettings) -> None:
+        self.moto_app = moto_app
+        self.settings = settings
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        token = _ACTIVE.set(self.settings)
+        try:
+            # moto builds the whole body inside this call, so resetting afterwards is safe.
+            return self.moto_app(environ, start_response)
+        finally:
+            _ACTIVE.reset(token)
+
+
+def make_aws_app(settings: SandboxSettings) -> SandboxAWSApp:
+    """moto's server WSGI app (as ThreadedMotoServer builds it) with the sandbox fidelity rules."""
+    _install_patches()
+    return SandboxAWSApp(DomainDispatcherApplication(create_backend_app), settings)
+
+
+# --- hook for endpoints that need acceptance (Databricks PrivateLink services, later) ---------
+
+_needs_acceptance: Callable[[Any], bool] = lambda endpoint: False
+
+
+def set_endpoint_acceptance_policy(policy: Callable[[Any], bool] | None) -> None:
+    """policy(moto VPCEndPoint) -> True keeps that new endpoint in pendingAcceptance."""
+    global _needs_acceptance
+    _needs_acceptance = policy or (lambda endpoint: False)
+
+
+def accept_vpc_endpoint(vpce_id: str, account_id: str = SANDBOX_AWS_ACCOUNT_ID, region: str = "us-east-1") -> None:
+    """Move an endpoint out of pendingAcceptance; it then goes pending -> available as usual."""
+    with _STATE_LOCK:
+        endpoint = ec2_backends[account_id][region].get_vpc_end_point(vpce_id)
+        if endpoint.state == "pendingAcceptance":
+            _enter(endpoint, "pending")
+
+
+# --- patch machinery ---------------------------------------------------------------------------
+
+
+def _patches(cls: type, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _PATCHES.append((cls, name, fn))
+        return fn
+
+    return register
+
+
+def _gated(fn: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)  # keeps a plain function, so moto still finds response actions
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        settings = _ACTIVE.get()
+        if settings is None:
+            return original(self, *args, **kwargs)
+        with _STATE_LOCK:
+            return fn(self, original, settings, *args, **kwargs)
+
+    setattr(wrapper, _PATCHED_MARK, True)
+    return wrapper
+
+
+def _install_patches() -> None:
+    with _PATCH_LOCK:
+        for cls, name, fn in _PATCHES:
+            # The mark (not a module-level flag) also survives a reload of this module.
+            if getattr(cls.__dict__.get(name), _PATCHED_MARK, False):
+                continue
+            setattr(cls, name, _gated(fn, getattr(cls, name)))
+
+
+def _enter(resource: Any, state: str) -> None:
+    resource.state = state
+    resource._sandbox_since = time.monotonic()
+
+
+def _elapsed(resource: Any, now: float) -> float:
+    return now - getattr(resource, "_sandbox_since", now)
+
+
+# --- lazy state machine ------------------------------------------------------------------------
+
+
+def _advance(backend: Any, settings: SandboxSettings) -> None:
+    now = time.monotonic()
+    for nat in list(backend.nat_gateways.values()):
+        if not hasattr(nat, "_sandbox_since"):
+            continue  # made outside the sandbox: leave moto's state alone
+        if nat.state == "pending" and _elapsed(nat, now) >= settings.nat_gateway_pending_seconds:
+            _enter(nat, "available")
+        elif nat.state == "deleting" and _elapsed(nat, now) >= settings.nat_gateway_deleting_seconds:
+            _finish_nat_deletion(backend, nat)
+    for endpoint in list(backend.vpc_end_points.values()):
+        if not hasattr(endpoint, "_sandbox_since"):
+            continue
+        if endpoint.state == "pending" and _elapsed(endpoint, now) >= settings.vpc_endpoint_pending_seconds:
+            _enter(endpoint, "available")
+        elif endpoint.state == "deleting" and _elapsed(endpoint, now) >= settings.vpc_endpoint_pending_seconds:
+            _finish_endpoint_deletion(backend, endpoint)
+
+
+def _finish_nat_deletion(backend: Any, nat: Any) -> None:
+    for eip in list(backend.addresses):
+        if eip.eni is not None and eip.eni.id == nat._eni.id:
+            backend.disassociate_address(address=eip.public_ip)
+    for address in nat.address_set:
+        address["associationId"] = None
+    backend.enis.pop(nat._eni.id, None)
+    _enter(nat, "deleted")
+    nat.delete_time = utcnow()
+
+
+def _finish_endpoint_deletion(backend: Any, endpoint: Any) -> None:
+    if (endpoint.vpc_endpoint_type or "").lower() == "interface":
+        for eni_id in endpoint.network_interface_ids:
+            backend.enis.pop(eni_id, None)
+    elif endpoint.destination_prefix_list_id:
+        for route_table_id in endpoint.route_table_ids:
+            try:
+                backend.delete_route(
+                    route_table_id, None, destination_prefix_list_id=endpoint.destination_prefix_list_id
+                )
+            except EC2ClientError:
+                pass  # route table or route already deleted
+    endpoint.state = "deleted"
+    backend.vpc_end_points.pop(endpoint.id, None)
+
+
+@_patches(EC2Response, "call_action")
+def _call_action(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    try:
+        backend = self.ec2_backend
+    except KeyError:
+        backend = None  # unknown region: let moto produce its own error
+    if backend is not None:
+        _advance(backend, settings)
+    return original(self)
+
+
+# --- rule 1: ClientToken idempotency (response level: moto drops the token before the backend) --
+
+_IGNORED_PARAMS = {"Action", "Version", "ClientToken"}
+
+
+def _idempotent(result_key: str, store: str) -> Callable[..., Any]:
+    def create(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+        token = self._get_param("ClientToken")
+        if not token:
+            return original(self)
+        backend = self.ec2_backend
+        tokens: dict = backend.__dict__.setdefault("_sandbox_client_tokens", {})
+        params = sorted((k, tuple(v)) for k, v in self.querystring.items() if k not in _IGNORED_PARAMS)
+        seen = tokens.get((result_key, token))
+        if seen is not None:
+            resource_id, seen_params = seen
+            if seen_params != params:
+                raise EC2ClientError(
+                    "IdempotentParameterMismatch",
+                    f"The client token '{token}' was already used with different request parameters.",
+                )
+            resource = getattr(backend, store).get(resource_id)
+            if resource is not None:
+                return ActionResult({result_key: resource, "ClientToken": token})
+        result = original(self)
+        tokens[(result_key, token)] = (result.result[result_key].id, params)
+        result.result["ClientToken"] = token
+        return result
+
+    return create
+
+
+_patches(EC2Response, "create_nat_gateway")(_idempotent("NatGateway", "nat_gateways"))
+_patches(EC2Response, "create_route_table")(_idempotent("RouteTable", "route_tables"))
+_patches(EC2Response, "create_vpc_endpoint")(_idempotent("VpcEndpoint", "vpc_end_points"))
+
+
+# --- rule 2 and 10: NAT gateways ----------------------------------------------------------------
+
+
+@_patches(EC2Backend, "create_nat_gateway")
+def _create_nat_gateway(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    subnet_id: str,
+    allocation_id: str,
+    tags: dict[str, str] | None = None,
+    connectivity_type: str = "public",
+) -> Any:
+    if allocation_id and connectivity_type != "private":
+        eip = self.address_by_allocation([allocation_id])[0]
+        if eip.eni is not None or eip.instance is not None:
+            raise ResourceAlreadyAssociatedError(allocation_id)
+    nat = original(self, subnet_id, allocation_id, tags, connectivity_type)
+    _enter(nat, "pending")
+    return nat
+
+
+@_patches(EC2Backend, "delete_nat_gateway")
+def _delete_nat_gateway(self: Any, original: Callable, settings: SandboxSettings, nat_gateway_id: str) -> Any:
+    nat = self.nat_gateways.get(nat_gateway_id)
+    if nat is None:
+        raise EC2ClientError("NatGatewayNotFound", f"The Nat Gateway {nat_gateway_id} was not found")
+    if nat.state not in ("deleting", "deleted"):
+        _enter(nat, "deleting")
+    return nat
+
+
+@_patches(EC2Backend, "describe_nat_gateways")
+def _describe_nat_gateways(
+    self: Any, original: Callable, settings: SandboxSettings, filters: Any, nat_gateway_ids: list[str] | None
+) -> list[Any]:
+    tag_filters = {k: v for k, v in (filters or {}).items() if k.startswith("tag:") or k in ("tag-key", "tag-value")}
+    return generic_filter(tag_filters, original(self, filters, nat_gateway_ids))
+
+
+# --- rules 3-7: dependency checks ----------------------------------------------------------------
+
+
+@_patches(EC2Backend, "release_address")
+def _release_address(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    address: str | None = None,
+    allocation_id: str | None = None,
+) -> None:
+    if address or allocation_id:
+        eip = (self.address_by_ip([address]) if address else self.address_by_allocation([allocation_id]))[0]
+        if eip.eni is not None or eip.instance is not None or eip.association_id:
+            raise EC2ClientError("InvalidIPAddress.InUse", "Address is in use")
+    return original(self, address=address, allocation_id=allocation_id)
+
+
+def _eni_vpc_id(eni: Any) -> str | None:
+    return getattr(eni.subnet, "vpc_id", None)
+
+
+@_patches(EC2Backend, "detach_internet_gateway")
+def _detach_internet_gateway(
+    self: Any, original: Callable, settings: SandboxSettings, internet_gateway_id: str, vpc_id: str
+) -> None:
+    igw = self.get_internet_gateway(internet_gateway_id)
+    attached_here = igw.vpc is not None and igw.vpc.id == vpc_id
+    if attached_here and any(eni.public_ip and _eni_vpc_id(eni) == vpc_id for eni in self.enis.values()):
+        raise DependencyViolationError(
+            f"Network {vpc_id} has some mapped public address(es). "
+            "Please unmap those public address(es) before detaching the gateway."
+        )
+    return original(self, internet_gateway_id, vpc_id)
+
+
+@_patches(EC2Backend, "delete_vpc")
+def _delete_vpc(self: Any, original: Callable, settings: SandboxSettings, vpc_id: str) -> Any:
+    self.get_vpc(vpc_id)  # InvalidVpcID.NotFound before any dependency answer
+    blocked = (
+        any(igw.vpc is not None and igw.vpc.id == vpc_id for igw in self.internet_gateways.values())
+        or any(not group.is_default for group in self.groups.get(vpc_id, {}).values())
+        or any(ep.vpc_id == vpc_id and ep.state != "deleted" for ep in self.vpc_end_points.values())
+        or any(nat.vpc_id == vpc_id and nat.state != "deleted" for nat in self.nat_gateways.values())
+    )
+    if blocked:
+        raise DependencyViolationError(f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
+    return original(self, vpc_id)
+
+
+@_patches(EC2Backend, "delete_subnet")
+def _delete_subnet(self: Any, original: Callable, settings: SandboxSettings, subnet_id: str) -> Any:
+    self.get_subnet(subnet_id)  # InvalidSubnetID.NotFound first
+    blocked = any(
+        nat.subnet_id == subnet_id and nat.state != "deleted" for nat in self.nat_gateways.values()
+    ) or any(getattr(eni.subnet, "id", None) == subnet_id for eni in self.enis.values())
+    if blocked:
+        raise DependencyViolationError(f"The subnet '{subnet_id}' has dependencies and cannot be deleted.")
+    return original(self, subnet_id)
+
+
+def _security_group_in_use(backend: Any, group: Any) -> bool:
+    for other in itertools.chain.from_iterable(groups.values() for groups in backend.groups.values()):
+        if other is group:
+            continue  # a self-reference never blocks deletion
+        for rule in itertools.chain(other.ingress_rules, other.egress_rules):
+            ref = rule.source_group or {}
+            if ref.get("GroupId") == group.id or (
+                ref.get("GroupName") == group.name and other.vpc_id == group.vpc_id
+            ):
+                return True
+    if any(group.id in {g.id for g in eni.group_set} for eni in backend.enis.values()):
+        return True
+    return any(group.id in ep.security_group_ids for ep in backend.vpc_end_points.values() if ep.state != "deleted")
+
+
+@_patches(EC2Backend, "delete_security_group")
+def _delete_security_group(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    name: str | None = None,
+    group_id: str | None = None,
+) -> None:
+    group = self.get_security_group_from_id(group_id) if group_id else None
+    if group is None and name and not group_id:
+        group = self.get_security_group_by_name_or_id(name)
+    if group is not None and _security_group_in_use(self, group):
+        raise DependencyViolationError(f"resource {group.id} has a dependent object")
+    return original(self, name=name, group_id=group_id)
+
+
+# --- rule 9: VPC endpoint lifecycle --------------------------------------------------------------
+
+
+@_patches(EC2Backend, "create_vpc_endpoint")
+def _create_vpc_endpoint(self: Any, original: Callable, settings: SandboxSettings, *args: Any, **kwargs: Any) -> Any:
+    endpoint = original(self, *args, **kwargs)
+    _enter(endpoint, "pendingAcceptance" if _needs_acceptance(endpoint) else "pending")
+    return endpoint
+
+
+@_patches(EC2Backend, "delete_vpc_endpoints")
+def _delete_vpc_endpoints(
+    self: Any, original: Callable, settings: SandboxSettings, vpce_ids: list[str] | None = None
+) -> None:
+    # Network interfaces and routes stay until the endpoint is gone, as on AWS.
+    for vpce_id in vpce_ids or []:
+        endpoint = self.vpc_end_points.get(vpce_id)
+        if endpoint is not None and endpoint.state not in ("deleting", "deleted"):
+            _enter(endpoint, "deleting")

@@ -1,0 +1,683 @@
+"""Local emulator of the Databricks Account API (AWS), reached by the real databricks-sdk over HTTP.
+
+It serves the provisioning endpoints the tool uses (credentials, storage configurations, networks,
+workspaces) plus the host-metadata probe the SDK sends while constructing a client. Paths, JSON field
+names and error bodies follow databricks-sdk 0.156 (service/provisioning.py, errors/), so the SDK
+parses responses and raises its typed errors exactly as against the real service.
+
+It runs in the same process as moto's server and checks references against moto's global in-process
+backends (IAM roles, S3 buckets, EC2 VPCs/subnets/security groups), mimicking the real API's
+validation: cross-account role trust and IAM propagation, VPC/subnet/security-group consistency, and
+the network checks Databricks runs when a workspace finishes provisioning.
+
+All state lives in one module-level, lock-protected store (moto's backends are global too), keyed by
+Databricks account id and kind. `inventory()` dumps it and `reset()` clears it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import random
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Callable
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
+
+KINDS = ("credentials", "storage_configurations", "networks", "workspaces")
+# URL segment -> (store kind, id field in the JSON body)
+_SEGMENTS: dict[str, tuple[str, str]] = {
+    "credentials": ("credentials", "credentials_id"),
+    "storage-configurations": ("storage_configurations", "storage_configuration_id"),
+    "networks": ("networks", "network_id"),
+    "workspaces": ("workspaces", "workspace_id"),
+}
+_ACCOUNT_ID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/.+$")
+_DEPLOYMENT_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DATABRICKS_PRINCIPALS = {DATABRICKS_AWS_ACCOUNT_ID, f"arn:aws:iam::{DATABRICKS_AWS_ACCOUNT_ID}:root"}
+_PRICING_TIERS = {"COMMUNITY_EDITION", "DEDICATED", "ENTERPRISE", "PREMIUM", "STANDARD", "UNKNOWN"}
+# Fields a PATCH may change; the SDK sends a whole Workspace body, so read-only ones are ignored.
+_MUTABLE_WORKSPACE_FIELDS = (
+    "workspace_name",
+    "credentials_id",
+    "storage_configuration_id",
+    "network_id",
+    "private_access_settings_id",
+    "custom_tags",
+    "managed_services_customer_managed_key_id",
+    "storage_customer_managed_key_id",
+    "network_connectivity_config_id",
+    "pricing_tier",
+)
+# Changing these re-runs deployment on a RUNNING workspace, as the real API does.
+_REDEPLOY_FIELDS = {"credentials_id", "storage_configuration_id", "network_id", "private_access_settings_id"}
+
+
+class ApiError(Exception):
+    """An error answered as {"error_code", "message"}; the SDK maps code first, then HTTP status."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+def _not_found(what: str, obj_id: Any) -> ApiError:
+    return ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"{what} {obj_id} does not exist.")
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_PARAMETER_VALUE", message)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Store:
+    """Every emulator object, per Databricks account and kind. Records are API-shaped dicts; keys
+    starting with "_" are private bookkeeping and never leave the store."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.accounts: dict[str, dict[str, dict[Any, dict]]] = {}
+
+    def kind(self, account_id: str, kind: str) -> dict[Any, dict]:
+        return self.accounts.setdefault(account_id, {k: {} for k in KINDS})[kind]
+
+    def all_workspaces(self) -> list[dict]:
+        return [ws for acct in self.accounts.values() for ws in acct["workspaces"].values()]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.accounts.clear()
+
+
+STORE = _Store()
+
+
+def reset() -> None:
+    """Forget every emulated Databricks object (moto's AWS state is untouched)."""
+    STORE.clear()
+
+
+def _public(record: dict) -> dict:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def inventory(settings_or_app: Any = None) -> dict:
+    """Every object per account per kind, API-shaped: {account_id: {kind: [obj, ...]}}.
+
+    Given the settings (or an app from make_databricks_app), due workspace transitions are applied
+    first so the dump matches what a GET would return."""
+    settings = settings_or_app if isinstance(settings_or_app, SandboxSettings) else None
+    if settings is None:
+        settings = getattr(settings_or_app, "sandbox_settings", None)
+    with STORE.lock:
+        if settings is not None:
+            for account_id, kinds in STORE.accounts.items():
+                for ws in kinds["workspaces"].values():
+                    _advance(settings, account_id, ws)
+        return {
+            account_id: {kind: [_public(r) for r in records.values()] for kind, records in kinds.items()}
+            for account_id, kinds in STORE.accounts.items()
+        }
+
+
+# --- moto lookups --------------------------------------------------------------------------------
+
+
+def _iam_role(role_arn: str) -> Any | None:
+    from moto.iam.models import iam_backends
+
+    match = _ROLE_ARN_RE.match(role_arn)
+    # Indexing a BackendDict creates the account, so only look in accounts moto already knows.
+    if not match or match.group(1) not in iam_backends:
+        return None
+    try:
+        return iam_backends[match.group(1)]["aws"].get_role_by_arn(role_arn)
+    except Exception:  # moto's NotFoundException
+        return None
+
+
+def _bucket_exists(name: str) -> bool:
+    from moto.s3.models import s3_backends
+
+    # moto 5.2.5 keys S3 by partition ("global" is an alias of "aws").
+    return name in s3_backends[SANDBOX_AWS_ACCOUNT_ID]["aws"].buckets
+
+
+def _ec2(region: str) -> Any | None:
+    from moto.ec2.models import ec2_backends
+
+    backends = ec2_backends[SANDBOX_AWS_ACCOUNT_ID]
+    return backends[region] if region in backends else None
+
+
+def _find_vpc_region(vpc_id: str) -> str | None:
+    """Region of a VPC, searching only regions moto has instantiated (touching others would create
+    their default VPCs as a side effect)."""
+    from moto.ec2.models import ec2_backends
+
+    for region, backend in list(ec2_backends[SANDBOX_AWS_ACCOUNT_ID].items()):
+        if vpc_id in backend.vpcs:
+            return region
+    return None
+
+
+def _subnet(ec2: Any, subnet_id: str) -> Any | None:
+    try:
+        return ec2.get_subnet(subnet_id)
+    except Exception:  # moto's InvalidSubnetIdError
+        return None
+
+
+def _truthy(value: Any) -> bool:
+    # moto keeps True from creation but the raw "true"/"false" string after ModifyVpcAttribute.
+    return str(value).lower() == "true"
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _trust_problem(policy_document: Any, account_id: str) -> str | None:
+    """Why Databricks could not assume a role with this trust policy, or None if it could."""
+    doc = policy_document
+    if isinstance(doc, str):
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            doc = json.loads(urllib.parse.unquote(doc))
+    principal_trusted = False
+    for st in _as_list(doc.get("Statement")):
+        actions = _as_list(st.get("Action"))
+        if st.get("Effect") != "Allow" or not {"sts:AssumeRole", "sts:*", "*"} & set(actions):
+            continue
+        principal = st.get("Principal")
+        aws = set(_as_list(principal.get("AWS"))) if isinstance(principal, dict) else {principal}
+        if "*" not in aws and not _DATABRICKS_PRINCIPALS & aws:
+            continue
+        principal_trusted = True
+        # Condition operators and keys are case-insensitive in IAM.
+        for op, conds in (st.get("Condition") or {}).items():
+            if op.lower() != "stringequals":
+                continue
+            for key, values in conds.items():
+                if key.lower() == "sts:externalid" and account_id in _as_list(values):
+                    return None
+    if not principal_trusted:
+        return (
+            f"the trust policy must allow arn:aws:iam::{DATABRICKS_AWS_ACCOUNT_ID}:root to perform sts:AssumeRole"
+        )
+    return f'the trust policy must require the external ID with Condition StringEquals "sts:ExternalId": "{account_id}"'
+
+
+# --- request helpers ------------------------------------------------------------------------------
+
+
+def _json_body(request: Request) -> dict:
+    if not request.get_data():
+        return {}
+    try:
+        body = json.loads(request.get_data())
+    except ValueError as e:
+        raise ApiError(400, "MALFORMED_REQUEST", f"Could not parse request body as JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "MALFORMED_REQUEST", "Request body must be a JSON object.")
+    return body
+
+
+def _required_str(body: dict, field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid(f"{field} is required and must be a non-empty string.")
+    return value
+
+
+def _string_list(body: dict, field: str) -> list[str]:
+    value = body.get(field) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _invalid(f"{field} must be a list of strings.")
+    return value
+
+
+def _get(account_id: str, kind: str, obj_id: Any) -> dict:
+    record = STORE.kind(account_id, kind).get(obj_id)
+    if record is None:
+        label = {
+            "credentials": "Credential configuration",
+            "storage_configurations": "Storage configuration",
+            "networks": "Network configuration",
+            "workspaces": "Workspace",
+        }[kind]
+        raise _not_found(label, obj_id)
+    return record
+
+
+def _referenced(account_id: str, kind: str, obj_id: Any, field: str) -> dict:
+    """A body reference to a missing object is a bad parameter (400), unlike a missing path id (404)."""
+    record = STORE.kind(account_id, kind).get(obj_id)
+    if record is None:
+        raise _invalid(f"{field} {obj_id} does not exist in account {account_id}.")
+    return record
+
+
+# --- credentials ----------------------------------------------------------------------------------
+
+
+def _create_credentials(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    name = _required_str(body, "credentials_name")
+    role_arn = ((body.get("aws_credentials") or {}).get("sts_role") or {}).get("role_arn")
+    if not isinstance(role_arn, str) or not _ROLE_ARN_RE.match(role_arn):
+        raise _invalid("aws_credentials.sts_role.role_arn must be an IAM role ARN.")
+
+    def refuse(detail: str) -> ApiError:
+        return ApiError(400, "MALFORMED_REQUEST", f"Failed credentials validation checks: {detail}")
+
+    role = _iam_role(role_arn)
+    if role is None:
+        raise refuse(f"Verify that the role exists: {role_arn} could not be found.")
+    problem = _trust_problem(role.assume_role_policy_document, account_id)
+    if problem:
+        raise refuse(f"Verify the trust policy of role {role_arn}: {problem}.")
+    # moto's create_date is naive UTC; until the role is "propagated" STS would refuse to assume it.
+    age = (datetime.now(UTC).replace(tzinfo=None) - role.create_date).total_seconds()
+    if age < settings.iam_propagation_seconds:
+        raise refuse(
+            f"Databricks could not assume role {role_arn} (sts:AssumeRole was denied). Verify that the role "
+            "exists and its trust policy allows Databricks; new IAM roles can take a few seconds to propagate."
+        )
+    record = {
+        "credentials_id": str(uuid.uuid4()),
+        "credentials_name": name,
+        "aws_credentials": {"sts_role": {"role_arn": role_arn, "external_id": account_id}},
+        "account_id": account_id,
+        "creation_time": _now_ms(),
+    }
+    STORE.kind(account_id, "credentials")[record["credentials_id"]] = record
+    return record
+
+
+# --- storage configurations -----------------------------------------------------------------------
+
+
+def _create_storage(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    name = _required_str(body, "storage_configuration_name")
+    bucket = (body.get("root_bucket_info") or {}).get("bucket_name")
+    if not isinstance(bucket, str) or not bucket:
+        raise _invalid("root_bucket_info.bucket_name is required.")
+    if not _bucket_exists(bucket):
+        raise _invalid(f"Root bucket {bucket} does not exist in AWS account {SANDBOX_AWS_ACCOUNT_ID}.")
+    record: dict[str, Any] = {
+        "storage_configuration_id": str(uuid.uuid4()),
+        "storage_configuration_name": name,
+        "root_bucket_info": {"bucket_name": bucket},
+        "account_id": account_id,
+        "creation_time": _now_ms(),
+    }
+    if body.get("role_arn"):
+        record["role_arn"] = body["role_arn"]
+    STORE.kind(account_id, "storage_configurations")[record["storage_configuration_id"]] = record
+    return record
+
+
+# --- networks -------------------------------------------------------------------------------------
+
+
+def _create_network(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    name = _required_str(body, "network_name")
+    vpc_id = _required_str(body, "vpc_id")
+    subnet_ids = _string_list(body, "subnet_ids")
+    sg_ids = _string_list(body, "security_group_ids")
+    if len(subnet_ids) < 2:
+        raise _invalid("subnet_ids must contain at least two subnets in different availability zones.")
+    if not 1 <= len(sg_ids) <= 5:
+        raise _invalid("security_group_ids must contain one to five security groups.")
+    vpc_endpoints = body.get("vpc_endpoints")
+    if vpc_endpoints is not None:
+        if not isinstance(vpc_endpoints, dict):
+            raise _invalid("vpc_endpoints must be an object with rest_api and dataplane_relay lists.")
+        vpc_endpoints = {k: _string_list(vpc_endpoints, k) for k in ("rest_api", "dataplane_relay")}
+
+    region = _find_vpc_region(vpc_id)
+    ec2 = _ec2(region) if region else None
+    if ec2 is None:
+        raise _invalid(f"VPC {vpc_id} does not exist in AWS account {SANDBOX_AWS_ACCOUNT_ID}.")
+    zones = set()
+    for subnet_id in subnet_ids:
+        subnet = _subnet(ec2, subnet_id)
+        if subnet is None:
+            raise _invalid(f"Subnet {subnet_id} does not exist in {region}.")
+        if subnet.vpc_id != vpc_id:
+            raise _invalid(f"Subnet {subnet_id} does not belong to VPC {vpc_id}.")
+        zones.add(subnet.availability_zone)
+    if len(zones) < 2:
+        raise _invalid(f"Subnets {', '.join(subnet_ids)} must span at least two availability zones.")
+    for sg_id in sg_ids:
+        group = ec2.get_security_group_from_id(sg_id)
+        if group is None:
+            raise _invalid(f"Security group {sg_id} does not exist in {region}.")
+        if group.vpc_id != vpc_id:
+            raise _invalid(f"Security group {sg_id} does not belong to VPC {vpc_id}.")
+
+    record: dict[str, Any] = {
+        "network_id": str(uuid.uuid4()),
+        "network_name": name,
+        "vpc_id": vpc_id,
+        "subnet_ids": list(subnet_ids),
+        "security_group_ids": list(sg_ids),
+        "vpc_status": "UNATTACHED",
+        "error_messages": [],
+        "warning_messages": [],
+        "account_id": account_id,
+        "creation_time": _now_ms(),
+    }
+    if vpc_endpoints is not None:
+        record["vpc_endpoints"] = vpc_endpoints
+    STORE.kind(account_id, "networks")[record["network_id"]] = record
+    return record
+
+
+def _network_errors(network: dict, region: str) -> list[dict]:
+    """The checks Databricks runs against the customer VPC when deploying a workspace."""
+    errors: list[dict] = []
+
+    def err(error_type: str, message: str) -> None:
+        errors.append({"error_type": error_type, "error_message": message})
+
+    vpc_id = network["vpc_id"]
+    ec2 = _ec2(region)
+    vpc = ec2.vpcs.get(vpc_id) if ec2 is not None else None
+    if vpc is None:
+        err("vpc", f"VPC {vpc_id} was not found in region {region}.")
+        return errors
+    if not _truthy(vpc.enable_dns_support):
+        err("vpc", f"VPC {vpc_id} must have DNS support (enableDnsSupport) enabled.")
+    if not _truthy(vpc.enable_dns_hostnames):
+        err("vpc", f"VPC {vpc_id} must have DNS hostnames (enableDnsHostnames) enabled.")
+    zones = set()
+    for subnet_id in network["subnet_ids"]:
+        subnet = _subnet(ec2, subnet_id)
+        if subnet is None or subnet.vpc_id != vpc_id:
+            err("subnet", f"Subnet {subnet_id} was not found in VPC {vpc_id}.")
+            continue
+        zones.add(subnet.availability_zone)
+        prefix = ipaddress.ip_network(subnet.cidr_block, strict=False).prefixlen
+        if not 17 <= prefix <= 26:
+            err("subnet", f"Subnet {subnet_id} has netmask /{prefix}; it must be between /17 and /26.")
+    if len(zones) < 2:
+        err("subnet", f"Subnets of VPC {vpc_id} must span at least two availability zones.")
+    for sg_id in network["security_group_ids"]:
+        group = ec2.get_security_group_from_id(sg_id)
+        if group is None or group.vpc_id != vpc_id:
+            err("securityGroup", f"Security group {sg_id} was not found in VPC {vpc_id}.")
+    return errors
+
+
+# --- workspaces -----------------------------------------------------------------------------------
+
+
+def _advance(settings: SandboxSettings, account_id: str, ws: dict) -> None:
+    """Finish provisioning lazily: once the delay has passed, validate and go RUNNING or FAILED."""
+    if ws["workspace_status"] != "PROVISIONING":
+        return
+    if time.monotonic() - ws["_provisioning_since"] < settings.workspace_provisioning_seconds:
+        return
+    problems: list[str] = []
+    storage = STORE.kind(account_id, "storage_configurations").get(ws["storage_configuration_id"])
+    if storage and not _bucket_exists(storage["root_bucket_info"]["bucket_name"]):
+        problems.append(f"root bucket {storage['root_bucket_info']['bucket_name']} no longer exists")
+    network = STORE.kind(account_id, "networks").get(ws.get("network_id"))
+    if network is not None:
+        errors = _network_errors(network, ws["aws_region"])
+        network["error_messages"] = errors
+        network["vpc_status"] = "BROKEN" if errors else "VALID"
+        problems += [e["error_message"] for e in errors]
+    if problems:
+        ws["workspace_status"] = "FAILED"
+        ws["workspace_status_message"] = "Workspace failed to deploy: " + "; ".join(problems)
+    else:
+        ws["workspace_status"] = "RUNNING"
+        ws["workspace_status_message"] = "Workspace is running."
+
+
+def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | None) -> None:
+    _referenced(account_id, "credentials", values.get("credentials_id"), "credentials_id")
+    storage_id = values.get("storage_configuration_id")
+    _referenced(account_id, "storage_configurations", storage_id, "storage_configuration_id")
+    network_id = values.get("network_id")
+    if network_id:
+        _referenced(account_id, "networks", network_id, "network_id")
+        # A network configuration describes one workspace's subnets and cannot be shared.
+        for other in STORE.kind(account_id, "workspaces").values():
+            if other.get("network_id") == network_id and other["workspace_id"] != workspace_id:
+                used_by = other["workspace_id"]
+                raise _invalid(f"Network configuration {network_id} is already used by workspace {used_by}.")
+    tier = values.get("pricing_tier")
+    if tier is not None and tier not in _PRICING_TIERS:
+        raise _invalid(f"pricing_tier {tier} is not one of {sorted(_PRICING_TIERS)}.")
+
+
+def _attach_network(account_id: str, network_id: str | None, workspace_id: int | None) -> None:
+    network = STORE.kind(account_id, "networks").get(network_id)
+    if network is None:
+        return
+    if workspace_id is not None:
+        network["workspace_id"] = workspace_id
+    else:  # freed: the next workspace re-validates it
+        network.pop("workspace_id", None)
+        network["vpc_status"], network["error_messages"] = "UNATTACHED", []
+
+
+def _unique_deployment_name(workspace_name: str) -> str:
+    taken = {ws["deployment_name"] for ws in STORE.all_workspaces()}
+    base = re.sub(r"[^a-z0-9-]+", "-", workspace_name.lower()).strip("-")[:50].strip("-") or "workspace"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def _create_workspace(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    name = _required_str(body, "workspace_name")
+    region = _required_str(body, "aws_region")
+    if _ec2(region) is None:
+        raise _invalid(f"aws_region {region} is not a valid AWS region.")
+    _required_str(body, "credentials_id")
+    _required_str(body, "storage_configuration_id")
+    _check_workspace_refs(account_id, body, None)
+    deployment = body.get("deployment_name")
+    if deployment is not None:
+        if not isinstance(deployment, str) or not _DEPLOYMENT_RE.match(deployment):
+            raise _invalid(f"deployment_name {deployment!r} is not a valid subdomain label.")
+        # Deployment names are global across accounts: they form the workspace URL.
+        if any(ws["deployment_name"] == deployment for ws in STORE.all_workspaces()):
+            raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"Deployment name {deployment} is already in use.")
+    else:
+        deployment = _unique_deployment_name(name)
+    workspace_id = random.randint(10**15, 10**16 - 1)
+    record: dict[str, Any] = {
+        "workspace_id": workspace_id,
+        "workspace_name": name,
+        "deployment_name": deployment,
+        "aws_region": region,
+        "cloud": "aws",
+        "account_id": account_id,
+        "credentials_id": body["credentials_id"],
+        "storage_configuration_id": body["storage_configuration_id"],
+        "pricing_tier": body.get("pricing_tier") or "PREMIUM",
+        "workspace_status": "PROVISIONING",
+        "workspace_status_message": "Workspace resources are being set up.",
+        "creation_time": _now_ms(),
+        "_provisioning_since": time.monotonic(),
+    }
+    for optional in (
+        "network_id",
+        "private_access_settings_id",
+        "custom_tags",
+        "managed_services_customer_managed_key_id",
+        "storage_customer_managed_key_id",
+        "network_connectivity_config_id",
+    ):
+        if body.get(optional) is not None:
+            record[optional] = body[optional]
+    STORE.kind(account_id, "workspaces")[workspace_id] = record
+    _attach_network(account_id, record.get("network_id"), workspace_id)
+    return record
+
+
+def _update_workspace(account_id: str, ws: dict, body: dict, mask: str | None) -> dict:
+    if mask and mask != "*":
+        fields = [f.strip() for f in mask.split(",") if f.strip()]
+        bad = [f for f in fields if f not in _MUTABLE_WORKSPACE_FIELDS]
+        if bad:
+            raise _invalid(f"update_mask names fields that cannot be updated: {', '.join(bad)}.")
+    else:
+        fields = [f for f in _MUTABLE_WORKSPACE_FIELDS if body.get(f) is not None]
+    changes = {f: body.get(f) for f in fields if body.get(f) != ws.get(f)}
+    _check_workspace_refs(account_id, {**ws, **changes}, ws["workspace_id"])
+    if "network_id" in changes:
+        _attach_network(account_id, ws.get("network_id"), None)
+        _attach_network(account_id, changes["network_id"], ws["workspace_id"])
+    for field, value in changes.items():
+        if value is None:
+            ws.pop(field, None)
+        else:
+            ws[field] = value
+    redeploy = ws["workspace_status"] == "RUNNING" and bool(_REDEPLOY_FIELDS & changes.keys())
+    if ws["workspace_status"] == "FAILED" or redeploy:
+        ws["workspace_status"] = "PROVISIONING"
+        ws["workspace_status_message"] = "Workspace is being updated."
+        ws["_provisioning_since"] = time.monotonic()
+    return ws
+
+
+def _users_of(account_id: str, field: str, obj_id: str) -> list[int]:
+    return [ws["workspace_id"] for ws in STORE.kind(account_id, "workspaces").values() if ws.get(field) == obj_id]
+
+
+# --- WSGI app -------------------------------------------------------------------------------------
+
+_CREATORS: dict[str, Callable[[SandboxSettings, str, dict], dict]] = {
+    "credentials": _create_credentials,
+    "storage_configurations": _create_storage,
+    "networks": _create_network,
+    "workspaces": _create_workspace,
+}
+
+_URLS = Map(
+    [
+        Rule("/.well-known/databricks-config", endpoint="host_metadata", methods=["GET"]),
+        Rule("/api/2.0/accounts/<account_id>/<segment>", endpoint="collection", methods=["GET", "POST"]),
+        Rule(
+            "/api/2.0/accounts/<account_id>/<segment>/<obj_id>",
+            endpoint="item",
+            methods=["GET", "DELETE", "PATCH"],
+        ),
+    ],
+    strict_slashes=False,
+)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _error(status: int, error_code: str, message: str) -> Response:
+    return _json({"error_code": error_code, "message": message}, status)
+
+
+def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: dict) -> Response:
+    if endpoint == "host_metadata":
+        # What an account host answers: no workspace_id, so the SDK treats it as account-level.
+        host = request.host_url.rstrip("/")
+        oidc = f"{host}/oidc/accounts/{{account_id}}"
+        return _json({"oidc_endpoint": oidc, "account_id": settings.account_id, "cloud": "AWS"})
+
+    account_id, segment = args["account_id"], args["segment"]
+    if segment not in _SEGMENTS:
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'.")
+    if not _ACCOUNT_ID_RE.match(account_id):
+        raise _invalid(f"Account id {account_id} is not a valid account id.")
+    kind, id_field = _SEGMENTS[segment]
+
+    if endpoint == "collection":
+        if request.method == "POST":
+            return _json(_public(_CREATORS[kind](settings, account_id, _json_body(request))))
+        records = list(STORE.kind(account_id, kind).values())
+        for record in records if kind == "workspaces" else []:
+            _advance(settings, account_id, record)
+        return _json([_public(r) for r in records])  # the SDK iterates a bare JSON array
+
+    obj_id: Any = args["obj_id"]
+    if kind == "workspaces":
+        try:
+            obj_id = int(obj_id)
+        except ValueError:
+            raise _invalid(f"workspace_id {obj_id} must be an integer.") from None
+    elif request.method == "PATCH":
+        raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not supported on {segment}.")
+    record = _get(account_id, kind, obj_id)
+    if kind == "workspaces":
+        _advance(settings, account_id, record)
+
+    if request.method == "GET":
+        return _json(_public(record))
+    if request.method == "PATCH":
+        body = _json_body(request)
+        return _json(_public(_update_workspace(account_id, record, body, request.args.get("update_mask"))))
+    # DELETE: configurations still referenced by a workspace cannot go, as in the real API.
+    if kind != "workspaces":
+        users = _users_of(account_id, id_field, obj_id)
+        if users:
+            raise ApiError(
+                400,
+                "INVALID_STATE",
+                f"{segment} {obj_id} cannot be deleted: it is used by workspace(s) {', '.join(map(str, users))}.",
+            )
+    else:
+        _attach_network(account_id, record.get("network_id"), None)
+    del STORE.kind(account_id, kind)[obj_id]
+    return _json(_public(record))
+
+
+def make_databricks_app(settings: SandboxSettings) -> Callable:
+    """A WSGI app emulating the Databricks Account API; settings are read at request time."""
+
+    def app(environ: dict, start_response: Callable) -> Any:
+        request = Request(environ)
+        try:
+            if request.path.startswith("/api/"):
+                auth = request.headers.get("Authorization", "")
+                if not hmac.compare_digest(auth.encode(), f"Bearer {settings.token}".encode()):
+                    raise ApiError(401, "UNAUTHENTICATED", "Invalid access token: send Authorization: Bearer <token>.")
+            try:
+                endpoint, args = _URLS.bind_to_environ(environ).match()
+            except HTTPException as e:
+                code = "ENDPOINT_NOT_FOUND" if e.code == 404 else "METHOD_NOT_ALLOWED"
+                raise ApiError(e.code or 404, code, f"No API found for '{request.method} {request.path}'.") from None
+            with STORE.lock:
+                response = _handle(settings, request, endpoint, args)
+        except ApiError as e:
+            response = _error(e.status, e.error_code, e.message)
+        except Exception as e:  # a JSON 500 still reaches the SDK as a typed InternalError
+            response = _error(500, "INTERNAL_ERROR", f"{type(e).__name__}: {e}")
+        return response(environ, start_response)
+
+    app.sandbox_settings = settings  # type: ignore[attr-defined]  # lets inventory(app) find the settings
+    return app

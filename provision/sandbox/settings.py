@@ -1,0 +1,46 @@
+"""Knobs of the local cloud. One mutable instance is shared by every app in the daemon and read at
+request time, so tests can change a delay with POST /_sandbox/config without restarting anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+
+# The sandbox's own Databricks account and its fixed local token. The token only opens the local
+# emulator on 127.0.0.1, which is why `provision sandbox status` may print it.
+SANDBOX_ACCOUNT_ID = "5a4db0c5-0000-4000-8000-00000000000a"
+SANDBOX_TOKEN = "dapi-sandbox-local-token"
+# moto's default AWS account.
+SANDBOX_AWS_ACCOUNT_ID = "123456789012"
+# Databricks' own AWS account, the principal a cross-account role must trust.
+DATABRICKS_AWS_ACCOUNT_ID = "414351767826"
+
+
+@dataclass
+class SandboxSettings:
+    account_id: str = SANDBOX_ACCOUNT_ID
+    token: str = SANDBOX_TOKEN
+    # Databricks emulator
+    workspace_provisioning_seconds: float = 2.0
+    iam_propagation_seconds: float = 2.0
+    # AWS fidelity
+    nat_gateway_pending_seconds: float = 1.0
+    nat_gateway_deleting_seconds: float = 1.0
+    vpc_endpoint_pending_seconds: float = 0.5
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def public_fields(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+
+    def update(self, values: dict) -> dict:
+        """Apply known numeric fields; raises ValueError naming an unknown or bad field."""
+        known = {f.name: f for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        with self._lock:
+            for key, value in values.items():
+                if key not in known or key in ("account_id", "token"):
+                    raise ValueError(f"unknown or read-only sandbox setting: {key}")
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"sandbox setting {key} must be a number >= 0")
+                setattr(self, key, float(value))
+        return self.public_fields()

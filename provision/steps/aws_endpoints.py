@@ -1,0 +1,98 @@
+"""VPC endpoints: the S3 gateway endpoint and the STS / Kinesis interface endpoints Databricks uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.steps.aws_network import client_token
+from provision.steps.base import Context, Outputs, Step, single
+
+LIVE_STATES = ["pendingAcceptance", "pending", "available"]
+
+
+class _Endpoint(Step):
+    kind = "ec2.vpc_endpoint"
+
+    def __init__(self, step_id: str, *, vpc: str, service: str, needs: tuple[str, ...]):
+        """service: the suffix after com.amazonaws.<region>., e.g. "s3" or "sts"."""
+        super().__init__(step_id, needs=(vpc, *needs))
+        self.vpc, self.service = vpc, service
+
+    def service_name(self, ctx: Context) -> str:
+        return f"com.amazonaws.{ctx.spec.region}.{self.service}"
+
+    def find(self, ctx: Context) -> Outputs | None:
+        filters = ctx.owner_filters(self.id) + [{"Name": "vpc-endpoint-state", "Values": LIVE_STATES}]
+        endpoint = single(ctx.ec2.describe_vpc_endpoints(Filters=filters)["VpcEndpoints"], "VPC endpoint", self.id)
+        return self._outputs(endpoint) if endpoint else None
+
+    @staticmethod
+    def _outputs(endpoint: dict[str, Any]) -> Outputs:
+        return {"vpc_endpoint_id": endpoint["VpcEndpointId"], "service_name": endpoint["ServiceName"]}
+
+    def _read(self, ctx: Context, endpoint_id: str) -> dict[str, Any] | None:
+        endpoints = ctx.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
+        return endpoints[0] if endpoints else None
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        endpoint_id = out["vpc_endpoint_id"]
+        ctx.wait(
+            lambda: self._read(ctx, endpoint_id) or {"State": "missing"},
+            status_of=lambda e: e["State"], target={"available"},
+            failure={"failed", "rejected", "deleting", "deleted", "expired", "missing"},
+            what=f"VPC endpoint {endpoint_id}",
+        )
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        result = ctx.ec2.delete_vpc_endpoints(VpcEndpointIds=[out["vpc_endpoint_id"]])
+        for failure in result.get("Unsuccessful", []):
+            error = failure.get("Error", {})
+            if "NotFound" not in error.get("Code", ""):
+                raise RuntimeError(f"delete_vpc_endpoints {out['vpc_endpoint_id']}: {error.get('Code')}: {error.get('Message')}")
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        # Interface endpoints keep their network interfaces in the subnets until fully deleted.
+        ctx.wait_gone(
+            lambda: self._read(ctx, out["vpc_endpoint_id"]), status_of=lambda e: e["State"],
+            gone_states={"deleted"}, what=f"VPC endpoint {out['vpc_endpoint_id']}",
+        )
+
+
+class GatewayEndpoint(_Endpoint):
+    def __init__(self, step_id: str, *, vpc: str, service: str, route_tables: list[str]):
+        super().__init__(step_id, vpc=vpc, service=service, needs=tuple(route_tables))
+        self.route_tables = route_tables
+
+    def create(self, ctx: Context) -> Outputs:
+        endpoint = ctx.ec2.create_vpc_endpoint(
+            VpcEndpointType="Gateway", VpcId=ctx.out(self.vpc, "vpc_id"), ServiceName=self.service_name(ctx),
+            RouteTableIds=[ctx.out(rt, "route_table_id") for rt in self.route_tables],
+            ClientToken=client_token(ctx, self.id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
+        )["VpcEndpoint"]
+        return self._outputs(endpoint)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        out = super().wait_ready(ctx, out)
+        endpoint = ctx.call(lambda: self._read(ctx, out["vpc_endpoint_id"]), f"{self.id} read") or {}
+        missing = [ctx.out(rt, "route_table_id") for rt in self.route_tables]
+        missing = [rt for rt in missing if rt not in endpoint.get("RouteTableIds", [])]
+        if missing:
+            ctx.call(lambda: ctx.ec2.modify_vpc_endpoint(VpcEndpointId=out["vpc_endpoint_id"], AddRouteTableIds=missing), f"{self.id} route tables")
+        return out
+
+
+class InterfaceEndpoint(_Endpoint):
+    def __init__(self, step_id: str, *, vpc: str, service: str, subnets: list[str], security_group: str, private_dns: bool = True):
+        super().__init__(step_id, vpc=vpc, service=service, needs=(*subnets, security_group))
+        self.subnets, self.security_group, self.private_dns = subnets, security_group, private_dns
+
+    def create(self, ctx: Context) -> Outputs:
+        endpoint = ctx.ec2.create_vpc_endpoint(
+            VpcEndpointType="Interface", VpcId=ctx.out(self.vpc, "vpc_id"), ServiceName=self.service_name(ctx),
+            SubnetIds=[ctx.out(s, "subnet_id") for s in self.subnets],
+            SecurityGroupIds=[ctx.out(self.security_group, "group_id")],
+            PrivateDnsEnabled=self.private_dns,
+            ClientToken=client_token(ctx, self.id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
+        )["VpcEndpoint"]
+        return self._outputs(endpoint)

@@ -1,0 +1,358 @@
+"""VPC, subnets, internet gateway, Elastic IPs, NAT gateways, route tables, security groups.
+
+Every resource is created with its ownership tags in the same call (TagSpecifications), so a crash right
+after the call still leaves something `find` can adopt. Where EC2 accepts a ClientToken we pass a
+deterministic one, so a create retried after a lost response cannot make a second resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from provision.steps.base import Context, Outputs, Step, single
+
+EC2_READY = {"available"}
+
+
+def client_token(ctx: Context, step_id: str) -> str:
+    return hashlib.sha256(f"{ctx.deployment}/{step_id}".encode()).hexdigest()[:32]
+
+
+def _tag(resource: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in resource.get("Tags", []) if t["Key"] == key), None)
+
+
+class Vpc(Step):
+    kind = "ec2.vpc"
+
+    def __init__(self, step_id: str, cidr: str):
+        super().__init__(step_id)
+        self.cidr = cidr
+
+    def find(self, ctx: Context) -> Outputs | None:
+        vpcs = ctx.ec2.describe_vpcs(Filters=ctx.owner_filters(self.id))["Vpcs"]
+        vpc = single(vpcs, "VPC", self.id)
+        return {"vpc_id": vpc["VpcId"], "cidr": vpc["CidrBlock"]} if vpc else None
+
+    def create(self, ctx: Context) -> Outputs:
+        vpc = ctx.ec2.create_vpc(CidrBlock=self.cidr, TagSpecifications=ctx.tag_spec("vpc", self.id))["Vpc"]
+        return {"vpc_id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        vpc_id = out["vpc_id"]
+        ctx.wait(
+            lambda: ctx.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0],
+            status_of=lambda v: v["State"], target=EC2_READY, what=f"VPC {vpc_id}",
+        )
+        # Databricks needs DNS support and DNS hostnames; EC2 takes one attribute per call.
+        for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+            current = ctx.call(lambda: ctx.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute), f"{self.id} {attribute}")
+            if not current[key]["Value"]:
+                ctx.call(lambda: ctx.ec2.modify_vpc_attribute(VpcId=vpc_id, **{key: {"Value": True}}), f"{self.id} {attribute}")
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.ec2.delete_vpc(VpcId=out["vpc_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: ctx.ec2.describe_vpcs(VpcIds=[out["vpc_id"]])["Vpcs"] or None, what=f"VPC {out['vpc_id']}")
+
+
+class Subnet(Step):
+    kind = "ec2.subnet"
+
+    def __init__(self, step_id: str, *, vpc: str, cidr: str, zone: str):
+        super().__init__(step_id, needs=(vpc,))
+        self.vpc, self.cidr, self.zone = vpc, cidr, zone
+
+    def find(self, ctx: Context) -> Outputs | None:
+        subnet = single(ctx.ec2.describe_subnets(Filters=ctx.owner_filters(self.id))["Subnets"], "subnet", self.id)
+        return self._outputs(subnet) if subnet else None
+
+    @staticmethod
+    def _outputs(subnet: dict[str, Any]) -> Outputs:
+        return {"subnet_id": subnet["SubnetId"], "cidr": subnet["CidrBlock"], "zone": subnet["AvailabilityZone"]}
+
+    def create(self, ctx: Context) -> Outputs:
+        subnet = ctx.ec2.create_subnet(
+            VpcId=ctx.out(self.vpc, "vpc_id"), CidrBlock=self.cidr, AvailabilityZone=self.zone,
+            TagSpecifications=ctx.tag_spec("subnet", self.id),
+        )["Subnet"]
+        return self._outputs(subnet)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        ctx.wait(
+            lambda: ctx.ec2.describe_subnets(SubnetIds=[out["subnet_id"]])["Subnets"][0],
+            status_of=lambda s: s["State"], target=EC2_READY, what=f"subnet {out['subnet_id']}",
+        )
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.ec2.delete_subnet(SubnetId=out["subnet_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: ctx.ec2.describe_subnets(SubnetIds=[out["subnet_id"]])["Subnets"] or None, what=f"subnet {out['subnet_id']}")
+
+
+class InternetGateway(Step):
+    kind = "ec2.internet_gateway"
+
+    def __init__(self, step_id: str, *, vpc: str):
+        super().__init__(step_id, needs=(vpc,))
+        self.vpc = vpc
+
+    def find(self, ctx: Context) -> Outputs | None:
+        igw = single(ctx.ec2.describe_internet_gateways(Filters=ctx.owner_filters(self.id))["InternetGateways"], "internet gateway", self.id)
+        if not igw:
+            return None
+        attached = [a["VpcId"] for a in igw.get("Attachments", []) if a.get("State") in ("available", "attached", "attaching")]
+        return {"igw_id": igw["InternetGatewayId"], "attached_vpc_id": attached[0] if attached else None}
+
+    def create(self, ctx: Context) -> Outputs:
+        igw = ctx.ec2.create_internet_gateway(TagSpecifications=ctx.tag_spec("internet-gateway", self.id))["InternetGateway"]
+        return {"igw_id": igw["InternetGatewayId"], "attached_vpc_id": None}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        vpc_id = ctx.out(self.vpc, "vpc_id")
+        if out.get("attached_vpc_id") != vpc_id:
+            ctx.call(lambda: ctx.ec2.attach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id), f"{self.id} attach")
+        return {**out, "attached_vpc_id": vpc_id}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        vpc_id = out.get("attached_vpc_id")
+        if vpc_id:
+            try:
+                ctx.ec2.detach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id)
+            except Exception as exc:
+                if "Gateway.NotAttached" not in str(exc):
+                    raise
+        ctx.ec2.delete_internet_gateway(InternetGatewayId=out["igw_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: ctx.ec2.describe_internet_gateways(InternetGatewayIds=[out["igw_id"]])["InternetGateways"] or None,
+            what=f"internet gateway {out['igw_id']}",
+        )
+
+
+class ElasticIp(Step):
+    kind = "ec2.elastic_ip"
+
+    def find(self, ctx: Context) -> Outputs | None:
+        address = single(ctx.ec2.describe_addresses(Filters=ctx.owner_filters(self.id))["Addresses"], "Elastic IP", self.id)
+        return {"allocation_id": address["AllocationId"], "public_ip": address["PublicIp"]} if address else None
+
+    def create(self, ctx: Context) -> Outputs:
+        address = ctx.ec2.allocate_address(Domain="vpc", TagSpecifications=ctx.tag_spec("elastic-ip", self.id))
+        return {"allocation_id": address["AllocationId"], "public_ip": address["PublicIp"]}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.ec2.release_address(AllocationId=out["allocation_id"])
+
+
+class NatGateway(Step):
+    kind = "ec2.nat_gateway"
+    LIVE = ["pending", "available"]
+
+    def __init__(self, step_id: str, *, subnet: str, eip: str, igw: str):
+        super().__init__(step_id, needs=(subnet, eip, igw))
+        self.subnet, self.eip = subnet, eip
+
+    def find(self, ctx: Context) -> Outputs | None:
+        # describe_nat_gateways takes `Filter`, not `Filters`. Failed or deleted NATs are history, not ours.
+        filters = ctx.owner_filters(self.id) + [{"Name": "state", "Values": self.LIVE}]
+        nat = single(ctx.ec2.describe_nat_gateways(Filter=filters)["NatGateways"], "NAT gateway", self.id)
+        return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]} if nat else None
+
+    def create(self, ctx: Context) -> Outputs:
+        nat = ctx.ec2.create_nat_gateway(
+            SubnetId=ctx.out(self.subnet, "subnet_id"), AllocationId=ctx.out(self.eip, "allocation_id"),
+            ConnectivityType="public", ClientToken=client_token(ctx, self.id),
+            TagSpecifications=ctx.tag_spec("natgateway", self.id),
+        )["NatGateway"]
+        return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]}
+
+    def _read(self, ctx: Context, nat_id: str) -> dict[str, Any] | None:
+        nats = ctx.ec2.describe_nat_gateways(NatGatewayIds=[nat_id])["NatGateways"]
+        return nats[0] if nats else None
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        nat_id = out["nat_gateway_id"]
+        ctx.wait(
+            lambda: self._read(ctx, nat_id) or {"State": "missing"},
+            status_of=lambda n: n["State"], target={"available"}, failure={"failed", "deleting", "deleted", "missing"},
+            detail_of=lambda n: n.get("FailureMessage", ""), what=f"NAT gateway {nat_id}",
+        )
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.ec2.delete_nat_gateway(NatGatewayId=out["nat_gateway_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        # Its Elastic IP stays associated until the NAT is `deleted`, so the EIP step must wait for this.
+        ctx.wait_gone(
+            lambda: self._read(ctx, out["nat_gateway_id"]), status_of=lambda n: n["State"],
+            gone_states={"deleted"}, what=f"NAT gateway {out['nat_gateway_id']}",
+        )
+
+
+class RouteTable(Step):
+    """A route table with its default route and subnet associations, converged on every run."""
+
+    kind = "ec2.route_table"
+
+    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, str]):
+        """default_route: (target key, step id), e.g. ("GatewayId", "igw") or ("NatGatewayId", "nat.0")."""
+        target_key, target_step = default_route
+        super().__init__(step_id, needs=(vpc, *subnets, target_step))
+        self.vpc, self.subnets, self.target_key, self.target_step = vpc, subnets, target_key, target_step
+
+    def find(self, ctx: Context) -> Outputs | None:
+        table = single(ctx.ec2.describe_route_tables(Filters=ctx.owner_filters(self.id))["RouteTables"], "route table", self.id)
+        return self._outputs(table) if table else None
+
+    @staticmethod
+    def _outputs(table: dict[str, Any]) -> Outputs:
+        associations = {a["SubnetId"]: a["RouteTableAssociationId"] for a in table.get("Associations", []) if a.get("SubnetId")}
+        return {"route_table_id": table["RouteTableId"], "associations": associations}
+
+    def create(self, ctx: Context) -> Outputs:
+        table = ctx.ec2.create_route_table(
+            VpcId=ctx.out(self.vpc, "vpc_id"), ClientToken=client_token(ctx, self.id),
+            TagSpecifications=ctx.tag_spec("route-table", self.id),
+        )["RouteTable"]
+        return self._outputs(table)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        table_id = out["route_table_id"]
+        target_id = self._target_id(ctx)
+        table = ctx.call(lambda: ctx.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0], f"{self.id} read")
+        current = next((r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
+        route = {"RouteTableId": table_id, "DestinationCidrBlock": "0.0.0.0/0", self.target_key: target_id}
+        if current is None:
+            ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} default route")
+        elif current.get(self.target_key) != target_id:
+            ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} default route")
+        associations = dict(self._outputs(table)["associations"])
+        for subnet_step in self.subnets:
+            subnet_id = ctx.out(subnet_step, "subnet_id")
+            if subnet_id not in associations:
+                associations[subnet_id] = ctx.call(
+                    lambda: ctx.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)["AssociationId"],
+                    f"{self.id} associate {subnet_id}",
+                )
+        return {"route_table_id": table_id, "associations": associations}
+
+    def _target_id(self, ctx: Context) -> str:
+        key = {"GatewayId": "igw_id", "NatGatewayId": "nat_gateway_id"}[self.target_key]
+        return ctx.out(self.target_step, key)
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        for association_id in (out.get("associations") or {}).values():
+            try:
+                ctx.ec2.disassociate_route_table(AssociationId=association_id)
+            except Exception as exc:
+                if "InvalidAssociationID.NotFound" not in str(exc):
+                    raise
+        ctx.ec2.delete_route_table(RouteTableId=out["route_table_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: ctx.ec2.describe_route_tables(RouteTableIds=[out["route_table_id"]])["RouteTables"] or None,
+            what=f"route table {out['route_table_id']}",
+        )
+
+
+# A rule as (direction, protocol, from port, to port, peer) where peer is "self" or a CIDR.
+Rule = tuple[str, str, int, int, str]
+
+# Databricks' required workspace security group (customer-managed VPC docs).
+WORKSPACE_SG_RULES: tuple[Rule, ...] = (
+    ("ingress", "tcp", 0, 65535, "self"),
+    ("ingress", "udp", 0, 65535, "self"),
+    ("egress", "tcp", 0, 65535, "self"),
+    ("egress", "udp", 0, 65535, "self"),
+    ("egress", "tcp", 443, 443, "0.0.0.0/0"),
+    ("egress", "tcp", 2443, 2443, "0.0.0.0/0"),
+    ("egress", "tcp", 3306, 3306, "0.0.0.0/0"),
+    ("egress", "tcp", 6666, 6666, "0.0.0.0/0"),
+    ("egress", "tcp", 8443, 8451, "0.0.0.0/0"),
+)
+
+
+class SecurityGroup(Step):
+    """A security group whose rules are converged to exactly `rules` (extra rules, such as the
+    default allow-all egress, are revoked)."""
+
+    kind = "ec2.security_group"
+
+    def __init__(self, step_id: str, *, vpc: str, description: str, rules: tuple[Rule, ...]):
+        super().__init__(step_id, needs=(vpc,))
+        self.vpc, self.description, self.rules = vpc, description, rules
+
+    def find(self, ctx: Context) -> Outputs | None:
+        group = single(ctx.ec2.describe_security_groups(Filters=ctx.owner_filters(self.id))["SecurityGroups"], "security group", self.id)
+        return {"group_id": group["GroupId"], "vpc_id": group["VpcId"]} if group else None
+
+    def create(self, ctx: Context) -> Outputs:
+        vpc_id = ctx.out(self.vpc, "vpc_id")
+        group = ctx.ec2.create_security_group(
+            GroupName=ctx.name_for(self.id), Description=self.description, VpcId=vpc_id,
+            TagSpecifications=ctx.tag_spec("security-group", self.id),
+        )
+        return {"group_id": group["GroupId"], "vpc_id": vpc_id}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        group_id = out["group_id"]
+        group = ctx.call(lambda: ctx.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0], f"{self.id} read")
+        have = self._rules(group, group_id)
+        want = set(self.rules)
+        for direction in ("ingress", "egress"):
+            add = [r for r in want - have if r[0] == direction]
+            remove = [r for r in have - want if r[0] == direction]
+            if add:
+                perms = [self._permission(r, group_id) for r in add]
+                ctx.call(lambda: getattr(ctx.ec2, f"authorize_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} authorize {direction}")
+            if remove:
+                perms = [self._permission(r, group_id) for r in remove]
+                ctx.call(lambda: getattr(ctx.ec2, f"revoke_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} revoke {direction}")
+        return out
+
+    @staticmethod
+    def _rules(group: dict[str, Any], group_id: str) -> set[Rule]:
+        rules: set[Rule] = set()
+        for direction, key in (("ingress", "IpPermissions"), ("egress", "IpPermissionsEgress")):
+            for perm in group.get(key, []):
+                protocol = perm["IpProtocol"]
+                low, high = perm.get("FromPort", 0), perm.get("ToPort", 65535)
+                if protocol == "-1":
+                    low, high = 0, 65535
+                for pair in perm.get("UserIdGroupPairs", []):
+                    rules.add((direction, protocol, low, high, "self" if pair["GroupId"] == group_id else pair["GroupId"]))
+                for ip_range in perm.get("IpRanges", []):
+                    rules.add((direction, protocol, low, high, ip_range["CidrIp"]))
+        return rules
+
+    @staticmethod
+    def _permission(rule: Rule, group_id: str) -> dict[str, Any]:
+        _, protocol, low, high, peer = rule
+        perm: dict[str, Any] = {"IpProtocol": protocol}
+        if protocol != "-1":
+            perm.update(FromPort=low, ToPort=high)
+        if peer == "self":
+            perm["UserIdGroupPairs"] = [{"GroupId": group_id}]
+        elif peer.startswith("sg-"):
+            perm["UserIdGroupPairs"] = [{"GroupId": peer}]
+        else:
+            perm["IpRanges"] = [{"CidrIp": peer}]
+        return perm
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.ec2.delete_security_group(GroupId=out["group_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: ctx.ec2.describe_security_groups(GroupIds=[out["group_id"]])["SecurityGroups"] or None,
+            what=f"security group {out['group_id']}",
+        )

@@ -1,0 +1,173 @@
+"""The one step interface, and the context every step receives.
+
+A step reconciles one resource: `find` it (by ownership tags or deterministic name), `create` it if
+absent, `wait_ready` until usable, and record its outputs. Teardown runs `delete` then `wait_gone`.
+Implementations stay thin: each method reads like the API call it wraps. Retries, checkpoints,
+failpoints and logging belong to the engine, not to steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+
+from provision.orchestrator.errors import OwnershipConflict
+from provision.orchestrator.retry import RetryPolicy, is_not_found
+from provision.orchestrator.wait import PollPolicy, wait_for
+
+if TYPE_CHECKING:
+    from provision.orchestrator.clients import Clients
+    from provision.spec import Spec
+
+T = TypeVar("T")
+Outputs = dict[str, Any]
+
+TAG_DEPLOYMENT = "provision:deployment"
+TAG_STEP = "provision:step"
+
+
+@dataclass
+class Context:
+    spec: "Spec"
+    clients: "Clients"
+    retry: RetryPolicy
+    poll: PollPolicy
+    log: Any
+    outputs: dict[str, Outputs] = field(default_factory=dict)
+
+    # lookups -------------------------------------------------------------------------------------
+    def out(self, step_id: str, key: str) -> Any:
+        """An output of a step this one `needs`; the engine guarantees it is done."""
+        return self.outputs[step_id][key]
+
+    @property
+    def deployment(self) -> str:
+        return self.spec.name
+
+    # AWS clients ---------------------------------------------------------------------------------
+    def aws(self, service: str) -> Any:
+        return self.clients.aws(service)
+
+    @property
+    def ec2(self) -> Any:
+        return self.clients.aws("ec2")
+
+    @property
+    def account(self) -> Any:
+        return self.clients.account
+
+    # tags ------------------------------------------------------------------------------------------
+    def name_for(self, step_id: str) -> str:
+        return f"{self.spec.name}-{step_id}".replace(".", "-")
+
+    def tags(self, step_id: str) -> list[dict[str, str]]:
+        """Every AWS resource carries Name, the deployment and the step id, plus the spec's tags."""
+        tags = {**self.spec.tags, "Name": self.name_for(step_id), TAG_DEPLOYMENT: self.spec.name, TAG_STEP: step_id}
+        return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+    def tag_spec(self, resource_type: str, step_id: str) -> list[dict[str, Any]]:
+        return [{"ResourceType": resource_type, "Tags": self.tags(step_id)}]
+
+    def owner_filters(self, step_id: str) -> list[dict[str, Any]]:
+        return [
+            {"Name": f"tag:{TAG_DEPLOYMENT}", "Values": [self.spec.name]},
+            {"Name": f"tag:{TAG_STEP}", "Values": [step_id]},
+        ]
+
+    # calls -------------------------------------------------------------------------------------
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """A read or idempotent call, retried on transient errors."""
+
+        def on_retry(reason: str, attempt: int, delay: float, exc: BaseException) -> None:
+            self.log.warning("retrying", what=what, reason=reason, attempt=attempt, delay=round(delay, 2), error=str(exc))
+
+        return self.retry.call(fn, what=what, on_retry=on_retry)
+
+    def wait(
+        self,
+        read: Callable[[], T],
+        *,
+        status_of: Callable[[T], str],
+        target: set[str],
+        failure: set[str] = frozenset(),  # type: ignore[assignment]
+        what: str,
+        detail_of: Callable[[T], str] | None = None,
+        timeout_seconds: float | None = None,
+    ) -> T:
+        def polled(status: str) -> None:
+            self.clients.stats.add("poll", what)
+            self.log.debug("poll", what=what, status=status)
+
+        return wait_for(
+            lambda: self.call(read, what),
+            status_of=status_of,
+            target=target,
+            failure=set(failure),
+            what=what,
+            policy=self.poll,
+            detail_of=detail_of,
+            timeout_seconds=self.spec.timeouts.resource_seconds if timeout_seconds is None else timeout_seconds,
+            on_poll=polled,
+        )
+
+    def wait_gone(self, read: Callable[[], Any], *, what: str, status_of: Callable[[Any], str] | None = None, gone_states: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Poll until `read` says NotFound (or returns None, or a status in gone_states)."""
+
+        def probe() -> str:
+            try:
+                value = read()
+            except Exception as exc:
+                if is_not_found(exc):
+                    return "gone"
+                raise
+            if value is None:
+                return "gone"
+            status = status_of(value) if status_of else "present"
+            return "gone" if status in gone_states else status
+
+        self.wait(probe, status_of=lambda s: s, target={"gone"}, what=f"{what} deletion")
+
+
+class Step:
+    """Base of every step. Subclasses set `kind` and implement find/create/delete; most also wait."""
+
+    kind: ClassVar[str] = "resource"
+    # A step for something the user already has: read, never modified destructively, never deleted.
+    external: ClassVar[bool] = False
+
+    def __init__(self, step_id: str, needs: tuple[str, ...] = ()):
+        self.id = step_id
+        self.needs = tuple(needs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+    def find(self, ctx: Context) -> Outputs | None:
+        raise NotImplementedError
+
+    def create(self, ctx: Context) -> Outputs:
+        raise NotImplementedError
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        raise NotImplementedError
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        return None
+
+    def resource_id(self, out: Outputs) -> str | None:
+        """The id to show and log; the first output by convention."""
+        return next((str(v) for v in out.values() if isinstance(v, (str, int))), None)
+
+
+def single(items: list[dict[str, Any]], what: str, step_id: str) -> dict[str, Any] | None:
+    """At most one resource may carry a step's ownership tags: more means someone duplicated it."""
+    if not items:
+        return None
+    if len(items) > 1:
+        raise OwnershipConflict(
+            f"{len(items)} {what}s carry the tags of step {step_id}; expected one. Remove the extra ones."
+        )
+    return items[0]

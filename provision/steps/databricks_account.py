@@ -1,0 +1,187 @@
+"""Databricks Account API objects: credentials, storage configuration, network, workspace.
+
+Each has a deterministic name (`<deployment>-<kind>`; the workspace uses the spec's workspace_name) and is
+adopted when an object of that name already exists, so a create whose response was lost is not repeated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.orchestrator.errors import OwnershipConflict, ResourceFailed
+from provision.steps.base import Context, Outputs, Step
+
+
+def _by_name(items: list[Any], attribute: str, name: str, what: str) -> Any | None:
+    matches = [i for i in items if getattr(i, attribute, None) == name]
+    if len(matches) > 1:
+        raise OwnershipConflict(f"{len(matches)} Databricks {what}s are named {name!r}; expected one. Delete the extras.")
+    return matches[0] if matches else None
+
+
+class Credentials(Step):
+    kind = "databricks.credentials"
+
+    def __init__(self, step_id: str, *, role: str):
+        super().__init__(step_id, needs=(role,))
+        self.role = role
+
+    def name(self, ctx: Context) -> str:
+        return f"{ctx.deployment}-credentials"
+
+    def find(self, ctx: Context) -> Outputs | None:
+        found = _by_name(list(ctx.account.credentials.list()), "credentials_name", self.name(ctx), "credential")
+        return {"credentials_id": found.credentials_id, "name": found.credentials_name} if found else None
+
+    def create(self, ctx: Context) -> Outputs:
+        from databricks.sdk.service.provisioning import CreateCredentialAwsCredentials, CreateCredentialStsRole
+
+        # Right after the role is created, Databricks answers MALFORMED_REQUEST "Failed credentials
+        # validation checks": the retry policy classifies that as IAM propagation and backs off.
+        created = ctx.account.credentials.create(
+            credentials_name=self.name(ctx),
+            aws_credentials=CreateCredentialAwsCredentials(sts_role=CreateCredentialStsRole(role_arn=ctx.out(self.role, "role_arn"))),
+        )
+        return {"credentials_id": created.credentials_id, "name": created.credentials_name}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.account.credentials.delete(credentials_id=out["credentials_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: ctx.account.credentials.get(credentials_id=out["credentials_id"]), what=f"credentials {out['credentials_id']}")
+
+
+class StorageConfiguration(Step):
+    kind = "databricks.storage_configuration"
+
+    def __init__(self, step_id: str, *, bucket: str):
+        super().__init__(step_id, needs=(bucket,))
+        self.bucket = bucket
+
+    def name(self, ctx: Context) -> str:
+        return f"{ctx.deployment}-storage"
+
+    def find(self, ctx: Context) -> Outputs | None:
+        found = _by_name(list(ctx.account.storage.list()), "storage_configuration_name", self.name(ctx), "storage configuration")
+        return {"storage_configuration_id": found.storage_configuration_id, "name": found.storage_configuration_name} if found else None
+
+    def create(self, ctx: Context) -> Outputs:
+        from databricks.sdk.service.provisioning import RootBucketInfo
+
+        created = ctx.account.storage.create(
+            storage_configuration_name=self.name(ctx), root_bucket_info=RootBucketInfo(bucket_name=ctx.out(self.bucket, "bucket"))
+        )
+        return {"storage_configuration_id": created.storage_configuration_id, "name": created.storage_configuration_name}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.account.storage.delete(storage_configuration_id=out["storage_configuration_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: ctx.account.storage.get(storage_configuration_id=out["storage_configuration_id"]),
+            what=f"storage configuration {out['storage_configuration_id']}",
+        )
+
+
+class Network(Step):
+    kind = "databricks.network"
+
+    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], security_group: str, after: tuple[str, ...] = ()):
+        """`after`: steps that must be complete first although the network does not reference them
+        (routes and endpoints the clusters need from their first boot)."""
+        super().__init__(step_id, needs=(vpc, *subnets, security_group, *after))
+        self.vpc, self.subnets, self.security_group = vpc, subnets, security_group
+
+    def name(self, ctx: Context) -> str:
+        return f"{ctx.deployment}-network"
+
+    def find(self, ctx: Context) -> Outputs | None:
+        found = _by_name(list(ctx.account.networks.list()), "network_name", self.name(ctx), "network")
+        return {"network_id": found.network_id, "name": found.network_name} if found else None
+
+    def create(self, ctx: Context) -> Outputs:
+        created = ctx.account.networks.create(
+            network_name=self.name(ctx),
+            vpc_id=ctx.out(self.vpc, "vpc_id"),
+            subnet_ids=[ctx.out(s, "subnet_id") for s in self.subnets],
+            security_group_ids=[ctx.out(self.security_group, "group_id")],
+        )
+        return {"network_id": created.network_id, "name": created.network_name}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.account.networks.delete(network_id=out["network_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: ctx.account.networks.get(network_id=out["network_id"]), what=f"network {out['network_id']}")
+
+
+def _status(value: Any) -> str:
+    return getattr(value, "value", None) or str(value or "UNKNOWN")
+
+
+class Workspace(Step):
+    kind = "databricks.workspace"
+    FAILURE = {"FAILED", "BANNED", "CANCELLING"}
+
+    def __init__(self, step_id: str, *, credentials: str, storage: str, network: str):
+        super().__init__(step_id, needs=(credentials, storage, network))
+        self.credentials, self.storage, self.network = credentials, storage, network
+
+    def find(self, ctx: Context) -> Outputs | None:
+        found = _by_name(list(ctx.account.workspaces.list()), "workspace_name", ctx.spec.databricks.workspace_name, "workspace")
+        return self._outputs(found) if found else None
+
+    @staticmethod
+    def _outputs(ws: Any) -> Outputs:
+        return {
+            "workspace_id": ws.workspace_id,
+            "workspace_name": ws.workspace_name,
+            "deployment_name": ws.deployment_name,
+            "workspace_url": f"https://{ws.deployment_name}.cloud.databricks.com" if ws.deployment_name else None,
+            "workspace_status": _status(ws.workspace_status),
+        }
+
+    def create(self, ctx: Context) -> Outputs:
+        from databricks.sdk.service.provisioning import PricingTier
+
+        waiter = ctx.account.workspaces.create(
+            workspace_name=ctx.spec.databricks.workspace_name,
+            aws_region=ctx.spec.region,
+            credentials_id=ctx.out(self.credentials, "credentials_id"),
+            storage_configuration_id=ctx.out(self.storage, "storage_configuration_id"),
+            network_id=ctx.out(self.network, "network_id"),
+            pricing_tier=PricingTier(ctx.spec.databricks.pricing_tier),
+        )
+        return self._outputs(waiter.response)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        workspace_id = out["workspace_id"]
+
+        try:
+            ws = ctx.wait(
+                lambda: ctx.account.workspaces.get(workspace_id=workspace_id), status_of=lambda w: _status(w.workspace_status), target={"RUNNING"}, failure=self.FAILURE,
+                detail_of=lambda w: w.workspace_status_message or "", what=f"workspace {workspace_id}",
+                timeout_seconds=ctx.spec.timeouts.workspace_seconds,
+            )
+        except ResourceFailed as failed:
+            # Keep the failed workspace for inspection; explain with the network's own diagnosis.
+            raise ResourceFailed(f"workspace {workspace_id}", failed.status, self._diagnosis(ctx, failed.detail)) from None
+        return self._outputs(ws)
+
+    def _diagnosis(self, ctx: Context, status_message: str) -> str:
+        lines = [status_message or "no status message"]
+        try:
+            network = ctx.account.networks.get(network_id=ctx.out(self.network, "network_id"))
+        except Exception as exc:  # the diagnosis must not hide the failure itself
+            return f"{lines[0]} (network unreadable: {exc})"
+        for error in network.error_messages or []:
+            lines.append(f"network {_status(error.error_type)}: {error.error_message}")
+        if network.vpc_status:
+            lines.append(f"network vpc_status: {_status(network.vpc_status)}")
+        return "; ".join(lines)
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.account.workspaces.delete(workspace_id=out["workspace_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: ctx.account.workspaces.get(workspace_id=out["workspace_id"]), what=f"workspace {out['workspace_id']}")
