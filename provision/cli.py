@@ -12,10 +12,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 
-from provision.orchestrator.errors import ProvisionError, SpecError, StepFailed
+from provision.orchestrator.errors import ProvisionError, SpecError, StepFailed, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -104,7 +103,7 @@ def teardown(
     current = runner.read_state(opts)
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError("teardown needs --yes when not run from a terminal")
+            raise UsageError("teardown needs --yes when not run from a terminal")
         typer.confirm(f"Delete every resource of deployment {current.deployment!r} ({current.target})?", abort=True)
     runner.teardown(opts, reporter_factory=_reporter(log_format))
     typer.echo(f"deployment {current.deployment} torn down")
@@ -252,14 +251,19 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=args, prog_name="provision", standalone_mode=False)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
+    except typer.Abort:
+        typer.echo("interrupted; the state file records what exists: run `provision resume` to continue", err=True)
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Usage errors (unknown command, missing option, bad value): typer/click print them.
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except ProvisionError as exc:
         _report(exc, args)
         sys.exit(exc.exit_code)

@@ -109,7 +109,7 @@ class _Checker:
     def unknown(self, data: dict[str, Any], allowed: set[str], prefix: str) -> None:
         for key in data:
             if key not in allowed:
-                self.fail(f"{prefix}{key}", "unknown field")
+                self.fail(f"{prefix}{key}" if key else f'{prefix}""', "unknown field")
 
     def string(self, data: dict[str, Any], key: str, where: str, *, required: bool = True, default: str | None = None) -> str | None:
         if key not in data:
@@ -156,7 +156,7 @@ def derived_bucket_name(name: str, account_id: str, region: str) -> str:
 
 
 def _bucket_problem(bucket: str) -> str | None:
-    if not _BUCKET_RE.match(bucket):
+    if not _BUCKET_RE.fullmatch(bucket):
         return "must be 3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
     if ".." in bucket or ".-" in bucket or "-." in bucket:
         return "must not contain '..', '.-' or '-.'"
@@ -206,7 +206,7 @@ def _network(check: _Checker, data: dict[str, Any], region: str | None) -> Netwo
         check.fail("network", "is required")
         return None
     vpc_text = check.string(net, "vpc_cidr", "network.vpc_cidr")
-    vpc = _parse_cidr(check, vpc_text, "network.vpc_cidr") if vpc_text else None
+    vpc = _parse_cidr(check, vpc_text, "network.vpc_cidr") if vpc_text is not None else None
     if vpc is not None and not 16 <= vpc.prefixlen <= 28:
         check.fail("network.vpc_cidr", f"netmask /{vpc.prefixlen} is outside AWS's /16-/28 for a VPC")
         vpc = None
@@ -308,7 +308,7 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     check.unknown(data, top, "")
 
     name = check.string(data, "name", "name")
-    if name is not None and not _NAME_RE.match(name):
+    if name is not None and not _NAME_RE.fullmatch(name):
         check.fail("name", f"{name!r} must be 3-28 characters: lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen")
         name = None
     region = check.string(data, "region", "region")
@@ -341,20 +341,20 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     if "databricks" not in data:
         check.fail("databricks", "is required")
     account_id = check.string(dbx, "account_id", "databricks.account_id")
-    if account_id is not None and not _UUID_RE.match(account_id):
+    if account_id is not None and not _UUID_RE.fullmatch(account_id):
         check.fail("databricks.account_id", f"{account_id!r} is not a Databricks account id (a lowercase UUID)")
         account_id = None
     workspace_name = check.string(dbx, "workspace_name", "databricks.workspace_name", required=False, default=name)
-    if workspace_name is not None and not _WORKSPACE_NAME_RE.match(workspace_name):
+    if workspace_name is not None and not _WORKSPACE_NAME_RE.fullmatch(workspace_name):
         check.fail("databricks.workspace_name", f"{workspace_name!r} must be 1-64 letters, digits, spaces, '_' or '-', starting with a letter or digit")
     tier = check.string(dbx, "pricing_tier", "databricks.pricing_tier", required=False, default="PREMIUM")
     if tier is not None and tier not in PRICING_TIERS:
         check.fail("databricks.pricing_tier", f"must be one of {', '.join(PRICING_TIERS)}, got {tier!r}")
     host = check.string(dbx, "host", "databricks.host", required=False, default="https://accounts.cloud.databricks.com")
-    if host is not None and not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", host):
+    if host is not None and not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", host):
         check.fail("databricks.host", f"{host!r} must be an https:// URL of the account console")
     profile = check.string(dbx, "profile", "databricks.profile", required=False)
-    if profile is not None and not _PROFILE_RE.match(profile):
+    if profile is not None and not _PROFILE_RE.fullmatch(profile):
         check.fail("databricks.profile", f"{profile!r} is not a valid profile name")
 
     storage = check.table(data, "storage", {"bucket_name"})

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from structlog.contextvars import bind_contextvars, bound_contextvars
+
 from provision.orchestrator.errors import ProvisionError, StepFailed
 from provision.orchestrator.failpoints import Failpoints
 from provision.orchestrator.retry import is_not_found
@@ -80,12 +82,14 @@ class Engine:
     # up ------------------------------------------------------------------------------------------
     def up(self) -> dict[str, Outputs]:
         for step in self.steps:
-            self._up_step(step)
+            # Every log line of the step carries its id and resource id (resource_id is re-bound once known).
+            with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
+                self._up_step(step)
         return {s.id: self.ctx.outputs[s.id] for s in self.steps}
 
     def _up_step(self, step: Step) -> None:
         record = self.state.record(step.id)
-        log = self.ctx.log.bind(step=step.id, kind=step.kind)
+        log = self.ctx.log
         if record.status is Status.DONE:
             found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
             if found is not None:
@@ -104,12 +108,16 @@ class Engine:
             if out is None:
                 self.failpoints.hit(step.id, "before_create")
                 out = self._create(step)
-                log.info("created", resource_id=step.resource_id(out))
+                # Known from here on: a failure before the checkpoint still records these ids.
+                self.ctx.outputs[step.id] = out
+                bind_contextvars(resource_id=step.resource_id(out))
+                log.info("created")
                 self.failpoints.hit(step.id, "after_create")
                 self.state.update(step.id, outputs=out)
                 action = "created"
             else:
-                log.info("adopted", resource_id=step.resource_id(out))
+                bind_contextvars(resource_id=step.resource_id(out))
+                log.info("adopted")
                 self.state.update(step.id, outputs=out)
                 action = "adopted"
             self.ctx.outputs[step.id] = out
@@ -141,7 +149,8 @@ class Engine:
     # teardown ------------------------------------------------------------------------------------
     def teardown(self) -> None:
         for step in reversed(self.steps):
-            self._teardown_step(step)
+            with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
+                self._teardown_step(step)
 
     def _teardown_step(self, step: Step) -> None:
         record = self.state.record(step.id)
@@ -151,7 +160,7 @@ class Engine:
             self.state.update(step.id, status=Status.DELETED, finished_at=now_iso())
             self.reporter.step(step.id, "released")
             return
-        log = self.ctx.log.bind(step=step.id, kind=step.kind)
+        log = self.ctx.log
         self.state.update(step.id, status=Status.IN_PROGRESS, started_at=now_iso(), finished_at=None, last_error=None)
         self.reporter.step(step.id, "deleting", step.resource_id(record.outputs) or "")
         try:
@@ -164,7 +173,7 @@ class Engine:
                 self.ctx.call(lambda: self._delete(step, out), f"{step.id} delete")
                 self.failpoints.hit(step.id, "after_delete")
                 step.wait_deleted(self.ctx, out)
-                log.info("deleted", resource_id=step.resource_id(out))
+                log.info("deleted")
                 action = "deleted"
             self.state.update(step.id, status=Status.DELETED, finished_at=now_iso())
         except BaseException as exc:
@@ -204,7 +213,7 @@ class Engine:
         message = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         outputs = self.ctx.outputs.get(step.id) or self.state.record(step.id).outputs
         self.state.update(step.id, status=Status.FAILED, last_error=message[:4000], outputs=outputs, finished_at=now_iso())
-        self.ctx.log.error("step failed", step=step.id, error=message)
+        self.ctx.log.error("step failed", error=message)
         self.reporter.step(step.id, "failed", message)
 
     def _guarded(self, step: Step, fn: Callable[[], Any]) -> Any:

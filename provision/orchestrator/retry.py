@@ -62,15 +62,22 @@ def _aws_error(exc: BaseException) -> tuple[str, str, int] | None:
     return str(error.get("Code", "")), str(error.get("Message", "")), status
 
 
+# databricks-sdk errors do not keep the HTTP response: recover the status from the error's class or code.
+_DBX_STATUS_BY_CLASS = {"TooManyRequests": 429, "InternalError": 500, "TemporarilyUnavailable": 503, "DeadlineExceeded": 504}
+_DBX_STATUS_BY_CODE = {"INTERNAL_ERROR": 500, "BAD_GATEWAY": 502, "SERVICE_UNAVAILABLE": 503, "GATEWAY_TIMEOUT": 504}
+
+
 def _databricks_error(exc: BaseException) -> tuple[str, str, int] | None:
     # Duck-typed so this module does not import databricks.sdk.
-    if type(exc).__module__.startswith("databricks.sdk") and hasattr(exc, "error_code"):
-        status = 0
-        response = getattr(exc, "_response", None)
-        if response is not None:
-            status = int(getattr(response, "status_code", 0) or 0)
-        return str(getattr(exc, "error_code", "") or ""), str(exc), status
-    return None
+    if not (type(exc).__module__.startswith("databricks.sdk") and hasattr(exc, "error_code")):
+        return None
+    code = str(getattr(exc, "error_code", "") or "")
+    status = int(getattr(getattr(exc, "_response", None), "status_code", 0) or 0)
+    if not status:
+        status = next((_DBX_STATUS_BY_CLASS[k.__name__] for k in type(exc).__mro__ if k.__name__ in _DBX_STATUS_BY_CLASS), 0)
+    if not status:
+        status = _DBX_STATUS_BY_CODE.get(code, 0)
+    return code, str(exc), status
 
 
 def classify(exc: BaseException) -> str | None:

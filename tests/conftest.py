@@ -1,0 +1,68 @@
+"""Shared fixtures: one sandbox daemon per test worker, reset before each test that uses it, and a helper
+that runs the real `provision` CLI in a subprocess against it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provision.sandbox import daemon
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+# Short delays keep the suite fast while every wait and retry path still runs.
+FAST = {
+    "iam_propagation_seconds": 0.5,
+    "workspace_provisioning_seconds": 0.5,
+    "nat_gateway_pending_seconds": 0.2,
+    "nat_gateway_deleting_seconds": 0.2,
+    "vpc_endpoint_pending_seconds": 0.1,
+}
+
+
+@pytest.fixture(scope="session")
+def sandbox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox-runtime")
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(sandbox_dir: Path):
+    info, _ = daemon.start(sandbox_dir, FAST)
+    yield info
+    daemon.stop(sandbox_dir)
+
+
+@pytest.fixture
+def sandbox(sandbox_session, sandbox_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """A running sandbox with nothing in it and the fast default delays."""
+    daemon.request(sandbox_session.databricks_host, "/_sandbox/reset", "POST", {})
+    daemon.configure(sandbox_session, FAST)
+    monkeypatch.setenv("PROVISION_SANDBOX_DIR", str(sandbox_dir))
+    return sandbox_session
+
+
+def provision_command() -> list[str]:
+    script = Path(sys.executable).parent / "provision"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "provision.cli"]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, sandbox_dir: Path):
+    """Run `provision ARGS` in tmp_path (the state file lives there) against this worker's sandbox."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180, check: int | None = None) -> subprocess.CompletedProcess:
+        # Failpoints only when a test asks for them.
+        full_env = {k: v for k, v in os.environ.items() if k != "PROVISION_FAILPOINTS"}
+        full_env.update({"PROVISION_SANDBOX_DIR": str(sandbox_dir), **(env or {})})
+        result = subprocess.run(
+            [*provision_command(), *args], cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout,
+        )
+        if check is not None:
+            assert result.returncode == check, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        return result
+
+    return run

@@ -1,0 +1,178 @@
+"""End to end through the real CLI against the sandbox: the `basic` topology's acceptance behaviour.
+
+Every check of what exists reads the sandbox itself (sandbox_inventory), never our state file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+import specs
+from conftest import provision_command
+from sandbox_inventory import BASIC_SINGLE_NAT, counts, inventory, untagged
+
+ACCOUNT = specs.example()["databricks"]["account_id"]
+NAME = specs.example()["name"]
+
+
+def spec_file(tmp_path: Path, **tables) -> Path:
+    return specs.write(tmp_path / "spec.toml", specs.merged(specs.example(), **tables))
+
+
+def state_of(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "provision.state.json").read_text())
+
+
+def step_status(tmp_path: Path) -> dict[str, str]:
+    return {s["id"]: s["status"] for s in state_of(tmp_path)["steps"]}
+
+
+def test_up_rerun_and_teardown_leave_exactly_what_they_should(sandbox, cli, tmp_path):
+    spec = spec_file(tmp_path)
+    first = cli("up", "--config", str(spec), "--sandbox", check=0)
+    assert "RUNNING" in first.stdout and "https://" in first.stdout
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert counts(found) == BASIC_SINGLE_NAT
+    assert untagged(found, NAME) == []
+    workspace = found["databricks_workspaces"][0]
+    assert workspace["workspace_status"] == "RUNNING"
+
+    outputs = json.loads(cli("output", "--output", "json", check=0).stdout)
+    assert outputs["workspace_id"] == workspace["workspace_id"]
+    assert outputs["workspace_url"] == f"https://{workspace['deployment_name']}.cloud.databricks.com"
+    assert outputs["vpc.vpc_id"] == found["vpc"][0]["VpcId"]
+    status = json.loads(cli("status", "--output", "json", check=0).stdout)
+    assert status["deployment"] == NAME and status["target"] == "sandbox"
+    assert {s["status"] for s in status["steps"]} == {"done"}
+    assert all(set(s) == {"id", "status", "outputs"} for s in status["steps"])
+
+    # A second run reconciles: every step is kept, nothing new appears.
+    again = cli("up", "--config", str(spec), "--sandbox", check=0)
+    assert "created" not in again.stdout and again.stdout.count(": kept") == len(status["steps"])
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+
+    cli("teardown", "--yes", check=0)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+    assert set(step_status(tmp_path).values()) == {"deleted"}
+    # Teardown of a torn-down deployment is a no-op, not an error.
+    cli("teardown", "--yes", check=0)
+
+
+def test_state_file_is_private_and_holds_no_secret(sandbox, cli, tmp_path):
+    secret = "dose-not-leak-4f9c2e7a1b"
+    env = {"DATABRICKS_CLIENT_SECRET": secret, "DATABRICKS_CLIENT_ID": "sp-client-id", "AWS_SECRET_ACCESS_KEY": secret + "aws"}
+    result = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", "--log-format", "json", "--verbose", env=env, check=0)
+    state_path = tmp_path / "provision.state.json"
+    assert oct(state_path.stat().st_mode & 0o777) == "0o600"
+    logs = list((tmp_path / "provision-logs").glob("*.log"))
+    assert logs, "a per-run log file beside the state file"
+    texts = [state_path.read_text(), result.stdout, result.stderr, *(p.read_text() for p in logs)]
+    assert not any(secret in text for text in texts)
+    assert any('"operation": "CreateVpc"' in p.read_text() for p in logs), "every AWS call is logged"
+
+
+def test_failure_mid_run_then_resume_creates_each_resource_once(sandbox, cli, tmp_path):
+    failed = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", env={"PROVISION_FAILPOINTS": "nat.0:after_create=error"})
+    assert failed.returncode == 1, failed.stderr
+    assert "nat.0" in failed.stderr and "provision resume" in failed.stderr and "Traceback" not in failed.stderr
+    statuses = step_status(tmp_path)
+    assert statuses["nat.0"] == "failed" and statuses["eip.nat.0"] == "done" and statuses["dbx.workspace"] == "pending"
+    # The failed step's NAT gateway exists, and the state file knows its id.
+    nat_id = next(s for s in state_of(tmp_path)["steps"] if s["id"] == "nat.0")["outputs"]["nat_gateway_id"]
+    assert [n["NatGatewayId"] for n in inventory(sandbox, account_id=ACCOUNT)["nat_gateway"]] == [nat_id]
+
+    resumed = cli("resume", check=0)
+    assert "RUNNING" in resumed.stdout
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+
+
+@pytest.mark.parametrize("point", ["rt.private.0:after_create=kill", "dbx.network:before_create=kill", "vpce.sts:after_checkpoint=kill"])
+def test_sigkill_at_a_failpoint_then_resume(sandbox, cli, tmp_path, point):
+    killed = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", env={"PROVISION_FAILPOINTS": point})
+    assert killed.returncode == -signal.SIGKILL
+    cli("resume", check=0)
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert counts(found) == BASIC_SINGLE_NAT
+    assert untagged(found, NAME) == []
+
+
+def test_sigkill_from_outside_mid_run_then_resume(sandbox, cli, tmp_path):
+    spec = spec_file(tmp_path)
+    env = {**os.environ, "PROVISION_SANDBOX_DIR": os.environ["PROVISION_SANDBOX_DIR"]}
+    process = subprocess.Popen([*provision_command(), "up", "--config", str(spec), "--sandbox"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if step_status(tmp_path).get("nat.0") in ("in_progress", "done"):
+                break
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    cli("resume", check=0)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+    # And teardown after a crash-and-resume still leaves nothing.
+    cli("teardown", "--yes", check=0)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+
+
+def test_sigkill_during_teardown_then_teardown_again(sandbox, cli, tmp_path):
+    cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0)
+    killed = cli("teardown", "--yes", env={"PROVISION_FAILPOINTS": "nat.0:after_delete=kill"})
+    assert killed.returncode == -signal.SIGKILL
+    assert step_status(tmp_path)["nat.0"] == "in_progress"
+    cli("teardown", "--yes", check=0)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+
+
+def test_iam_propagation_is_waited_out_by_retries(sandbox, cli, tmp_path):
+    from provision.sandbox import daemon
+
+    daemon.configure(sandbox, {"iam_propagation_seconds": 6})
+    started = time.monotonic()
+    cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0)
+    assert time.monotonic() - started >= 6  # credentials were accepted only once the role had propagated
+    log = next((tmp_path / "provision-logs").glob("*-up.log")).read_text()
+    retries = [json.loads(line) for line in log.splitlines() if '"event": "retrying"' in line]
+    assert retries and all(r["reason"] == "iam-propagation" for r in retries)
+    assert {r["step"] for r in retries} == {"dbx.credentials"}
+
+
+def test_wrong_trust_policy_fails_after_the_deadline_naming_it(sandbox, cli, tmp_path):
+    spec = spec_file(tmp_path, timeouts={"retry_deadline_seconds": 3})
+    cli("up", "--config", str(spec), "--sandbox", env={"PROVISION_FAILPOINTS": "dbx.credentials:before_create=error"})
+    role = state_of(tmp_path)["steps"][0]["outputs"]["role_name"]
+    iam = boto3.client("iam", endpoint_url=sandbox.aws_endpoint_url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    wrong = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "sts:AssumeRole"}]}
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(wrong))
+
+    started = time.monotonic()
+    result = cli("resume")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed >= 3
+    assert "trust policy" in result.stderr and "414351767826" in result.stderr and "ExternalId" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert step_status(tmp_path)["dbx.credentials"] == "failed"
+    assert inventory(sandbox, account_id=ACCOUNT)["databricks_credentials"] == []
+
+
+def test_plan_changes_nothing(sandbox, cli, tmp_path):
+    spec = spec_file(tmp_path)
+    fresh = cli("plan", "--config", str(spec), "--sandbox", "--output", "json", check=0)
+    assert {item["action"] for item in json.loads(fresh.stdout)} == {"create"}
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+    assert not (tmp_path / "provision.state.json").exists()
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    after = json.loads(cli("plan", "--config", str(spec), "--sandbox", "--output", "json", check=0).stdout)
+    assert {item["action"] for item in after} == {"keep"}
