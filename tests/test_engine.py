@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
+from structlog.contextvars import merge_contextvars
 from botocore.exceptions import ClientError
 from structlog.testing import CapturingLogger
 
@@ -201,7 +202,7 @@ class World:
             retry=RetryPolicy(deadline_seconds=60, initial_seconds=1, max_seconds=4, clock=self.clock, sleep=self.clock.sleep, rng=random.Random(7)),
             poll=PollPolicy(initial_seconds=1, factor=2, max_seconds=4, timeout_seconds=120, clock=self.clock, sleep=self.clock.sleep),
             # Steps' log context may come from bind() or from structlog's contextvars: capture both.
-            log=structlog.wrap_logger(self.logger, processors=[structlog.contextvars.merge_contextvars]),
+            log=structlog.wrap_logger(self.logger, processors=[merge_contextvars]),
         )
 
     def engine(self, failpoints: Failpoints | None = None, steps: list[Step] | None = None) -> Engine:
