@@ -85,13 +85,17 @@ def test_failure_mid_run_then_resume_creates_each_resource_once(sandbox, cli, tm
     assert "nat.0" in failed.stderr and "provision resume" in failed.stderr and "Traceback" not in failed.stderr
     statuses = step_status(tmp_path)
     assert statuses["nat.0"] == "failed" and statuses["eip.nat.0"] == "done" and statuses["dbx.workspace"] == "pending"
-    # The failed step's NAT gateway exists, and the state file knows its id.
-    nat_id = next(s for s in state_of(tmp_path)["steps"] if s["id"] == "nat.0")["outputs"]["nat_gateway_id"]
-    assert [n["NatGatewayId"] for n in inventory(sandbox, account_id=ACCOUNT)["nat_gateway"]] == [nat_id]
+    # The failure hit after the create call returned and before the checkpoint: the NAT gateway exists
+    # although the state file never learnt its id. Resume must adopt it, not create a second one.
+    assert "nat_gateway_id" not in next(s for s in state_of(tmp_path)["steps"] if s["id"] == "nat.0")["outputs"]
+    nats = [n["NatGatewayId"] for n in inventory(sandbox, account_id=ACCOUNT)["nat_gateway"]]
+    assert len(nats) == 1
 
     resumed = cli("resume", check=0)
     assert "RUNNING" in resumed.stdout
-    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert counts(found) == BASIC_SINGLE_NAT
+    assert [n["NatGatewayId"] for n in found["nat_gateway"]] == nats
 
 
 @pytest.mark.parametrize("point", ["rt.private.0:after_create=kill", "dbx.network:before_create=kill", "vpce.sts:after_checkpoint=kill"])
@@ -176,3 +180,25 @@ def test_plan_changes_nothing(sandbox, cli, tmp_path):
     cli("up", "--config", str(spec), "--sandbox", check=0)
     after = json.loads(cli("plan", "--config", str(spec), "--sandbox", "--output", "json", check=0).stdout)
     assert {item["action"] for item in after} == {"keep"}
+
+
+def test_failed_workspace_is_explained_kept_and_retried_by_resume(sandbox, cli, tmp_path):
+    spec = spec_file(tmp_path)
+    cli("up", "--config", str(spec), "--sandbox", env={"PROVISION_FAILPOINTS": "dbx.workspace:before_create=error"})
+    ec2 = boto3.client("ec2", endpoint_url=sandbox.aws_endpoint_url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    vpc_id = state_of(tmp_path)["steps"][2]["outputs"]["vpc_id"]
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": False})
+
+    failed = cli("resume")
+    assert failed.returncode == 1
+    assert "FAILED" in failed.stderr and "vpc_status" in failed.stderr and "DNS" in failed.stderr
+    workspaces = inventory(sandbox, account_id=ACCOUNT)["databricks_workspaces"]
+    assert [w["workspace_status"] for w in workspaces] == ["FAILED"]  # kept for inspection
+    assert step_status(tmp_path)["dbx.workspace"] == "failed"
+
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    fixed = cli("resume", check=0)
+    assert "RUNNING" in fixed.stdout
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert [w["workspace_id"] for w in found["databricks_workspaces"]] == [workspaces[0]["workspace_id"]]
+    assert counts(found) == BASIC_SINGLE_NAT

@@ -106,13 +106,11 @@ class Engine:
         try:
             out = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
             if out is None:
-                self.failpoints.hit(step.id, "before_create")
                 out = self._create(step)
                 # Known from here on: a failure before the checkpoint still records these ids.
                 self.ctx.outputs[step.id] = out
                 bind_contextvars(resource_id=step.resource_id(out))
                 log.info("created")
-                self.failpoints.hit(step.id, "after_create")
                 self.state.update(step.id, outputs=out)
                 action = "created"
             else:
@@ -142,7 +140,11 @@ class Engine:
                 found = step.find(self.ctx)
                 if found is not None:
                     return found
-            return step.create(self.ctx)
+            # Inside the retried call, so a `transient` failpoint behaves like a lost response.
+            self.failpoints.hit(step.id, "before_create")
+            out = step.create(self.ctx)
+            self.failpoints.hit(step.id, "after_create")
+            return out
 
         return self.ctx.call(attempt, f"{step.id} create")
 
@@ -169,9 +171,12 @@ class Engine:
             if found is None and not record.outputs:
                 action = "gone"
             else:
-                self.failpoints.hit(step.id, "before_delete")
-                self.ctx.call(lambda: self._delete(step, out), f"{step.id} delete")
-                self.failpoints.hit(step.id, "after_delete")
+                def delete() -> None:
+                    self.failpoints.hit(step.id, "before_delete")
+                    self._delete(step, out)
+                    self.failpoints.hit(step.id, "after_delete")
+
+                self.ctx.call(delete, f"{step.id} delete")
                 step.wait_deleted(self.ctx, out)
                 log.info("deleted")
                 action = "deleted"

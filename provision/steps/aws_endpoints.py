@@ -65,10 +65,11 @@ class GatewayEndpoint(_Endpoint):
         self.route_tables = route_tables
 
     def create(self, ctx: Context) -> Outputs:
+        vpc_id = ctx.out(self.vpc, "vpc_id")
         endpoint = ctx.ec2.create_vpc_endpoint(
-            VpcEndpointType="Gateway", VpcId=ctx.out(self.vpc, "vpc_id"), ServiceName=self.service_name(ctx),
+            VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=self.service_name(ctx),
             RouteTableIds=[ctx.out(rt, "route_table_id") for rt in self.route_tables],
-            ClientToken=client_token(ctx, self.id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
+            ClientToken=client_token(ctx, self.id, vpc_id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)
 
@@ -88,11 +89,12 @@ class InterfaceEndpoint(_Endpoint):
         self.subnets, self.security_group, self.private_dns = subnets, security_group, private_dns
 
     def create(self, ctx: Context) -> Outputs:
+        vpc_id = ctx.out(self.vpc, "vpc_id")
         endpoint = ctx.ec2.create_vpc_endpoint(
-            VpcEndpointType="Interface", VpcId=ctx.out(self.vpc, "vpc_id"), ServiceName=self.service_name(ctx),
+            VpcEndpointType="Interface", VpcId=vpc_id, ServiceName=self.service_name(ctx),
             SubnetIds=[ctx.out(s, "subnet_id") for s in self.subnets],
             SecurityGroupIds=[ctx.out(self.security_group, "group_id")],
             PrivateDnsEnabled=self.private_dns,
-            ClientToken=client_token(ctx, self.id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
+            ClientToken=client_token(ctx, self.id, vpc_id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)

@@ -15,8 +15,10 @@ from provision.steps.base import Context, Outputs, Step, single
 EC2_READY = {"available"}
 
 
-def client_token(ctx: Context, step_id: str) -> str:
-    return hashlib.sha256(f"{ctx.deployment}/{step_id}".encode()).hexdigest()[:32]
+def client_token(ctx: Context, step_id: str, *inputs: str) -> str:
+    """Same deployment, step and inputs -> same token, so a retried create is idempotent; a later
+    recreate (new VPC, subnet or address ids) gets a new token instead of EC2's remembered result."""
+    return hashlib.sha256("/".join((ctx.deployment, step_id, *inputs)).encode()).hexdigest()[:32]
 
 
 def _tag(resource: dict[str, Any], key: str) -> str | None:
@@ -166,9 +168,10 @@ class NatGateway(Step):
         return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]} if nat else None
 
     def create(self, ctx: Context) -> Outputs:
+        subnet_id, allocation_id = ctx.out(self.subnet, "subnet_id"), ctx.out(self.eip, "allocation_id")
         nat = ctx.ec2.create_nat_gateway(
-            SubnetId=ctx.out(self.subnet, "subnet_id"), AllocationId=ctx.out(self.eip, "allocation_id"),
-            ConnectivityType="public", ClientToken=client_token(ctx, self.id),
+            SubnetId=subnet_id, AllocationId=allocation_id,
+            ConnectivityType="public", ClientToken=client_token(ctx, self.id, subnet_id, allocation_id),
             TagSpecifications=ctx.tag_spec("natgateway", self.id),
         )["NatGateway"]
         return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]}
@@ -198,7 +201,8 @@ class NatGateway(Step):
 
 
 class RouteTable(Step):
-    """A route table with its default route and subnet associations, converged on every run."""
+    """A route table with its default route and subnet associations, converged whenever the step runs
+    (create, adopt, resume of an unfinished step)."""
 
     kind = "ec2.route_table"
 
@@ -218,8 +222,9 @@ class RouteTable(Step):
         return {"route_table_id": table["RouteTableId"], "associations": associations}
 
     def create(self, ctx: Context) -> Outputs:
+        vpc_id = ctx.out(self.vpc, "vpc_id")
         table = ctx.ec2.create_route_table(
-            VpcId=ctx.out(self.vpc, "vpc_id"), ClientToken=client_token(ctx, self.id),
+            VpcId=vpc_id, ClientToken=client_token(ctx, self.id, vpc_id),
             TagSpecifications=ctx.tag_spec("route-table", self.id),
         )["RouteTable"]
         return self._outputs(table)
@@ -332,6 +337,11 @@ class SecurityGroup(Step):
                     rules.add((direction, protocol, low, high, "self" if pair["GroupId"] == group_id else pair["GroupId"]))
                 for ip_range in perm.get("IpRanges", []):
                     rules.add((direction, protocol, low, high, ip_range["CidrIp"]))
+                # Kept so that converging revokes them: the workspace group has no IPv6 or prefix-list rules.
+                for ip_range in perm.get("Ipv6Ranges", []):
+                    rules.add((direction, protocol, low, high, ip_range["CidrIpv6"]))
+                for prefix_list in perm.get("PrefixListIds", []):
+                    rules.add((direction, protocol, low, high, prefix_list["PrefixListId"]))
         return rules
 
     @staticmethod
@@ -344,6 +354,10 @@ class SecurityGroup(Step):
             perm["UserIdGroupPairs"] = [{"GroupId": group_id}]
         elif peer.startswith("sg-"):
             perm["UserIdGroupPairs"] = [{"GroupId": peer}]
+        elif peer.startswith("pl-"):
+            perm["PrefixListIds"] = [{"PrefixListId": peer}]
+        elif ":" in peer:
+            perm["Ipv6Ranges"] = [{"CidrIpv6": peer}]
         else:
             perm["IpRanges"] = [{"CidrIp": peer}]
         return perm

@@ -156,6 +156,21 @@ class Workspace(Step):
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         workspace_id = out["workspace_id"]
+        if out.get("workspace_status") == "FAILED":
+            # Adopting a workspace that failed in an earlier run: Databricks retries the deployment when the
+            # workspace is updated, so `resume` after fixing the cause needs no manual step.
+            from databricks.sdk.service.provisioning import Workspace as WorkspaceConfig
+
+            config = WorkspaceConfig(
+                credentials_id=ctx.out(self.credentials, "credentials_id"),
+                storage_configuration_id=ctx.out(self.storage, "storage_configuration_id"),
+                network_id=ctx.out(self.network, "network_id"),
+            )
+            ctx.log.warning("workspace failed in an earlier run; asking Databricks to deploy it again")
+            ctx.call(
+                lambda: ctx.account.workspaces.update(workspace_id, config, update_mask="credentials_id,storage_configuration_id,network_id"),
+                f"{self.id} retry deployment",
+            )
 
         try:
             ws = ctx.wait(
