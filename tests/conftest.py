@@ -45,6 +45,17 @@ def sandbox(sandbox_session, sandbox_dir: Path, monkeypatch: pytest.MonkeyPatch)
     return sandbox_session
 
 
+@pytest.fixture
+def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For unit tests whose waits and retries run on a FakeClock: a real sleep is a bug."""
+    import time
+
+    def forbidden(seconds: float) -> None:
+        raise AssertionError(f"real time.sleep({seconds}) in a test that runs on a fake clock")
+
+    monkeypatch.setattr(time, "sleep", forbidden)
+
+
 def provision_command() -> list[str]:
     script = Path(sys.executable).parent / "provision"
     return [str(script)] if script.exists() else [sys.executable, "-m", "provision.cli"]

@@ -4,7 +4,6 @@ failpoints and plan. No AWS, no real sleeping (the retry and poll policies run o
 from __future__ import annotations
 
 import random
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from provision.orchestrator.wait import PollPolicy
 from provision.state.store import StateFile, Status
 from provision.steps.base import Context, Outputs, Step, single
 
+from fakes import FakeClock
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "basic.toml"
 ORDER = ["vpc", "subnet.0", "subnet.1", "nat.0"]
 
@@ -41,20 +42,6 @@ def not_found() -> ClientError:
     return client_error("InvalidVpcID.NotFound", message="The vpc ID does not exist")
 
 
-class FakeClock:
-    """`clock` and `sleep` for the policies: sleeping only moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class FakeCloud:
@@ -228,12 +215,7 @@ class World:
         return [c.kwargs for c in self.logger.calls if c.method_name == method]
 
 
-@pytest.fixture(autouse=True)
-def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def forbidden(seconds: float) -> None:
-        raise AssertionError(f"real time.sleep({seconds}) in an engine test")
-
-    monkeypatch.setattr(time, "sleep", forbidden)
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 @pytest.fixture

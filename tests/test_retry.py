@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import pytest
 import requests
 from botocore.exceptions import ClientError, EndpointConnectionError
 from databricks.sdk.errors import (
     BadRequest,
-    InternalError,
     NotFound,
     PermissionDenied,
     ResourceDoesNotExist,
@@ -23,27 +21,12 @@ from databricks.sdk.errors.parser import _Parser
 from provision.orchestrator.errors import InjectedFault, RetryDeadlineExceeded
 from provision.orchestrator.retry import IAM_PROPAGATION, RetryPolicy, classify, is_not_found
 
-
-@pytest.fixture(autouse=True)
-def no_real_sleep(monkeypatch):
-    def forbidden(seconds):
-        raise AssertionError(f"time.sleep({seconds}) called")
-
-    monkeypatch.setattr(time, "sleep", forbidden)
+from fakes import FakeClock
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
-    def __call__(self) -> float:
-        return self.now
 
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def policy(clock: FakeClock, **kw) -> RetryPolicy:

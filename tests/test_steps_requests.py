@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import random
-import time
 import tomllib
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,21 +26,12 @@ from provision.steps.aws_endpoints import InterfaceEndpoint
 from provision.steps.aws_network import WORKSPACE_SG_RULES, NatGateway, RouteTable, SecurityGroup, Vpc
 from provision.steps.base import TAG_DEPLOYMENT, TAG_STEP, Context
 
+from fakes import FakeClock
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "basic.toml"
 ACCOUNT = "123456789012"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class StubClients:
@@ -82,12 +72,7 @@ def spec() -> Any:
     return spec_module.from_dict(tomllib.loads(EXAMPLE.read_text()), str(EXAMPLE))
 
 
-@pytest.fixture(autouse=True)
-def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def forbidden(seconds: float) -> None:
-        raise AssertionError(f"real time.sleep({seconds}) in a request-shape test")
-
-    monkeypatch.setattr(time, "sleep", forbidden)
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 class Harness:
@@ -95,7 +80,7 @@ class Harness:
         self.client = session.client("ec2")
         self.stub = Stubber(self.client)
         self.recorder = Recorder(self.client)
-        self.clock = FakeClock()
+        self.clock = FakeClock(start=0.0)
         self.spec = spec
         self.ctx = self.context(spec)
 

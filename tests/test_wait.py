@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from provision.orchestrator.errors import ResourceFailed, WaitTimeout
 from provision.orchestrator.wait import PollPolicy, wait_for
 
-
-@pytest.fixture(autouse=True)
-def no_real_sleep(monkeypatch):
-    def forbidden(seconds):
-        raise AssertionError(f"time.sleep({seconds}) called")
-
-    monkeypatch.setattr(time, "sleep", forbidden)
+from fakes import FakeClock
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
-    def __call__(self) -> float:
-        return self.now
 
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Resource:
@@ -62,7 +46,7 @@ def wait(resource: Resource, clock: FakeClock, *, timeout: float = 1800.0, **kw)
 
 
 def test_returns_immediately_when_already_at_target():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     resource = Resource(clock, "RUNNING")
     assert wait(resource, clock)["state"] == "RUNNING"
     assert resource.reads == [0.0]
@@ -70,7 +54,7 @@ def test_returns_immediately_when_already_at_target():
 
 
 def test_returns_the_value_once_target_reached():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     resource = Resource(clock, "PROVISIONING", "RUNNING", change_at=10)
     assert wait(resource, clock) == {"state": "RUNNING", "message": "workspace is running"}
     assert len(resource.reads) > 1
@@ -78,7 +62,7 @@ def test_returns_the_value_once_target_reached():
 
 
 def test_failure_state_raises_with_detail():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     resource = Resource(clock, "PROVISIONING", "FAILED", change_at=5)
     with pytest.raises(ResourceFailed) as info:
         wait(resource, clock)
@@ -88,7 +72,7 @@ def test_failure_state_raises_with_detail():
 
 
 def test_timeout_names_the_last_status():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     resource = Resource(clock, "PROVISIONING")
     with pytest.raises(WaitTimeout) as info:
         wait(resource, clock, timeout=60)
@@ -101,7 +85,7 @@ def test_timeout_names_the_last_status():
 
 
 def test_timeout_argument_overrides_policy():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     resource = Resource(clock, "PROVISIONING")
     with pytest.raises(WaitTimeout):
         wait_for(
@@ -112,13 +96,13 @@ def test_timeout_argument_overrides_policy():
 
 
 def test_status_reaching_target_at_the_deadline_wins():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     resource = Resource(clock, "PROVISIONING", "RUNNING", change_at=60)
     assert wait(resource, clock, timeout=60)["state"] == "RUNNING"
 
 
 def test_intervals_grow_geometrically_to_the_cap():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     with pytest.raises(WaitTimeout):
         wait(Resource(clock, "PROVISIONING"), clock, timeout=120, initial_seconds=2, factor=1.5, max_seconds=15)
     assert clock.sleeps[:7] == pytest.approx([2, 3, 4.5, 6.75, 10.125, 15, 15])
@@ -126,7 +110,7 @@ def test_intervals_grow_geometrically_to_the_cap():
 
 
 def test_on_poll_sees_every_status():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     seen: list[str] = []
     resource = Resource(clock, "PROVISIONING", "RUNNING", change_at=4)
     wait_for(
@@ -137,7 +121,7 @@ def test_on_poll_sees_every_status():
 
 
 def test_six_minute_wait_is_cheap_and_reacts_within_one_interval():
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     change_at = 360.0
     resource = Resource(clock, "PROVISIONING", "RUNNING", change_at=change_at)
     wait(resource, clock, initial_seconds=2, factor=1.5, max_seconds=15)

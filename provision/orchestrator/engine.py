@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
-from provision.orchestrator.errors import ProvisionError, StepFailed
+from provision.orchestrator.errors import OwnershipConflict, ProvisionError, StepFailed
 from provision.orchestrator.failpoints import Failpoints
 from provision.orchestrator.retry import is_not_found
 from provision.state.store import StateFile, Status, now_iso
@@ -166,7 +166,14 @@ class Engine:
         self.state.update(step.id, status=Status.IN_PROGRESS, started_at=now_iso(), finished_at=None, last_error=None)
         self.reporter.step(step.id, "deleting", step.resource_id(record.outputs) or "")
         try:
-            found = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            try:
+                found = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            except OwnershipConflict:
+                if record.outputs:
+                    raise
+                # What carries our name is not ours and we never recorded creating it: leave it alone.
+                log.warning("not deleting a resource this deployment does not own")
+                found = None
             out = {**record.outputs, **(found or {})}
             if found is None and not record.outputs:
                 action = "gone"

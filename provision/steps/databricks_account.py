@@ -6,7 +6,7 @@ adopted when an object of that name already exists, so a create whose response w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from provision.orchestrator.errors import OwnershipConflict, ResourceFailed
 from provision.steps.base import Context, Outputs, Step
@@ -19,72 +19,82 @@ def _by_name(items: list[Any], attribute: str, name: str, what: str) -> Any | No
     return matches[0] if matches else None
 
 
-class Credentials(Step):
+class _AccountObject(Step):
+    """An Account API object found by its deterministic name `<deployment>-<suffix>`."""
+
+    api: ClassVar[str]  # the AccountClient attribute: credentials, storage, networks
+    name_field: ClassVar[str]
+    id_field: ClassVar[str]
+    suffix: ClassVar[str]
+    what: ClassVar[str]
+
+    def name(self, ctx: Context) -> str:
+        return f"{ctx.deployment}-{self.suffix}"
+
+    def _api(self, ctx: Context) -> Any:
+        return getattr(ctx.account, self.api)
+
+    def _outputs(self, obj: Any) -> Outputs:
+        return {self.id_field: getattr(obj, self.id_field), "name": getattr(obj, self.name_field)}
+
+    def find(self, ctx: Context) -> Outputs | None:
+        found = _by_name(list(self._api(ctx).list()), self.name_field, self.name(ctx), self.what)
+        return self._outputs(found) if found else None
+
+    def create(self, ctx: Context) -> Outputs:
+        return self._outputs(self._create(ctx))
+
+    def _create(self, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        self._api(ctx).delete(**{self.id_field: out[self.id_field]})
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        object_id = out[self.id_field]
+        ctx.wait_gone(lambda: self._api(ctx).get(**{self.id_field: object_id}), what=f"{self.what} {object_id}")
+
+
+class Credentials(_AccountObject):
     kind = "databricks.credentials"
+    api, name_field, id_field, suffix, what = "credentials", "credentials_name", "credentials_id", "credentials", "credential"
 
     def __init__(self, step_id: str, *, role: str):
         super().__init__(step_id, needs=(role,))
         self.role = role
 
-    def name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}-credentials"
-
-    def find(self, ctx: Context) -> Outputs | None:
-        found = _by_name(list(ctx.account.credentials.list()), "credentials_name", self.name(ctx), "credential")
-        return {"credentials_id": found.credentials_id, "name": found.credentials_name} if found else None
-
-    def create(self, ctx: Context) -> Outputs:
+    def _create(self, ctx: Context) -> Any:
         from databricks.sdk.service.provisioning import CreateCredentialAwsCredentials, CreateCredentialStsRole
 
         # Right after the role is created, Databricks answers MALFORMED_REQUEST "Failed credentials
         # validation checks": the retry policy classifies that as IAM propagation and backs off.
-        created = ctx.account.credentials.create(
-            credentials_name=self.name(ctx),
-            aws_credentials=CreateCredentialAwsCredentials(sts_role=CreateCredentialStsRole(role_arn=ctx.out(self.role, "role_arn"))),
+        role = CreateCredentialStsRole(role_arn=ctx.out(self.role, "role_arn"))
+        return ctx.account.credentials.create(
+            credentials_name=self.name(ctx), aws_credentials=CreateCredentialAwsCredentials(sts_role=role)
         )
-        return {"credentials_id": created.credentials_id, "name": created.credentials_name}
-
-    def delete(self, ctx: Context, out: Outputs) -> None:
-        ctx.account.credentials.delete(credentials_id=out["credentials_id"])
-
-    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        ctx.wait_gone(lambda: ctx.account.credentials.get(credentials_id=out["credentials_id"]), what=f"credentials {out['credentials_id']}")
 
 
-class StorageConfiguration(Step):
+class StorageConfiguration(_AccountObject):
     kind = "databricks.storage_configuration"
+    api, name_field, id_field, suffix, what = (
+        "storage", "storage_configuration_name", "storage_configuration_id", "storage", "storage configuration",
+    )
 
     def __init__(self, step_id: str, *, bucket: str):
         super().__init__(step_id, needs=(bucket,))
         self.bucket = bucket
 
-    def name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}-storage"
-
-    def find(self, ctx: Context) -> Outputs | None:
-        found = _by_name(list(ctx.account.storage.list()), "storage_configuration_name", self.name(ctx), "storage configuration")
-        return {"storage_configuration_id": found.storage_configuration_id, "name": found.storage_configuration_name} if found else None
-
-    def create(self, ctx: Context) -> Outputs:
+    def _create(self, ctx: Context) -> Any:
         from databricks.sdk.service.provisioning import RootBucketInfo
 
-        created = ctx.account.storage.create(
+        return ctx.account.storage.create(
             storage_configuration_name=self.name(ctx), root_bucket_info=RootBucketInfo(bucket_name=ctx.out(self.bucket, "bucket"))
         )
-        return {"storage_configuration_id": created.storage_configuration_id, "name": created.storage_configuration_name}
-
-    def delete(self, ctx: Context, out: Outputs) -> None:
-        ctx.account.storage.delete(storage_configuration_id=out["storage_configuration_id"])
-
-    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        ctx.wait_gone(
-            lambda: ctx.account.storage.get(storage_configuration_id=out["storage_configuration_id"]),
-            what=f"storage configuration {out['storage_configuration_id']}",
-        )
 
 
-class Network(Step):
+class Network(_AccountObject):
     kind = "databricks.network"
+    api, name_field, id_field, suffix, what = "networks", "network_name", "network_id", "network", "network"
 
     def __init__(self, step_id: str, *, vpc: str, subnets: list[str], security_group: str, after: tuple[str, ...] = ()):
         """`after`: steps that must be complete first although the network does not reference them
@@ -92,27 +102,13 @@ class Network(Step):
         super().__init__(step_id, needs=(vpc, *subnets, security_group, *after))
         self.vpc, self.subnets, self.security_group = vpc, subnets, security_group
 
-    def name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}-network"
-
-    def find(self, ctx: Context) -> Outputs | None:
-        found = _by_name(list(ctx.account.networks.list()), "network_name", self.name(ctx), "network")
-        return {"network_id": found.network_id, "name": found.network_name} if found else None
-
-    def create(self, ctx: Context) -> Outputs:
-        created = ctx.account.networks.create(
+    def _create(self, ctx: Context) -> Any:
+        return ctx.account.networks.create(
             network_name=self.name(ctx),
             vpc_id=ctx.out(self.vpc, "vpc_id"),
             subnet_ids=[ctx.out(s, "subnet_id") for s in self.subnets],
             security_group_ids=[ctx.out(self.security_group, "group_id")],
         )
-        return {"network_id": created.network_id, "name": created.network_name}
-
-    def delete(self, ctx: Context, out: Outputs) -> None:
-        ctx.account.networks.delete(network_id=out["network_id"])
-
-    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        ctx.wait_gone(lambda: ctx.account.networks.get(network_id=out["network_id"]), what=f"network {out['network_id']}")
 
 
 def _status(value: Any) -> str:
