@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 run failed (state saved, resumable); 2 bad usage, spec 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from provision.orchestrator.errors import ProvisionError, SpecError, StepFailed, UsageError
+from provision.orchestrator.errors import ProvisionError, StepFailed, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -85,8 +86,11 @@ def resume(state: Path = StateOpt, log_format: LogFormat = LogFormatOpt, verbose
     """Continue a run from its state file; the spec and target come from the state file."""
     from provision.orchestrator import runner
 
-    outputs = runner.resume(_options(state, log_format, verbose), reporter_factory=_reporter(log_format))
-    _echo_outputs(outputs)
+    operation, outputs = runner.resume(_options(state, log_format, verbose), reporter_factory=_reporter(log_format))
+    if operation == "teardown":
+        typer.echo("teardown completed")
+    else:
+        _echo_outputs(outputs)
 
 
 @app.command()
@@ -213,11 +217,15 @@ def sandbox_start(
 
 
 @sandbox_app.command("stop")
-def sandbox_stop() -> None:
+def sandbox_stop(output: OutputFormat = OutputOpt) -> None:
     """Stop this directory's sandbox; everything in it is forgotten."""
     from provision.sandbox import daemon
 
-    typer.echo("sandbox stopped" if daemon.stop() else "no sandbox was running")
+    stopped = daemon.stop()
+    if output is OutputFormat.json:
+        typer.echo(json.dumps({"stopped": stopped}))
+    else:
+        typer.echo("sandbox stopped" if stopped else "no sandbox was running")
 
 
 @sandbox_app.command("status")
@@ -234,23 +242,39 @@ def sandbox_status(output: OutputFormat = OutputOpt) -> None:
         typer.echo("not running")
 
 
-def _report(error: ProvisionError, argv: list[str]) -> None:
-    if isinstance(error, SpecError):
-        typer.echo(f"error: {error}", err=True)
-        return
-    typer.echo(f"error: {error}", err=True)
-    if isinstance(error, StepFailed):
-        state = "provision.state.json"
-        if "--state" in argv and argv.index("--state") + 1 < len(argv):
-            state = argv[argv.index("--state") + 1]
-        typer.echo(f"the state file {state} records what exists; fix the cause, then run: provision resume --state {state}", err=True)
+def _report(error: ProvisionError) -> None:
+    from provision.orchestrator.logging import scrub, secret_values
+
+    typer.echo(f"error: {scrub(str(error), secret_values())}", err=True)
+    if isinstance(error, StepFailed) and error.state_path is not None:
+        what = "carry the teardown through" if error.operation == "teardown" else "finish the deployment"
+        typer.echo(
+            f"the state file {error.state_path} records what exists; fix the cause, then run "
+            f"`provision resume --state {error.state_path}` to {what}",
+            err=True,
+        )
+
+
+def _report_unexpected(error: Exception) -> None:
+    """Anything that is not one of our typed errors: say what it was, without a traceback."""
+    from provision.orchestrator.logging import scrub, secret_values
+
+    name = type(error).__name__
+    message = scrub(str(error), secret_values())
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        message += " (configure AWS credentials: environment variables, AWS_PROFILE or SSO)"
+    typer.echo(f"error: {name}: {message}", err=True)
+    typer.echo("set PROVISION_DEBUG=1 to see the traceback", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: map every outcome to an exit code, with no traceback for known errors."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="provision", standalone_mode=False)
+        code = app(args=args, prog_name="provision", standalone_mode=False)
+        # Without standalone mode, click answers Ctrl-C by returning 130 rather than raising.
+        if code == 130:
+            raise KeyboardInterrupt
     except typer.Abort:
         typer.echo("interrupted; the state file records what exists: run `provision resume` to continue", err=True)
         sys.exit(130)
@@ -265,11 +289,16 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except ProvisionError as exc:
-        _report(exc, args)
+        _report(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted; the state file records what exists: run `provision resume`", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("PROVISION_DEBUG"):
+            raise
+        _report_unexpected(exc)
+        sys.exit(1)
     sys.exit(0)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 @dataclass(frozen=True)
 class NetworkSpec:
     vpc_cidr: str
+    az_count: int
     availability_zones: tuple[str, ...]
     private_subnet_cidrs: tuple[str, ...]
     public_subnet_cidrs: tuple[str, ...]
@@ -55,7 +57,7 @@ class DatabricksSpec:
     account_id: str
     workspace_name: str
     pricing_tier: str
-    host: str
+    host: str | None
     profile: str | None
 
 
@@ -133,6 +135,9 @@ class _Checker:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(where, f"must be a number, got {type(value).__name__}")
+            return None
+        if not math.isfinite(value) or value > 7 * 24 * 3600:
+            self.fail(where, f"must be a finite number of seconds up to a week, got {value}")
             return None
         if value < minimum:
             self.fail(where, f"must be at least {minimum:g}, got {value:g}")
@@ -229,8 +234,9 @@ def _network(check: _Checker, data: dict[str, Any], region: str | None) -> Netwo
         for zone in zones:
             if region and not re.fullmatch(re.escape(region) + r"[a-z]", zone):
                 check.fail("network.availability_zones", f"{zone!r} is not a zone of region {region}")
-    elif az_count is not None and region:
-        zones = [f"{region}{letter}" for letter in "abcdef"[:az_count]]
+    # Without explicit zones, the run resolves the region's first az_count available zones once
+    # (describe_availability_zones) and records them in the state file: zone letters vary by region
+    # and by account, so they cannot be guessed here.
 
     nat = check.string(net, "nat", "network.nat", required=False, default="single")
     if nat is not None and nat not in NAT_MODES:
@@ -290,11 +296,12 @@ def _network(check: _Checker, data: dict[str, Any], region: str | None) -> Netwo
         for name_b, b in all_blocks[i + 1 :]:
             if a.overlaps(b):
                 check.fail(f"network.{name_b}", f"{b} overlaps {a} (network.{name_a})")
-    if vpc is None or zones is None or private is None or public is None or nat is None or az_count is None:
+    if vpc is None or private is None or public is None or nat is None or az_count is None:
         return None
     return NetworkSpec(
         vpc_cidr=str(vpc),
-        availability_zones=tuple(zones),
+        az_count=az_count,
+        availability_zones=tuple(zones or ()),
         private_subnet_cidrs=tuple(str(b) for b in private),
         public_subnet_cidrs=tuple(str(b) for b in public),
         nat=nat,
@@ -350,7 +357,8 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     tier = check.string(dbx, "pricing_tier", "databricks.pricing_tier", required=False, default="PREMIUM")
     if tier is not None and tier not in PRICING_TIERS:
         check.fail("databricks.pricing_tier", f"must be one of {', '.join(PRICING_TIERS)}, got {tier!r}")
-    host = check.string(dbx, "host", "databricks.host", required=False, default="https://accounts.cloud.databricks.com")
+    # No default here: a named profile may carry its own host; clients.py falls back to the AWS account console.
+    host = check.string(dbx, "host", "databricks.host", required=False)
     if host is not None and not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", host):
         check.fail("databricks.host", f"{host!r} must be an https:// URL of the account console")
     profile = check.string(dbx, "profile", "databricks.profile", required=False)
@@ -373,7 +381,7 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
 
     if check.problems:
         raise SpecError(source, check.problems)
-    assert name and region and topology and network and account_id and workspace_name and tier and host and bucket
+    assert name and region and topology and network and account_id and workspace_name and tier and bucket
     assert retry_deadline is not None and workspace_seconds is not None and resource_seconds is not None
     return Spec(
         name=name,
@@ -381,7 +389,7 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
         topology=topology,
         tags=tags,
         network=network,
-        databricks=DatabricksSpec(account_id, workspace_name, tier, host.rstrip("/"), profile),
+        databricks=DatabricksSpec(account_id, workspace_name, tier, host.rstrip("/") if host else None, profile),
         storage=StorageSpec(bucket),
         timeouts=TimeoutsSpec(retry_deadline, workspace_seconds, resource_seconds),
         raw=data,

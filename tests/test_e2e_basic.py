@@ -202,3 +202,90 @@ def test_failed_workspace_is_explained_kept_and_retried_by_resume(sandbox, cli, 
     found = inventory(sandbox, account_id=ACCOUNT)
     assert [w["workspace_id"] for w in found["databricks_workspaces"]] == [workspaces[0]["workspace_id"]]
     assert counts(found) == BASIC_SINGLE_NAT
+
+
+def test_resume_after_a_failed_teardown_carries_the_teardown_through(sandbox, cli, tmp_path):
+    cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0)
+    failed = cli("teardown", "--yes", env={"PROVISION_FAILPOINTS": "igw:before_delete=error"})
+    assert failed.returncode == 1
+    assert "provision resume" in failed.stderr and "teardown" in failed.stderr
+    resumed = cli("resume", check=0)
+    assert "teardown completed" in resumed.stdout and "created" not in resumed.stdout
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+
+
+def test_changing_the_network_of_a_live_deployment_is_refused(sandbox, cli, tmp_path):
+    cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0)
+    changed = spec_file(tmp_path, network={"nat": "per_az"})
+    result = cli("up", "--config", str(changed), "--sandbox")
+    assert result.returncode == 2 and "network.nat" in result.stderr and "teardown" in result.stderr
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+    # Tags and timeouts may change freely.
+    cli("up", "--config", str(spec_file(tmp_path, tags={"Owner": "someone-else"})), "--sandbox", check=0)
+
+
+def test_zones_are_resolved_once_and_recorded(sandbox, cli, tmp_path):
+    cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0)
+    zones = state_of(tmp_path)["facts"]["availability_zones"]
+    assert len(zones) == 2 and all(z.startswith("us-east-1") for z in zones)
+    subnets = inventory(sandbox, account_id=ACCOUNT)["subnet"]
+    assert {s["AvailabilityZone"] for s in subnets} == set(zones)
+
+
+def test_a_subnet_deleted_out_of_band_is_recreated_and_reassociated(sandbox, cli, tmp_path):
+    spec = spec_file(tmp_path)
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    ec2 = boto3.client("ec2", endpoint_url=sandbox.aws_endpoint_url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    outputs = {s["id"]: s["outputs"] for s in state_of(tmp_path)["steps"]}
+    old_subnet = outputs["subnet.public.1"]["subnet_id"]
+    ec2.disassociate_route_table(AssociationId=outputs["rt.public"]["associations"][old_subnet])
+    ec2.delete_subnet(SubnetId=old_subnet)
+
+    again = cli("up", "--config", str(spec), "--sandbox", check=0)
+    assert "subnet.public.1: created" in again.stdout, again.stdout
+    assert "rt.public: converged" in again.stdout, again.stdout
+    new_subnet = {s["id"]: s["outputs"] for s in state_of(tmp_path)["steps"]}["subnet.public.1"]["subnet_id"]
+    table = ec2.describe_route_tables(RouteTableIds=[outputs["rt.public"]["route_table_id"]])["RouteTables"][0]
+    assert new_subnet in {a.get("SubnetId") for a in table["Associations"]}
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+
+
+def test_someone_elses_bucket_is_neither_adopted_nor_deleted(sandbox, cli, tmp_path):
+    s3 = boto3.client("s3", endpoint_url=sandbox.aws_endpoint_url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    s3.create_bucket(Bucket="finance-reports")
+    s3.put_bucket_tagging(Bucket="finance-reports", Tagging={"TagSet": [{"Key": "team", "Value": "finance"}]})
+    s3.put_object(Bucket="finance-reports", Key="q3.csv", Body=b"revenue")
+    spec = spec_file(tmp_path, storage={"bucket_name": "finance-reports"})
+
+    result = cli("up", "--config", str(spec), "--sandbox")
+    assert result.returncode == 1 and "finance-reports" in result.stderr and "belongs to" in result.stderr
+    cli("teardown", "--yes", check=0)
+    assert s3.get_object(Bucket="finance-reports", Key="q3.csv")["Body"].read() == b"revenue"
+    assert s3.get_bucket_tagging(Bucket="finance-reports")["TagSet"] == [{"Key": "team", "Value": "finance"}]
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert [b["Name"] for b in found["bucket"]] == ["finance-reports"]
+    assert counts(found) == {"bucket": 1}
+
+
+def test_interrupt_exits_130_and_resume_finishes(sandbox, cli, tmp_path):
+    from provision.sandbox import daemon
+
+    daemon.configure(sandbox, {"workspace_provisioning_seconds": 30})
+    process = subprocess.Popen([*provision_command(), "up", "--config", str(spec_file(tmp_path)), "--sandbox"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if step_status(tmp_path).get("dbx.workspace") == "in_progress":
+                break
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "provision resume" in stderr and "Traceback" not in stderr
+    assert step_status(tmp_path)["dbx.workspace"] == "failed"
+    daemon.configure(sandbox, {"workspace_provisioning_seconds": 0.5})
+    cli("resume", check=0)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT

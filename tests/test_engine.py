@@ -187,7 +187,7 @@ class World:
             spec=self.spec,
             clients=StubClients(),  # type: ignore[arg-type]
             retry=RetryPolicy(deadline_seconds=60, initial_seconds=1, max_seconds=4, clock=self.clock, sleep=self.clock.sleep, rng=random.Random(7)),
-            poll=PollPolicy(initial_seconds=1, factor=2, max_seconds=4, timeout_seconds=120, clock=self.clock, sleep=self.clock.sleep),
+            poll=PollPolicy(initial_seconds=1, factor=2, max_seconds=4, timeout_seconds=120, visibility_seconds=0, clock=self.clock, sleep=self.clock.sleep),
             # Steps' log context may come from bind() or from structlog's contextvars: capture both.
             log=structlog.wrap_logger(self.logger, processors=[merge_contextvars]),
         )
@@ -431,7 +431,7 @@ def test_teardown_of_a_failed_step_whose_create_never_happened_deletes_nothing(w
 
 def test_teardown_resumes_after_a_failure_midway(world: World) -> None:
     outputs = world.engine().up()
-    world.cloud.fail_before[("delete", "subnet.0")] = [client_error("DependencyViolation", message="has dependencies")]
+    world.cloud.fail_before[("delete", "subnet.0")] = [client_error("UnauthorizedOperation", message="not authorized")]
     world.cloud.calls.clear()
 
     with pytest.raises(StepFailed) as failed:
@@ -443,7 +443,7 @@ def test_teardown_resumes_after_a_failure_midway(world: World) -> None:
     disk = world.disk()
     assert disk["nat.0"].status is Status.DELETED and disk["subnet.1"].status is Status.DELETED
     assert disk["subnet.0"].status is Status.FAILED
-    assert "DependencyViolation" in disk["subnet.0"].last_error
+    assert "UnauthorizedOperation" in disk["subnet.0"].last_error
     assert disk["subnet.0"].outputs["res_id"] == outputs["subnet.0"]["res_id"]  # still known, for the retry
     assert disk["vpc"].status is Status.DONE
     assert sorted(world.cloud.resources) == sorted([outputs["vpc"]["res_id"], outputs["subnet.0"]["res_id"]])
@@ -596,3 +596,31 @@ def test_engine_refuses_a_broken_graph_before_touching_state(world: World) -> No
         world.engine(steps=[FakeStep("vpc", cloud), FakeStep("vpc", cloud)])
     assert not world.path.exists()
     assert cloud.calls == []
+
+
+def test_dependency_violation_during_delete_is_waited_out_briefly(world: World) -> None:
+    world.engine().up()
+    # AWS releases a deleted dependency's network interfaces late: the delete is refused a few times.
+    world.cloud.fail_before[("delete", "subnet.0")] = [client_error("DependencyViolation", message="has dependencies")] * 3
+
+    world.engine().teardown()
+
+    assert world.statuses() == {sid: Status.DELETED for sid in ORDER}
+    assert world.cloud.resources == {}
+    reasons = [e["reason"] for e in world.log_events("warning") if e["event"] == "retrying"]
+    assert reasons == ["dependency still being released"] * 3
+
+
+def test_persistent_dependency_violation_fails_within_its_own_limit(world: World) -> None:
+    world.engine().up()
+    world.cloud.fail_before[("delete", "subnet.0")] = [client_error("DependencyViolation", message="has dependencies")] * 10_000
+    engine = world.engine()
+    engine.ctx.retry.reason_limits["dependency still being released"] = 30.0
+    started = world.clock()
+
+    with pytest.raises(StepFailed) as failed:
+        engine.teardown()
+
+    assert failed.value.step_id == "subnet.0"
+    assert "DependencyViolation" in str(failed.value)
+    assert 30.0 <= world.clock() - started < engine.ctx.retry.deadline_seconds

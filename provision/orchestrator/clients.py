@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 READ_PREFIXES = ("Describe", "Get", "List", "Head")
+ACCOUNTS_HOST = "https://accounts.cloud.databricks.com"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Clients:
         region: str,
         target: Target,
         account_id: str,
-        databricks_host: str,
+        databricks_host: str | None,
         databricks_profile: str | None,
         on_call: Callable[[str, str, float, Any], None] | None = None,
     ):
@@ -129,19 +130,20 @@ class Clients:
                     http_timeout_seconds=10,
                 )
             else:
-                config = Config(
-                    host=self.databricks_host,
-                    account_id=self.account_id,
-                    profile=self.databricks_profile,
-                    retry_timeout_seconds=60,
-                )
+                host = self.databricks_host or (None if self.databricks_profile else ACCOUNTS_HOST)
+                config = Config(host=host, account_id=self.account_id, profile=self.databricks_profile, retry_timeout_seconds=60)
             account = AccountClient(config=config)
             self._hook_databricks(account.api_client)
             self._account = account
         return self._account
 
     def _hook_databricks(self, api_client: Any) -> None:
-        """Count and log every Account API call, as the botocore hooks do for AWS."""
+        """Count and log every Account API call, as the botocore hooks do for AWS. And stop the SDK from
+        re-sending a request after a connection error or timeout: a POST whose response was lost would be
+        created twice. Our retry policy re-reads by name before creating again."""
+        base = getattr(api_client, "_api_client", None)
+        if base is not None and hasattr(base, "_is_retryable"):
+            base._is_retryable = lambda err: None
         do = api_client.do
 
         def counted(method: str, path: str | None = None, *args: Any, **kwargs: Any) -> Any:

@@ -1,7 +1,9 @@
 """The step engine: reconcile steps in dependency order, checkpoint after every transition.
 
-up:        for each step: find -> create if absent -> checkpoint ids -> wait ready -> checkpoint done.
-           A step already done is verified with one find; gone means it is created again.
+up:        for each step: find -> create if absent -> checkpoint ids -> wait ready (converge) -> done.
+           A step already done is verified with one find; gone means it is created again, and every
+           done step that needs a step created or adopted in this run is converged again (a new subnet
+           gets its route table association back).
            A step left in_progress by a crash is reconciled the same way: find adopts what was created.
 teardown:  reverse dependency order; find (authoritative, catches a create that was never checkpointed)
            -> delete (NotFound counts as done) -> wait until gone -> checkpoint deleted.
@@ -17,9 +19,10 @@ from typing import Any, Callable, Protocol
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
-from provision.orchestrator.errors import OwnershipConflict, ProvisionError, StepFailed
+from provision.orchestrator.errors import OwnershipConflict, ProvisionError, StateFileError, StepFailed
 from provision.orchestrator.failpoints import Failpoints
-from provision.orchestrator.retry import is_not_found
+from provision.orchestrator.logging import scrub, secret_values
+from provision.orchestrator.retry import CONVERGING, DELETING, is_not_found, phase
 from provision.state.store import StateFile, Status, now_iso
 from provision.steps.base import Context, Outputs, Step
 
@@ -54,7 +57,7 @@ def ordered(steps: list[Step]) -> list[Step]:
 class PlanItem:
     step_id: str
     kind: str
-    action: str  # create, adopt, keep, recreate, existing, delete, gone
+    action: str  # create, adopt, keep, recreate, existing
     resource_id: str | None
 
 
@@ -74,10 +77,22 @@ class Engine:
         self.failpoints = failpoints or Failpoints()
         self.reporter = reporter or NullReporter()
         self.state.ensure_steps([(s.id, s.kind) for s in self.steps])
+        ctx.facts = state.facts
+        ctx.remember = state.remember
         for step in self.steps:
             record = self.state.record(step.id)
             if record.status is Status.DONE:
                 self.ctx.outputs[step.id] = dict(record.outputs)
+            if record.create_attempted and record.status is not Status.DELETED:
+                self.ctx.claimed.add(step.id)
+            self.ctx.attempts[step.id] = record.attempts
+        # Steps created or adopted during this run: their dependents must converge again.
+        self.changed: set[str] = set()
+
+    def unknown_live_records(self) -> list[str]:
+        """Records the state file says may exist but that this topology has no step for."""
+        known = {s.id for s in self.steps}
+        return [r.id for r in self.state.live_records() if r.id not in known]
 
     # up ------------------------------------------------------------------------------------------
     def up(self) -> dict[str, Outputs]:
@@ -89,18 +104,24 @@ class Engine:
 
     def _up_step(self, step: Step) -> None:
         record = self.state.record(step.id)
+        # The record is updated in place below; remember what it said when this run reached the step.
+        was_done, previous = record.status is Status.DONE, dict(record.outputs)
         log = self.ctx.log
-        if record.status is Status.DONE:
+        if was_done:
             found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
-            if found is not None:
+            if found is not None and not self.changed.intersection(step.needs):
                 merged = {**record.outputs, **found}
                 self.ctx.outputs[step.id] = merged
                 if merged != record.outputs:
                     self.state.update(step.id, outputs=merged)
                 self.reporter.step(step.id, "kept", step.resource_id(merged) or "")
                 return
-            log.warning("resource gone since last run; creating it again", resource_id=step.resource_id(record.outputs))
+            if found is None:
+                log.warning("resource gone since last run; creating it again", resource_id=step.resource_id(record.outputs))
+            else:
+                log.info("converging again: a step it needs was recreated", changed=sorted(self.changed.intersection(step.needs)))
 
+        self.ctx.attempts[step.id] = record.attempts + 1
         self.state.update(step.id, status=Status.IN_PROGRESS, attempts=record.attempts + 1, started_at=now_iso(), finished_at=None, last_error=None)
         self.reporter.step(step.id, "started")
         try:
@@ -116,28 +137,38 @@ class Engine:
             else:
                 bind_contextvars(resource_id=step.resource_id(out))
                 log.info("adopted")
-                self.state.update(step.id, outputs=out)
-                action = "adopted"
+                self.state.update(step.id, outputs={**previous, **out})
+                action = "converged" if was_done else "adopted"
             self.ctx.outputs[step.id] = out
             self.reporter.step(step.id, "waiting", step.resource_id(out) or "")
-            out = step.wait_ready(self.ctx, out)
+            with phase(CONVERGING):
+                out = step.wait_ready(self.ctx, out)
             self.ctx.outputs[step.id] = out
             self.state.update(step.id, status=Status.DONE, outputs=out, finished_at=now_iso())
         except BaseException as exc:
             self._fail(step, exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             raise StepFailed(step.id, exc) from exc
+        if action != "converged" or out != previous:
+            self.changed.add(step.id)
         self.reporter.step(step.id, action, step.resource_id(out) or "")
         self._guarded(step, lambda: self.failpoints.hit(step.id, "after_checkpoint"))
 
     def _create(self, step: Step) -> Outputs:
         attempts = 0
+        # Saved before the call: from now on the resource may exist whatever happens to this process.
+        if not self.state.record(step.id).create_attempted:
+            self.state.update(step.id, create_attempted=True)
+        self.ctx.claimed.add(step.id)
 
         def attempt() -> Outputs:
-            # A failed create may still have happened (lost response): re-read before trying again.
+            # A failed create may still have happened (lost response): re-read before trying again,
+            # for a little while, since a new resource can take seconds to show up in listings.
             nonlocal attempts
             attempts += 1
             if attempts > 1:
-                found = step.find(self.ctx)
+                found = self._find_settled(step)
                 if found is not None:
                     return found
             # Inside the retried call, so a `transient` failpoint behaves like a lost response.
@@ -148,8 +179,26 @@ class Engine:
 
         return self.ctx.call(attempt, f"{step.id} create")
 
+    def _find_settled(self, step: Step) -> Outputs | None:
+        poll = self.ctx.poll
+        waited = 0.0
+        for interval in poll.intervals():
+            found = step.find(self.ctx)
+            if found is not None or waited >= poll.visibility_seconds:
+                return found
+            delay = min(interval, poll.visibility_seconds - waited)
+            poll.sleep(delay)
+            waited += delay
+        return None
+
     # teardown ------------------------------------------------------------------------------------
     def teardown(self) -> None:
+        unknown = self.unknown_live_records()
+        if unknown:
+            raise StateFileError(
+                f"state file {self.state.path} records steps that may still exist but that the spec as run has no "
+                f"step for: {', '.join(unknown)}; the state file does not match its spec"
+            )
         for step in reversed(self.steps):
             with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
                 self._teardown_step(step)
@@ -178,18 +227,24 @@ class Engine:
             if found is None and not record.outputs:
                 action = "gone"
             else:
+
                 def delete() -> None:
                     self.failpoints.hit(step.id, "before_delete")
                     self._delete(step, out)
                     self.failpoints.hit(step.id, "after_delete")
 
-                self.ctx.call(delete, f"{step.id} delete")
+                # AWS keeps refusing with DependencyViolation for a while after a dependency is gone
+                # (its network interfaces are released late): retried, briefly, in the deleting phase.
+                with phase(DELETING):
+                    self.ctx.call(delete, f"{step.id} delete")
                 step.wait_deleted(self.ctx, out)
                 log.info("deleted")
                 action = "deleted"
             self.state.update(step.id, status=Status.DELETED, finished_at=now_iso())
         except BaseException as exc:
             self._fail(step, exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             raise StepFailed(step.id, exc) from exc
         self.ctx.outputs.pop(step.id, None)
         self.reporter.step(step.id, action)
@@ -207,7 +262,7 @@ class Engine:
         items = []
         for step in self.steps:
             record = self.state.record(step.id)
-            found = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
             if step.external:
                 action = "existing"
             elif found is None:
@@ -223,6 +278,7 @@ class Engine:
     # helpers -------------------------------------------------------------------------------------
     def _fail(self, step: Step, exc: BaseException) -> None:
         message = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        message = scrub(message, secret_values())
         outputs = self.ctx.outputs.get(step.id) or self.state.record(step.id).outputs
         self.state.update(step.id, status=Status.FAILED, last_error=message[:4000], outputs=outputs, finished_at=now_iso())
         self.ctx.log.error("step failed", error=message)

@@ -56,6 +56,9 @@ class StepFailed(ProvisionError):
     def __init__(self, step_id: str, cause: BaseException):
         self.step_id = step_id
         self.cause = cause
+        # Filled in by the runner, for the message that tells the user how to continue.
+        self.state_path: object | None = None
+        self.operation: str | None = None
         super().__init__(f"step {step_id} failed: {cause}")
 
 

@@ -6,10 +6,12 @@ manner of databricks-sdk's retries.py. The clock and sleep are injectable so ret
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import tenacity
 
@@ -33,6 +35,8 @@ _AWS_THROTTLING = {
     "EC2ThrottledException",
 }
 _AWS_SERVER = {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "InternalServerError"}
+# S3 refuses to re-create a bucket name while its recent deletion is still settling.
+_AWS_CONFLICTING = {"OperationAborted", "IncorrectState", "ConcurrentModification", "ConcurrentModificationException"}
 # AWS refuses a just-created IAM principal until it has propagated; these (code, message fragment) pairs
 # are what that looks like from the services we call.
 _AWS_PROPAGATION = (
@@ -91,6 +95,8 @@ def classify(exc: BaseException) -> str | None:
             return f"throttled ({code})"
         if code in _AWS_SERVER or status >= 500:
             return f"server error ({code or status})"
+        if code in _AWS_CONFLICTING:
+            return f"conflicting operation in progress ({code})"
         for prop_code, fragment in _AWS_PROPAGATION:
             if code == prop_code and fragment in message:
                 return IAM_PROPAGATION
@@ -125,6 +131,44 @@ def classify(exc: BaseException) -> str | None:
     return None
 
 
+# What the step is doing changes what is transient. Right after a create, EC2 and IAM are eventually
+# consistent: the new id can be NotFound for seconds. During a delete, AWS keeps refusing with
+# DependencyViolation while a deleted dependency's network interfaces are released.
+CONVERGING = "converging"
+DELETING = "deleting"
+EVENTUAL_CONSISTENCY = "eventual consistency (new resource not visible yet)"
+DEPENDENCY_RELEASE = "dependency still being released"
+_phase: contextvars.ContextVar[str | None] = contextvars.ContextVar("provision_phase", default=None)
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    token = _phase.set(name)
+    try:
+        yield
+    finally:
+        _phase.reset(token)
+
+
+def classify_in_phase(exc: BaseException) -> str | None:
+    """`classify`, plus what is transient only in the current phase."""
+    reason = classify(exc)
+    if reason is not None:
+        return reason
+    current = _phase.get()
+    if current == CONVERGING and is_not_found(exc):
+        return EVENTUAL_CONSISTENCY
+    if current == DELETING and error_code(exc) == "DependencyViolation":
+        return DEPENDENCY_RELEASE
+    return None
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code or Databricks error_code of `exc`, if it has one."""
+    found = _aws_error(exc) or _databricks_error(exc)
+    return found[0] if found else None
+
+
 def is_not_found(exc: BaseException) -> bool:
     """True when a read or delete says the resource is not there (delete then counts as done)."""
     aws = _aws_error(exc)
@@ -155,6 +199,9 @@ class RetryPolicy:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    # Reasons that only bridge a short settling time get a shorter budget than the deadline, so a real
+    # error (a wrong id, a teardown-order bug) is reported in seconds, not minutes.
+    reason_limits: dict[str, float] = field(default_factory=lambda: {EVENTUAL_CONSISTENCY: 120.0, DEPENDENCY_RELEASE: 600.0})
 
     def call(
         self,
@@ -162,10 +209,12 @@ class RetryPolicy:
         *,
         what: str,
         on_retry: Callable[[str, int, float, BaseException], None] | None = None,
-        classifier: Callable[[BaseException], str | None] = classify,
+        classifier: Callable[[BaseException], str | None] = classify_in_phase,
+        deadline_seconds: float | None = None,
     ) -> T:
         """Run fn, retrying what `classifier` calls transient until the deadline."""
         start = self.clock()
+        deadline = self.deadline_seconds if deadline_seconds is None else deadline_seconds
         reasons: list[str] = []
 
         def should_retry(exc: BaseException) -> bool:
@@ -175,16 +224,17 @@ class RetryPolicy:
             return reason is not None
 
         def backoff(state: tenacity.RetryCallState) -> float:
-            ceiling = min(self.max_seconds, self.initial_seconds * (2 ** (state.attempt_number - 1)))
+            ceiling = min(self.max_seconds, self.initial_seconds * (2 ** min(state.attempt_number - 1, 30)))
             delay = self.rng.uniform(ceiling / 2, ceiling)
             retry_after = getattr(state.outcome.exception(), "retry_after_secs", None) if state.outcome else None
             if retry_after:
                 delay = max(delay, float(retry_after))
-            remaining = self.deadline_seconds - (self.clock() - start)
+            remaining = deadline - (self.clock() - start)
             return max(0.0, min(delay, remaining))
 
         def out_of_time(state: tenacity.RetryCallState) -> bool:
-            return self.clock() - start >= self.deadline_seconds
+            limit = min(deadline, self.reason_limits.get(reasons[-1], deadline)) if reasons else deadline
+            return self.clock() - start >= limit
 
         def log_retry(state: tenacity.RetryCallState) -> None:
             if on_retry and state.outcome is not None and state.next_action is not None:

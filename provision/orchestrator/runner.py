@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterator
 from provision import spec as specs
 from provision.orchestrator.clients import Clients, Target
 from provision.orchestrator.engine import Engine, PlanItem
-from provision.orchestrator.errors import UsageError
+from provision.orchestrator.errors import StepFailed, UsageError
 from provision.orchestrator.failpoints import Failpoints
 from provision.orchestrator.logging import configure
-from provision.orchestrator.retry import RetryPolicy
+from provision.orchestrator.retry import DEPENDENCY_RELEASE, EVENTUAL_CONSISTENCY, RetryPolicy
 from provision.orchestrator.wait import PollPolicy
 from provision.state.store import StateFile, StateLock, Status
 from provision.steps.base import Context
@@ -49,9 +49,10 @@ def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]
     deadline = spec.timeouts.retry_deadline_seconds
     if target.is_sandbox:
         # Local calls answer in milliseconds: poll and back off on the same curve, scaled down.
+        limits = {EVENTUAL_CONSISTENCY: 3.0, DEPENDENCY_RELEASE: 5.0}
         return (
-            RetryPolicy(deadline_seconds=deadline, initial_seconds=0.2, max_seconds=2.0),
-            PollPolicy(initial_seconds=0.1, factor=1.5, max_seconds=1.0, timeout_seconds=spec.timeouts.resource_seconds),
+            RetryPolicy(deadline_seconds=deadline, initial_seconds=0.2, max_seconds=2.0, reason_limits=limits),
+            PollPolicy(initial_seconds=0.1, factor=1.5, max_seconds=1.0, timeout_seconds=spec.timeouts.resource_seconds, visibility_seconds=0.3),
         )
     return (
         RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0, max_seconds=20.0),
@@ -98,18 +99,42 @@ def _finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
     log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary())
 
 
-def _run(command: str, spec: specs.Spec, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None, action: Callable[[Engine], Any]) -> Any:
-    state.last_command = command
+def _run(command: str, operation: str, spec: specs.Spec, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None) -> None:
+    """Run `operation` ("up" or "teardown"); `command` is what the user typed (it may be "resume")."""
+    state.last_command = operation
     target = resolve_target(state.target)
     engine, reporter, log = _engine(command, spec, state, target, opts, reporter_factory)
     state.save()
     outcome = "failed"
     try:
-        result = action(engine)
+        engine.up() if operation == "up" else engine.teardown()
         outcome = "succeeded"
-        return result
+    except StepFailed as failed:
+        failed.state_path, failed.operation = opts.state_path, operation
+        raise
     finally:
         _finish(reporter, log, engine, outcome)
+
+
+# Changing these on a live deployment would orphan or silently keep resources that no longer match.
+IMMUTABLE = (
+    "region", "topology", "network", "storage.bucket_name", "databricks.account_id", "databricks.workspace_name",
+)
+
+
+def _changed_fields(old: specs.Spec, new: specs.Spec) -> list[str]:
+    before, after = specs.describe(old), specs.describe(new)
+    changed = []
+    for path in IMMUTABLE:
+        head, _, tail = path.partition(".")
+        a, b = before.get(head), after.get(head)
+        if tail:
+            a, b = (a or {}).get(tail), (b or {}).get(tail)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += [f"{head}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changed.append(path)
+    return changed
 
 
 def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
@@ -127,10 +152,19 @@ def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: Repor
                 raise UsageError(
                     f"state file {opts.state_path} is for target {state.target!r}; this run asked for {target_kind!r}"
                 )
+            if state.live_records():
+                previous = specs.from_dict(state.spec, f"{opts.state_path} (spec as run)")
+                changed = _changed_fields(previous, spec)
+                if changed:
+                    raise UsageError(
+                        f"{', '.join(changed)} changed since the deployment was built; changing them on a live deployment "
+                        "is not supported (it would orphan or replace resources). Restore the spec, or run "
+                        "`provision teardown` first."
+                    )
             state.spec, state.spec_path = spec.to_json(), str(config)
         else:
             state = StateFile.new(opts.state_path, deployment=spec.name, target=target_kind, spec=spec.to_json(), spec_path=str(config))
-        _run("up", spec, state, opts, reporter_factory, lambda e: e.up())
+        _run("up", "up", spec, state, opts, reporter_factory)
         return flat_outputs(state)
 
 
@@ -140,17 +174,20 @@ def _load_state(opts: RunOptions) -> tuple[StateFile, specs.Spec]:
     return state, spec
 
 
-def resume(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
+def resume(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> tuple[str, dict[str, Any]]:
+    """Continue the interrupted operation: an `up` is finished, a `teardown` is carried through.
+    Returns the operation continued and the outputs."""
     with _locked(opts.state_path):
         state, spec = _load_state(opts)
-        _run("resume", spec, state, opts, reporter_factory, lambda e: e.up())
-        return flat_outputs(state)
+        operation = state.last_command if state.last_command in ("up", "teardown") else "up"
+        _run("resume", operation, spec, state, opts, reporter_factory)
+        return operation, flat_outputs(state)
 
 
 def teardown(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> None:
     with _locked(opts.state_path):
         state, spec = _load_state(opts)
-        _run("teardown", spec, state, opts, reporter_factory, lambda e: e.teardown())
+        _run("teardown", "teardown", spec, state, opts, reporter_factory)
 
 
 def plan(config: Path, opts: RunOptions, *, sandbox: bool) -> list[PlanItem]:

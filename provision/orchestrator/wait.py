@@ -21,6 +21,8 @@ class PollPolicy:
     factor: float = 1.5
     max_seconds: float = 15.0
     timeout_seconds: float = 1800.0
+    # How long a just-created resource may take to appear in listings (EC2 is eventually consistent).
+    visibility_seconds: float = 15.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 

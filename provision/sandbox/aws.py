@@ -6,12 +6,20 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
 
 1. ClientToken idempotency for CreateNatGateway, CreateVpcEndpoint and CreateRouteTable: a retry
    with the same token returns the same resource; the same token with other parameters fails
-   with IdempotentParameterMismatch. If the remembered resource has vanished, a new one is made.
+   with IdempotentParameterMismatch. As on EC2 the token keeps its result after the resource is
+   deleted: a NAT gateway is answered as it is now (`deleted`/`failed`, still listed); a route
+   table or VPC endpoint that is gone is answered with the original creation response (kept as
+   a snapshot). Nothing new is ever made for a token already used.
 2. NAT gateways are `pending` for `nat_gateway_pending_seconds`, then `available`. Deleting one
    makes it `deleting` for `nat_gateway_deleting_seconds`, then `deleted` (still listed). Only
-   then is its Elastic IP disassociated and its network interface removed from the subnet.
+   then is its Elastic IP disassociated and its network interface released (see rule 12).
    Deleting an unknown NAT gateway fails with NatGatewayNotFound; creating one with an Elastic IP
    that is already associated fails up front (moto would leak a network interface first).
+   While `nat_gateway_fail_next` > 0, each creation decrements it and that NAT gateway goes
+   `pending` -> `failed` (after `nat_gateway_pending_seconds`) with FailureCode/FailureMessage
+   (Gateway.NotAttached if its VPC had no internet gateway attached, else InternalError), its
+   Elastic IP disassociated and its interface released; `nat_gateway_failed_seconds` later it
+   becomes `deleted` by itself (DeleteNatGateway also works on a failed one).
 3. ReleaseAddress of an associated Elastic IP fails with InvalidIPAddress.InUse.
 4. DetachInternetGateway fails with DependencyViolation while the VPC has mapped public
    addresses (a network interface in the VPC holding a public IP, e.g. a NAT's Elastic IP).
@@ -30,11 +38,22 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
    hold chosen endpoints in `pendingAcceptance` until `accept_vpc_endpoint` is called.
 10. `tag:<key>` / `tag-key` / `tag-value` filters on DescribeNatGateways (moto ignores them; the
     other describe calls and every TagSpecifications we use already work in moto).
+11. S3 requests are treated as made over https: bucket policy conditions on `aws:SecureTransport`
+    (true) and `s3:TlsVersion` (1.3) are decided before moto evaluates the policy, so a statement
+    that AWS would not apply over TLS (e.g. Deny s3:* when aws:SecureTransport is "false") no
+    longer denies object writes and DeleteObjects here (moto ignores the `Bool` operator, so it
+    applied that Deny to every request). Other conditions are left to moto as before.
+12. Network interfaces of a NAT gateway that is `deleted`/`failed` or of an interface VPC
+    endpoint that is gone linger for `eni_release_seconds` after that moment (still listed by
+    DescribeNetworkInterfaces): until they go, DeleteSubnet, DeleteSecurityGroup (the endpoint's
+    groups) and DeleteVpc keep failing with DependencyViolation.
 
 Time-based states advance lazily at the start of every EC2 request (no background thread), and
-the delays are read from the shared settings object at that moment. All patched code and every
-sandbox EC2 request run under one re-entrant lock, because werkzeug serves requests on threads
-and moto's backends are not thread-safe.
+the delays are read from the shared settings object at that moment. Each state counts from when
+the previous one was due, not from the request that happened to notice it, so chained timers
+(pending -> failed -> deleted, then the interface release) add up as they would on AWS. All
+patched code and every sandbox EC2 request run under one re-entrant lock, because werkzeug serves
+requests on threads and moto's backends are not thread-safe.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -53,7 +73,9 @@ from moto.ec2.exceptions import DependencyViolationError, EC2ClientError, Resour
 from moto.ec2.models import EC2Backend, ec2_backends
 from moto.ec2.responses import EC2Response
 from moto.ec2.utils import generic_filter
+from moto.iam.access_control import IAMPolicy
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.s3.models import FakeBucket
 
 from provision.sandbox.settings import SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
 
@@ -141,13 +163,9 @@ def _install_patches() -> None:
             setattr(cls, name, _gated(fn, getattr(cls, name)))
 
 
-def _enter(resource: Any, state: str) -> None:
+def _enter(resource: Any, state: str, since: float | None = None) -> None:
     resource.state = state
-    resource._sandbox_since = time.monotonic()
-
-
-def _elapsed(resource: Any, now: float) -> float:
-    return now - getattr(resource, "_sandbox_since", now)
+    resource._sandbox_since = time.monotonic() if since is None else since
 
 
 # --- lazy state machine ------------------------------------------------------------------------
@@ -155,37 +173,75 @@ def _elapsed(resource: Any, now: float) -> float:
 
 def _advance(backend: Any, settings: SandboxSettings) -> None:
     now = time.monotonic()
+
+    def due(resource: Any, seconds: float) -> float | None:
+        """When the resource's current state ends, if that moment has passed."""
+        at = getattr(resource, "_sandbox_since", now) + seconds
+        return at if at <= now else None
+
     for nat in list(backend.nat_gateways.values()):
         if not hasattr(nat, "_sandbox_since"):
             continue  # made outside the sandbox: leave moto's state alone
-        if nat.state == "pending" and _elapsed(nat, now) >= settings.nat_gateway_pending_seconds:
-            _enter(nat, "available")
-        elif nat.state == "deleting" and _elapsed(nat, now) >= settings.nat_gateway_deleting_seconds:
-            _finish_nat_deletion(backend, nat)
+        # Plain `if`s, not `elif`: a NAT noticed late may pass several due states in one go.
+        if nat.state == "pending" and (at := due(nat, settings.nat_gateway_pending_seconds)) is not None:
+            if getattr(nat, "_sandbox_failure", None):
+                _fail_nat(backend, nat, at)
+            else:
+                _enter(nat, "available", at)
+        if nat.state == "failed" and (at := due(nat, settings.nat_gateway_failed_seconds)) is not None:
+            _finish_nat_deletion(backend, nat, at)
+        if nat.state == "deleting" and (at := due(nat, settings.nat_gateway_deleting_seconds)) is not None:
+            _finish_nat_deletion(backend, nat, at)
     for endpoint in list(backend.vpc_end_points.values()):
         if not hasattr(endpoint, "_sandbox_since"):
             continue
-        if endpoint.state == "pending" and _elapsed(endpoint, now) >= settings.vpc_endpoint_pending_seconds:
-            _enter(endpoint, "available")
-        elif endpoint.state == "deleting" and _elapsed(endpoint, now) >= settings.vpc_endpoint_pending_seconds:
-            _finish_endpoint_deletion(backend, endpoint)
+        if endpoint.state == "pending" and (at := due(endpoint, settings.vpc_endpoint_pending_seconds)) is not None:
+            _enter(endpoint, "available", at)
+        elif endpoint.state == "deleting" and (at := due(endpoint, settings.vpc_endpoint_pending_seconds)) is not None:
+            _finish_endpoint_deletion(backend, endpoint, at)
+    lingering = _lingering(backend)
+    for eni_id, (since, _groups) in list(lingering.items()):
+        if now - since >= settings.eni_release_seconds:
+            backend.enis.pop(eni_id, None)
+            del lingering[eni_id]
 
 
-def _finish_nat_deletion(backend: Any, nat: Any) -> None:
+def _lingering(backend: Any) -> dict[str, tuple[float, frozenset[str]]]:
+    """Released network interfaces still present: id -> (released at, the groups they count for)."""
+    return backend.__dict__.setdefault("_sandbox_lingering_enis", {})
+
+
+def _release_enis(backend: Any, eni_ids: Iterable[str], groups: Iterable[str], since: float) -> None:
+    lingering = _lingering(backend)
+    for eni_id in eni_ids:
+        if eni_id in backend.enis and eni_id not in lingering:
+            lingering[eni_id] = (since, frozenset(groups))
+
+
+def _release_nat_resources(backend: Any, nat: Any, since: float) -> None:
     for eip in list(backend.addresses):
         if eip.eni is not None and eip.eni.id == nat._eni.id:
             backend.disassociate_address(address=eip.public_ip)
     for address in nat.address_set:
         address["associationId"] = None
-    backend.enis.pop(nat._eni.id, None)
-    _enter(nat, "deleted")
+    _release_enis(backend, [nat._eni.id], (), since)
+
+
+def _fail_nat(backend: Any, nat: Any, since: float) -> None:
+    nat.failure_code, nat.failure_message = nat._sandbox_failure
+    _release_nat_resources(backend, nat, since)
+    _enter(nat, "failed", since)
+
+
+def _finish_nat_deletion(backend: Any, nat: Any, since: float) -> None:
+    _release_nat_resources(backend, nat, since)  # a no-op for a NAT that failed first
+    _enter(nat, "deleted", since)
     nat.delete_time = utcnow()
 
 
-def _finish_endpoint_deletion(backend: Any, endpoint: Any) -> None:
+def _finish_endpoint_deletion(backend: Any, endpoint: Any, since: float) -> None:
     if (endpoint.vpc_endpoint_type or "").lower() == "interface":
-        for eni_id in endpoint.network_interface_ids:
-            backend.enis.pop(eni_id, None)
+        _release_enis(backend, endpoint.network_interface_ids, endpoint.security_group_ids, since)
     elif endpoint.destination_prefix_list_id:
         for route_table_id in endpoint.route_table_ids:
             try:
@@ -224,7 +280,7 @@ def _idempotent(result_key: str, store: str) -> Callable[..., Any]:
         params = sorted((k, tuple(v)) for k, v in self.querystring.items() if k not in _IGNORED_PARAMS)
         seen = tokens.get((result_key, token))
         if seen is not None:
-            resource_id, seen_params = seen
+            resource_id, seen_params, (status, headers, body) = seen
             if seen_params != params:
                 raise EC2ClientError(
                     "IdempotentParameterMismatch",
@@ -233,9 +289,12 @@ def _idempotent(result_key: str, store: str) -> Callable[..., Any]:
             resource = getattr(backend, store).get(resource_id)
             if resource is not None:
                 return ActionResult({result_key: resource, "ClientToken": token})
+            # Deleted since: EC2 still answers with the original result (moto sets a new RequestId).
+            return status, dict(headers), body
         result = original(self)
-        tokens[(result_key, token)] = (result.result[result_key].id, params)
         result.result["ClientToken"] = token
+        snapshot = self.serialized(result)  # the creation response, frozen before anything changes
+        tokens[(result_key, token)] = (result.result[result_key].id, params, snapshot)
         return result
 
     return create
@@ -265,7 +324,25 @@ def _create_nat_gateway(
             raise ResourceAlreadyAssociatedError(allocation_id)
     nat = original(self, subnet_id, allocation_id, tags, connectivity_type)
     _enter(nat, "pending")
+    if _take_nat_failure(settings):
+        attached = any(igw.vpc is not None and igw.vpc.id == nat.vpc_id for igw in self.internet_gateways.values())
+        if connectivity_type != "private" and not attached:
+            nat._sandbox_failure = ("Gateway.NotAttached", f"Network {nat.vpc_id} has no Internet gateway attached")
+        else:
+            nat._sandbox_failure = (
+                "InternalError",
+                f"Network interface {nat._eni.id}, created and used internally by this NAT gateway is in an "
+                "invalid state. Please try again.",
+            )
     return nat
+
+
+def _take_nat_failure(settings: SandboxSettings) -> bool:
+    with settings._lock:  # the lock settings.update holds, so a concurrent update is not lost
+        if settings.nat_gateway_fail_next <= 0:
+            return False
+        settings.nat_gateway_fail_next = max(0.0, settings.nat_gateway_fail_next - 1)
+        return True
 
 
 @_patches(EC2Backend, "delete_nat_gateway")
@@ -330,6 +407,7 @@ def _delete_vpc(self: Any, original: Callable, settings: SandboxSettings, vpc_id
         or any(not group.is_default for group in self.groups.get(vpc_id, {}).values())
         or any(ep.vpc_id == vpc_id and ep.state != "deleted" for ep in self.vpc_end_points.values())
         or any(nat.vpc_id == vpc_id and nat.state != "deleted" for nat in self.nat_gateways.values())
+        or any(_eni_vpc_id(eni) == vpc_id for eni in self.enis.values())
     )
     if blocked:
         raise DependencyViolationError(f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
@@ -358,6 +436,8 @@ def _security_group_in_use(backend: Any, group: Any) -> bool:
             ):
                 return True
     if any(group.id in {g.id for g in eni.group_set} for eni in backend.enis.values()):
+        return True
+    if any(group.id in groups for _since, groups in _lingering(backend).values()):
         return True
     return any(group.id in ep.security_group_ids for ep in backend.vpc_end_points.values() if ep.state != "deleted")
 
@@ -397,3 +477,76 @@ def _delete_vpc_endpoints(
         endpoint = self.vpc_end_points.get(vpce_id)
         if endpoint is not None and endpoint.state not in ("deleting", "deleted"):
             _enter(endpoint, "deleting")
+
+
+# --- rule 11: S3 requests arrive over TLS -------------------------------------------------------
+
+# What AWS sees for a request to S3 over https (key names are case-insensitive in IAM).
+_TRANSPORT = {"aws:securetransport": "true", "s3:tlsversion": "1.3"}
+_NUMERIC: dict[str, Callable[[float, float], bool]] = {
+    "NumericEquals": lambda actual, expected: actual == expected,
+    "NumericLessThan": lambda actual, expected: actual < expected,
+    "NumericLessThanEquals": lambda actual, expected: actual <= expected,
+    "NumericGreaterThan": lambda actual, expected: actual > expected,
+    "NumericGreaterThanEquals": lambda actual, expected: actual >= expected,
+}
+
+
+def _transport_condition(operator: str, actual: str, expected: Any) -> bool | None:
+    """Whether `operator` holds for a transport key with value `actual`; None if not decided here."""
+    base = operator.removesuffix("IfExists")  # the key always exists, so IfExists changes nothing
+    values = [str(v).lower() for v in (expected if isinstance(expected, list) else [expected])]
+    try:
+        if base == "Bool":
+            return actual in values
+        if base == "Null":  # "true" asks for the key to be absent
+            return "false" in values
+        if base in _NUMERIC:
+            return any(_NUMERIC[base](float(actual), float(v)) for v in values)
+        if base == "NumericNotEquals":
+            return all(float(actual) != float(v) for v in values)
+    except ValueError:
+        return None
+    return None
+
+
+def _over_https(statement: dict) -> dict | None:
+    """The statement as it stands for an https request: None if a transport condition rules it out,
+    else without the transport conditions it satisfies (the rest are left to moto)."""
+    conditions = statement.get("Condition")
+    if not isinstance(conditions, dict):
+        return statement
+    remaining: dict[str, Any] = {}
+    for operator, keys in conditions.items():
+        if not isinstance(keys, dict):
+            remaining[operator] = keys
+            continue
+        left = {}
+        for key, expected in keys.items():
+            actual = _TRANSPORT.get(key.lower())
+            holds = None if actual is None else _transport_condition(operator, actual, expected)
+            if holds is False:
+                return None
+            if holds is None:
+                left[key] = expected
+        if left:
+            remaining[operator] = left
+    resolved = {k: v for k, v in statement.items() if k != "Condition"}
+    if remaining:
+        resolved["Condition"] = remaining
+    return resolved
+
+
+@_patches(FakeBucket, "get_permission")
+def _bucket_permission(self: Any, original: Callable, settings: SandboxSettings, action: str, resource: str) -> Any:
+    if self.policy is None:
+        return original(self, action, resource)
+    try:
+        document = json.loads(self.policy)
+        statements = document["Statement"]
+    except (ValueError, KeyError, TypeError):
+        return original(self, action, resource)
+    listed = statements if isinstance(statements, list) else [statements]
+    kept = [s for s in map(_over_https, listed) if s is not None]
+    # What FakeBucket.get_permission does, on the statements that apply over https.
+    return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)

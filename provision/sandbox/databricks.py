@@ -8,7 +8,12 @@ parses responses and raises its typed errors exactly as against the real service
 It runs in the same process as moto's server and checks references against moto's global in-process
 backends (IAM roles, S3 buckets, EC2 VPCs/subnets/security groups), mimicking the real API's
 validation: cross-account role trust and IAM propagation, VPC/subnet/security-group consistency, and
-the network checks Databricks runs when a workspace finishes provisioning.
+the network checks Databricks runs when a workspace finishes provisioning. Like Databricks, a workspace
+that reaches RUNNING writes into its root bucket (`<region>-prod/<workspace_id>/...` and
+`ephemeral/<region>-prod/<workspace_id>/...`, two versions of one object if the bucket is versioned),
+straight into moto's S3 backend as Databricks' own principal would (bucket policies are not consulted),
+so a teardown that does not empty the bucket meets BucketNotEmpty as on AWS. A failed write fails the
+deployment.
 
 All state lives in one module-level, lock-protected store (moto's backends are global too), keyed by
 Databricks account id and kind. `inventory()` dumps it and `reset()` clears it.
@@ -157,6 +162,22 @@ def _bucket_exists(name: str) -> bool:
 
     # moto 5.2.5 keys S3 by partition ("global" is an alias of "aws").
     return name in s3_backends[SANDBOX_AWS_ACCOUNT_ID]["aws"].buckets
+
+
+def _write_root_bucket(bucket_name: str, ws: dict) -> None:
+    """What a new workspace leaves in its root bucket (DBFS root and ephemeral job/cluster data)."""
+    from moto.s3.models import s3_backends
+
+    s3 = s3_backends[SANDBOX_AWS_ACCOUNT_ID]["aws"]
+    prefix = f"{ws['aws_region']}-prod/{ws['workspace_id']}"
+    manifest = {"workspace_id": ws["workspace_id"], "deployment_name": ws["deployment_name"]}
+    # An overwritten manifest leaves two versions in a versioned bucket, as Databricks' rewrites do.
+    writes = 2 if s3.get_bucket(bucket_name).is_versioned else 1
+    for n in range(writes):
+        body = json.dumps({**manifest, "generation": n + 1}).encode()
+        s3.put_object(bucket_name, f"{prefix}/databricks/workspace-manifest.json", body)
+    s3.put_object(bucket_name, f"{prefix}/user/hive/warehouse/", b"")
+    s3.put_object(bucket_name, f"ephemeral/{prefix}/cluster-logs/README", b"cluster logs of this workspace\n")
 
 
 def _ec2(region: str) -> Any | None:
@@ -448,6 +469,12 @@ def _advance(settings: SandboxSettings, account_id: str, ws: dict) -> None:
         network["error_messages"] = errors
         network["vpc_status"] = "BROKEN" if errors else "VALID"
         problems += [e["error_message"] for e in errors]
+    if storage and not problems:
+        bucket = storage["root_bucket_info"]["bucket_name"]
+        try:
+            _write_root_bucket(bucket, ws)
+        except Exception as e:  # moto's S3 errors; Databricks fails the deployment the same way
+            problems.append(f"could not write to root bucket {bucket}: {type(e).__name__}: {e}")
     if problems:
         ws["workspace_status"] = "FAILED"
         ws["workspace_status_message"] = "Workspace failed to deploy: " + "; ".join(problems)

@@ -14,7 +14,7 @@ SANDBOX_TOKEN = "dapi-sandbox-local-token"
 # moto's default AWS account.
 SANDBOX_AWS_ACCOUNT_ID = "123456789012"
 # Databricks' own AWS account, the principal a cross-account role must trust.
-DATABRICKS_AWS_ACCOUNT_ID = "414351767826"
+from provision.constants import DATABRICKS_AWS_ACCOUNT_ID  # noqa: E402,F401  (re-exported for the emulator)
 
 
 @dataclass
@@ -28,6 +28,12 @@ class SandboxSettings:
     nat_gateway_pending_seconds: float = 1.0
     nat_gateway_deleting_seconds: float = 1.0
     vpc_endpoint_pending_seconds: float = 0.5
+    # How long the network interfaces of a deleted NAT gateway / interface VPC endpoint linger.
+    eni_release_seconds: float = 0.3
+    # Number of upcoming NAT gateway creations that end `failed` (decremented by each creation),
+    # and how long a failed NAT gateway stays listed as `failed` before it becomes `deleted`.
+    nat_gateway_fail_next: float = 0.0
+    nat_gateway_failed_seconds: float = 2.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def public_fields(self) -> dict:

@@ -44,6 +44,9 @@ class StepRecord:
     status: Status = Status.PENDING
     outputs: dict[str, Any] = field(default_factory=dict)
     external: bool = False
+    # Set, and saved, just before the create call: from then on the resource may exist even if no
+    # outputs were recorded, so find may adopt an untagged resource of our deterministic name.
+    create_attempted: bool = False
     attempts: int = 0
     started_at: str | None = None
     finished_at: str | None = None
@@ -108,7 +111,10 @@ class StateFile:
         self.spec_path: str | None = data.get("spec_path")
         self.created_at: str = data.get("created_at") or now_iso()
         self.updated_at: str = data.get("updated_at") or self.created_at
+        # The operation a `resume` continues: "up" or "teardown".
         self.last_command: str | None = data.get("last_command")
+        # Facts resolved on the first run and fixed for the deployment's life (availability zones).
+        self.facts: dict[str, Any] = dict(data.get("facts") or {})
         self.steps: dict[str, StepRecord] = {
             s["id"]: StepRecord.from_json(s) for s in data.get("steps", [])
         }
@@ -165,6 +171,15 @@ class StateFile:
             self._save_locked()
             return record
 
+    def remember(self, key: str, value: Any) -> None:
+        with self._write_lock:
+            self.facts[key] = value
+            self._save_locked()
+
+    def live_records(self) -> list[StepRecord]:
+        """Records whose resource may exist."""
+        return [r for r in self.steps.values() if r.status not in (Status.PENDING, Status.DELETED)]
+
     def outputs(self) -> dict[str, dict[str, Any]]:
         return {sid: rec.outputs for sid, rec in self.steps.items()}
 
@@ -183,6 +198,7 @@ class StateFile:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_command": self.last_command,
+            "facts": self.facts,
             "steps": [rec.to_json() for rec in self.steps.values()],
         }
 

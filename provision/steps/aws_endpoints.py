@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.steps.aws_network import client_token
 from provision.steps.base import Context, Outputs, Step, single
 
 LIVE_STATES = ["pendingAcceptance", "pending", "available"]
@@ -66,10 +65,10 @@ class GatewayEndpoint(_Endpoint):
 
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc, "vpc_id")
+        tables = [ctx.out(rt, "route_table_id") for rt in self.route_tables]
         endpoint = ctx.ec2.create_vpc_endpoint(
-            VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=self.service_name(ctx),
-            RouteTableIds=[ctx.out(rt, "route_table_id") for rt in self.route_tables],
-            ClientToken=client_token(ctx, self.id, vpc_id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
+            VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=self.service_name(ctx), RouteTableIds=tables,
+            ClientToken=ctx.client_token(self.id, vpc_id, *tables), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)
 
@@ -90,11 +89,11 @@ class InterfaceEndpoint(_Endpoint):
 
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc, "vpc_id")
+        subnets = [ctx.out(s, "subnet_id") for s in self.subnets]
+        group = ctx.out(self.security_group, "group_id")
         endpoint = ctx.ec2.create_vpc_endpoint(
             VpcEndpointType="Interface", VpcId=vpc_id, ServiceName=self.service_name(ctx),
-            SubnetIds=[ctx.out(s, "subnet_id") for s in self.subnets],
-            SecurityGroupIds=[ctx.out(self.security_group, "group_id")],
-            PrivateDnsEnabled=self.private_dns,
-            ClientToken=client_token(ctx, self.id, vpc_id), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
+            SubnetIds=subnets, SecurityGroupIds=[group], PrivateDnsEnabled=self.private_dns,
+            ClientToken=ctx.client_token(self.id, vpc_id, group, *subnets), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)

@@ -7,7 +7,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from provision.orchestrator.errors import OwnershipConflict
-from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID
+from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
+from provision.orchestrator.retry import is_not_found
 from provision.steps.base import TAG_DEPLOYMENT, Context, Outputs, Step
 
 # "Customer-managed VPC with default restrictions" policy from the Databricks docs (the provider's
@@ -118,7 +119,7 @@ class CrossAccountRole(Step):
         try:
             role = iam.get_role(RoleName=self.role_name(ctx))["Role"]
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchEntity":
+            if is_not_found(exc):
                 return None
             raise
         tags = {t["Key"]: t["Value"] for t in role.get("Tags", [])}
@@ -141,7 +142,8 @@ class CrossAccountRole(Step):
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         iam, name = ctx.aws("iam"), out["role_name"]
-        ctx.call(lambda: iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}), f"{self.id} exists")
+        # IAM is eventually consistent: the engine runs this in its converging phase, where a NotFound
+        # for the new role is retried with backoff rather than failing.
         role = ctx.call(lambda: iam.get_role(RoleName=name)["Role"], f"{self.id} read")
         wanted = trust_policy(ctx.spec.databricks.account_id)
         if _document(role.get("AssumeRolePolicyDocument")) != wanted:

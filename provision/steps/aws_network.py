@@ -7,18 +7,12 @@ deterministic one, so a create retried after a lost response cannot make a secon
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+from provision.orchestrator.retry import error_code, is_not_found
 from provision.steps.base import Context, Outputs, Step, single
 
 EC2_READY = {"available"}
-
-
-def client_token(ctx: Context, step_id: str, *inputs: str) -> str:
-    """Same deployment, step and inputs -> same token, so a retried create is idempotent; a later
-    recreate (new VPC, subnet or address ids) gets a new token instead of EC2's remembered result."""
-    return hashlib.sha256("/".join((ctx.deployment, step_id, *inputs)).encode()).hexdigest()[:32]
 
 
 def _tag(resource: dict[str, Any], key: str) -> str | None:
@@ -64,9 +58,9 @@ class Vpc(Step):
 class Subnet(Step):
     kind = "ec2.subnet"
 
-    def __init__(self, step_id: str, *, vpc: str, cidr: str, zone: str):
+    def __init__(self, step_id: str, *, vpc: str, cidr: str, zone_index: int):
         super().__init__(step_id, needs=(vpc,))
-        self.vpc, self.cidr, self.zone = vpc, cidr, zone
+        self.vpc, self.cidr, self.zone_index = vpc, cidr, zone_index
 
     def find(self, ctx: Context) -> Outputs | None:
         subnet = single(ctx.ec2.describe_subnets(Filters=ctx.owner_filters(self.id))["Subnets"], "subnet", self.id)
@@ -78,7 +72,7 @@ class Subnet(Step):
 
     def create(self, ctx: Context) -> Outputs:
         subnet = ctx.ec2.create_subnet(
-            VpcId=ctx.out(self.vpc, "vpc_id"), CidrBlock=self.cidr, AvailabilityZone=self.zone,
+            VpcId=ctx.out(self.vpc, "vpc_id"), CidrBlock=self.cidr, AvailabilityZone=ctx.availability_zones()[self.zone_index],
             TagSpecifications=ctx.tag_spec("subnet", self.id),
         )["Subnet"]
         return self._outputs(subnet)
@@ -127,7 +121,7 @@ class InternetGateway(Step):
             try:
                 ctx.ec2.detach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id)
             except Exception as exc:
-                if "Gateway.NotAttached" not in str(exc):
+                if error_code(exc) != "Gateway.NotAttached":
                     raise
         ctx.ec2.delete_internet_gateway(InternetGatewayId=out["igw_id"])
 
@@ -171,7 +165,7 @@ class NatGateway(Step):
         subnet_id, allocation_id = ctx.out(self.subnet, "subnet_id"), ctx.out(self.eip, "allocation_id")
         nat = ctx.ec2.create_nat_gateway(
             SubnetId=subnet_id, AllocationId=allocation_id,
-            ConnectivityType="public", ClientToken=client_token(ctx, self.id, subnet_id, allocation_id),
+            ConnectivityType="public", ClientToken=ctx.client_token(self.id, subnet_id, allocation_id),
             TagSpecifications=ctx.tag_spec("natgateway", self.id),
         )["NatGateway"]
         return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]}
@@ -224,7 +218,7 @@ class RouteTable(Step):
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc, "vpc_id")
         table = ctx.ec2.create_route_table(
-            VpcId=vpc_id, ClientToken=client_token(ctx, self.id, vpc_id),
+            VpcId=vpc_id, ClientToken=ctx.client_token(self.id, vpc_id),
             TagSpecifications=ctx.tag_spec("route-table", self.id),
         )["RouteTable"]
         return self._outputs(table)
@@ -258,7 +252,7 @@ class RouteTable(Step):
             try:
                 ctx.ec2.disassociate_route_table(AssociationId=association_id)
             except Exception as exc:
-                if "InvalidAssociationID.NotFound" not in str(exc):
+                if not is_not_found(exc):
                     raise
         ctx.ec2.delete_route_table(RouteTableId=out["route_table_id"])
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from provision.orchestrator.errors import OwnershipConflict
-from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID
+from provision.orchestrator.errors import OwnershipConflict, ResourceFailed
+from provision.orchestrator.retry import error_code, is_not_found
+from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
 from provision.steps.base import TAG_DEPLOYMENT, Context, Outputs, Step
 
 S3_DATA_ACTIONS = [
@@ -47,6 +48,10 @@ def root_bucket_policy(bucket: str, databricks_account_id: str) -> dict[str, Any
 
 
 class RootBucket(Step):
+    """The bucket name is deterministic, so it is found by name. S3 cannot tag a bucket in the create call,
+    so an untagged bucket of that name is adopted only if this deployment attempted to create it (a crash
+    between create and tagging); anyone else's bucket is refused, never modified, never deleted."""
+
     kind = "s3.bucket"
 
     def bucket(self, ctx: Context) -> str:
@@ -58,16 +63,18 @@ class RootBucket(Step):
         try:
             s3.head_bucket(Bucket=bucket)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code in ("404", "NoSuchBucket", "NotFound"):
+            if is_not_found(exc):
                 return None
-            if code in ("403", "AccessDenied"):
+            if error_code(exc) in ("403", "AccessDenied"):
                 raise OwnershipConflict(f"bucket {bucket} exists and belongs to another AWS account; set storage.bucket_name") from None
             raise
-        # The name is deterministic, but a bucket tagged for another deployment is not ours to adopt.
         owner = self._owner_tag(s3, bucket)
-        if owner not in (None, ctx.deployment):
-            raise OwnershipConflict(f"bucket {bucket} belongs to deployment {owner!r}, not {ctx.deployment!r}")
+        if owner != ctx.deployment and not (owner is None and self.id in ctx.claimed):
+            whose = f"deployment {owner!r}" if owner else "no provision deployment (it is not tagged)"
+            raise OwnershipConflict(f"bucket {bucket} already exists and belongs to {whose}; choose another storage.bucket_name")
+        region = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+        if region != ctx.spec.region:
+            raise OwnershipConflict(f"bucket {bucket} is in {region}, not {ctx.spec.region}; a workspace's root bucket must be in its region")
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
 
     @staticmethod
@@ -75,7 +82,7 @@ class RootBucket(Step):
         try:
             tags = s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchTagSet":
+            if error_code(exc) == "NoSuchTagSet":
                 return None
             raise
         return next((t["Value"] for t in tags if t["Key"] == TAG_DEPLOYMENT), None)
@@ -88,14 +95,15 @@ class RootBucket(Step):
         try:
             ctx.aws("s3").create_bucket(**args)
         except Exception as exc:
-            # Already ours (a retried create): re-read rather than fail.
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            # Already ours (a retried create whose first response was lost): carry on and converge.
+            if error_code(exc) != "BucketAlreadyOwnedByYou":
                 raise
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         s3, bucket = ctx.aws("s3"), out["bucket"]
-        ctx.call(lambda: s3.get_waiter("bucket_exists").wait(Bucket=bucket, WaiterConfig={"Delay": 1, "MaxAttempts": 60}), f"{self.id} exists")
+        # Tags first: from here on the bucket is recognisably ours. Each put is idempotent, so
+        # re-applying them converges a bucket someone changed by hand.
         settings = [
             ("tags", lambda: s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": ctx.tags(self.id)})),
             ("public access block", lambda: s3.put_public_access_block(
@@ -116,19 +124,25 @@ class RootBucket(Step):
                 Bucket=bucket, Policy=json.dumps(root_bucket_policy(bucket, ctx.spec.databricks.account_id)),
             )),
         ]
-        # Each put is idempotent, so re-applying them converges a bucket someone changed by hand.
         for what, apply in settings:
             ctx.call(apply, f"{self.id} {what}")
         return out
 
     def delete(self, ctx: Context, out: Outputs) -> None:
         s3, bucket = ctx.aws("s3"), out["bucket"]
-        # The root bucket belongs to the deployment: teardown empties it (every version) before deleting.
-        paginator = s3.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=bucket):
+        # The root bucket belongs to the deployment (Databricks writes workspace data to it): teardown
+        # empties every version before deleting.
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             objects = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             if objects:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+                result = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+                errors = result.get("Errors", [])
+                if errors:
+                    first = errors[0]
+                    raise ResourceFailed(
+                        f"emptying bucket {bucket}", "refused",
+                        f"{len(errors)} objects not deleted, e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}",
+                    )
         s3.delete_bucket(Bucket=bucket)
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:

@@ -8,10 +8,11 @@ failpoints and logging belong to the engine, not to steps.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
-from provision.orchestrator.errors import OwnershipConflict
+from provision.orchestrator.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.retry import RetryPolicy, is_not_found
 from provision.orchestrator.wait import PollPolicy, wait_for
 
@@ -34,6 +35,14 @@ class Context:
     poll: PollPolicy
     log: Any
     outputs: dict[str, Outputs] = field(default_factory=dict)
+    # Steps whose create this deployment has attempted (persisted in the state file): only these may
+    # adopt a resource found by deterministic name that lacks our ownership tags.
+    claimed: set[str] = field(default_factory=set)
+    # Each step's attempt number, so ClientTokens are stable within an attempt and new across attempts.
+    attempts: dict[str, int] = field(default_factory=dict)
+    # Facts resolved once and then fixed for the deployment's life (e.g. availability zones).
+    facts: dict[str, Any] = field(default_factory=dict)
+    remember: Callable[[str, Any], None] = lambda key, value: None
 
     # lookups -------------------------------------------------------------------------------------
     def out(self, step_id: str, key: str) -> Any:
@@ -43,6 +52,34 @@ class Context:
     @property
     def deployment(self) -> str:
         return self.spec.name
+
+    def client_token(self, step_id: str, *inputs: str) -> str:
+        """Same attempt and inputs -> same token, so a create retried after a lost response is
+        idempotent; a later attempt or changed inputs get a fresh token instead of EC2's remembered result."""
+        parts = (self.spec.name, step_id, str(self.attempts.get(step_id, 0)), *inputs)
+        return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
+
+    def availability_zones(self) -> tuple[str, ...]:
+        """The spec's zones, or the region's first `az_count` available zones, resolved once and kept in
+        the state file so a later run never moves a subnet."""
+        if self.spec.network.availability_zones:
+            return self.spec.network.availability_zones
+        zones = self.facts.get("availability_zones")
+        if not zones:
+            found = self.call(
+                lambda: self.ec2.describe_availability_zones(
+                    Filters=[{"Name": "state", "Values": ["available"]}, {"Name": "zone-type", "Values": ["availability-zone"]}]
+                )["AvailabilityZones"],
+                "availability zones",
+            )
+            names = sorted(z["ZoneName"] for z in found if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
+            count = self.spec.network.az_count
+            if len(names) < count:
+                raise ResourceFailed(f"region {self.spec.region}", "short of zones", f"needs {count} availability zones, has {len(names)}")
+            zones = names[:count]
+            self.facts["availability_zones"] = zones
+            self.remember("availability_zones", zones)
+        return tuple(zones)
 
     # AWS clients ---------------------------------------------------------------------------------
     def aws(self, service: str) -> Any:

@@ -12,6 +12,20 @@ from provision.orchestrator.errors import OwnershipConflict, ResourceFailed
 from provision.steps.base import Context, Outputs, Step
 
 
+def _known(ctx: Context, step_id: str, key: str) -> Any:
+    return ctx.outputs.get(step_id, {}).get(key)
+
+
+def _check_references(what: str, name: str, references: list[tuple[str, Any, Any]]) -> None:
+    """An object with our name that points at someone else's resources is not ours to adopt (or delete)."""
+    for field_name, actual, expected in references:
+        if expected is not None and actual != expected:
+            raise OwnershipConflict(
+                f"Databricks {what} {name!r} exists but its {field_name} is {actual!r}, not this deployment's {expected!r}; "
+                "rename the deployment or delete that object"
+            )
+
+
 def _by_name(items: list[Any], attribute: str, name: str, what: str) -> Any | None:
     matches = [i for i in items if getattr(i, attribute, None) == name]
     if len(matches) > 1:
@@ -39,7 +53,14 @@ class _AccountObject(Step):
 
     def find(self, ctx: Context) -> Outputs | None:
         found = _by_name(list(self._api(ctx).list()), self.name_field, self.name(ctx), self.what)
-        return self._outputs(found) if found else None
+        if found is None:
+            return None
+        _check_references(self.what, self.name(ctx), self.references(ctx, found))
+        return self._outputs(found)
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        """(field, value on the object, value we expect or None if not known yet)."""
+        return []
 
     def create(self, ctx: Context) -> Outputs:
         return self._outputs(self._create(ctx))
@@ -63,6 +84,10 @@ class Credentials(_AccountObject):
         super().__init__(step_id, needs=(role,))
         self.role = role
 
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        role = getattr(getattr(obj.aws_credentials, "sts_role", None), "role_arn", None) if obj.aws_credentials else None
+        return [("role_arn", role, _known(ctx, self.role, "role_arn"))]
+
     def _create(self, ctx: Context) -> Any:
         from databricks.sdk.service.provisioning import CreateCredentialAwsCredentials, CreateCredentialStsRole
 
@@ -84,6 +109,10 @@ class StorageConfiguration(_AccountObject):
         super().__init__(step_id, needs=(bucket,))
         self.bucket = bucket
 
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        bucket = obj.root_bucket_info.bucket_name if obj.root_bucket_info else None
+        return [("root bucket", bucket, ctx.spec.storage.bucket_name)]
+
     def _create(self, ctx: Context) -> Any:
         from databricks.sdk.service.provisioning import RootBucketInfo
 
@@ -101,6 +130,9 @@ class Network(_AccountObject):
         (routes and endpoints the clusters need from their first boot)."""
         super().__init__(step_id, needs=(vpc, *subnets, security_group, *after))
         self.vpc, self.subnets, self.security_group = vpc, subnets, security_group
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        return [("vpc_id", obj.vpc_id, _known(ctx, self.vpc, "vpc_id"))]
 
     def _create(self, ctx: Context) -> Any:
         return ctx.account.networks.create(
@@ -124,8 +156,16 @@ class Workspace(Step):
         self.credentials, self.storage, self.network = credentials, storage, network
 
     def find(self, ctx: Context) -> Outputs | None:
-        found = _by_name(list(ctx.account.workspaces.list()), "workspace_name", ctx.spec.databricks.workspace_name, "workspace")
-        return self._outputs(found) if found else None
+        name = ctx.spec.databricks.workspace_name
+        found = _by_name(list(ctx.account.workspaces.list()), "workspace_name", name, "workspace")
+        if found is None:
+            return None
+        _check_references("workspace", name, [
+            ("credentials_id", found.credentials_id, _known(ctx, self.credentials, "credentials_id")),
+            ("storage_configuration_id", found.storage_configuration_id, _known(ctx, self.storage, "storage_configuration_id")),
+            ("network_id", found.network_id, _known(ctx, self.network, "network_id")),
+        ])
+        return self._outputs(found)
 
     @staticmethod
     def _outputs(ws: Any) -> Outputs:

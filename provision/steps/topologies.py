@@ -26,7 +26,7 @@ def basic(spec: Spec) -> list[Step]:
     """Customer-managed VPC: private subnets behind NAT, public subnets for the NAT, S3/STS/Kinesis
     endpoints, root bucket, cross-account role, and the Databricks objects that tie them together."""
     net = spec.network
-    zones = net.availability_zones
+    zones = range(net.az_count)
     steps: list[Step] = [
         # The role first: IAM propagates while the network builds, so credentials rarely wait.
         CrossAccountRole("iam.crossaccount"),
@@ -35,8 +35,8 @@ def basic(spec: Spec) -> list[Step]:
     ]
     private = [f"subnet.private.{i}" for i in range(len(zones))]
     public = [f"subnet.public.{i}" for i in range(len(zones))]
-    steps += [Subnet(sid, vpc="vpc", cidr=cidr, zone=zone) for sid, cidr, zone in zip(private, net.private_subnet_cidrs, zones)]
-    steps += [Subnet(sid, vpc="vpc", cidr=cidr, zone=zone) for sid, cidr, zone in zip(public, net.public_subnet_cidrs, zones)]
+    steps += [Subnet(sid, vpc="vpc", cidr=cidr, zone_index=i) for i, (sid, cidr) in enumerate(zip(private, net.private_subnet_cidrs))]
+    steps += [Subnet(sid, vpc="vpc", cidr=cidr, zone_index=i) for i, (sid, cidr) in enumerate(zip(public, net.public_subnet_cidrs))]
     steps += [
         InternetGateway("igw", vpc="vpc"),
         RouteTable("rt.public", vpc="vpc", subnets=public, default_route=("GatewayId", "igw")),
