@@ -289,3 +289,20 @@ def test_interrupt_exits_130_and_resume_finishes(sandbox, cli, tmp_path):
     daemon.configure(sandbox, {"workspace_provisioning_seconds": 0.5})
     cli("resume", check=0)
     assert counts(inventory(sandbox, account_id=ACCOUNT)) == BASIC_SINGLE_NAT
+
+
+def test_a_failed_nat_gateway_is_reported_and_replaced_by_resume(sandbox, cli, tmp_path):
+    from provision.sandbox import daemon
+
+    daemon.configure(sandbox, {"nat_gateway_fail_next": 1})
+    failed = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox")
+    assert failed.returncode == 1 and "nat.0" in failed.stderr and "failed" in failed.stderr
+    assert "invalid state" in failed.stderr  # the NAT gateway's own FailureMessage
+    first = [n for n in inventory(sandbox, account_id=ACCOUNT)["nat_gateway"]]
+    assert [n["State"] for n in first] == ["failed"]
+
+    cli("resume", check=0)
+    live = [n for n in inventory(sandbox, account_id=ACCOUNT)["nat_gateway"] if n["State"] != "failed"]
+    assert len(live) == 1 and live[0]["NatGatewayId"] != first[0]["NatGatewayId"]
+    cli("teardown", "--yes", check=0)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}

@@ -171,7 +171,7 @@ def _write_root_bucket(bucket_name: str, ws: dict) -> None:
     s3 = s3_backends[SANDBOX_AWS_ACCOUNT_ID]["aws"]
     prefix = f"{ws['aws_region']}-prod/{ws['workspace_id']}"
     manifest = {"workspace_id": ws["workspace_id"], "deployment_name": ws["deployment_name"]}
-    # An overwritten manifest leaves two versions in a versioned bucket, as Databricks' rewrites do.
+    # Written twice in a versioned bucket, so emptying it needs the noncurrent versions too.
     writes = 2 if s3.get_bucket(bucket_name).is_versioned else 1
     for n in range(writes):
         body = json.dumps({**manifest, "generation": n + 1}).encode()

@@ -1,13 +1,16 @@
 """The sandbox's AWS fidelity rules, exercised over HTTP with real boto3 clients.
 
-Every test fails on plain moto 5.2.5 except three kinds, which pin behaviour moto already gets right
-or that must stay stock: BucketNotEmpty, the tag filters on every describe call but
-DescribeNatGateways, and moto used outside a sandbox request.
+Every test fails on plain moto 5.2.5 except five kinds, which pin behaviour moto already gets right
+or that must stay stock: BucketNotEmpty, a bucket policy Deny that AWS applies over https too, the
+tag filters on every describe call but DescribeNatGateways, moto used outside a sandbox request,
+and the settings' own validation. Network interfaces of deleted NAT gateways and endpoints linger
+for RELEASE (rule 12), so teardown steps after them retry as a real teardown has to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -26,6 +29,7 @@ from provision.sandbox.aws import make_aws_app
 from provision.sandbox.settings import SandboxSettings
 
 DELAY = 0.25
+RELEASE = 0.1  # eni_release_seconds: short, since most tests here are about something else
 S3_SERVICE = "com.amazonaws.us-east-1.s3"
 STS_SERVICE = "com.amazonaws.us-east-1.sts"
 
@@ -33,7 +37,11 @@ STS_SERVICE = "com.amazonaws.us-east-1.sts"
 @pytest.fixture(scope="module")
 def settings() -> SandboxSettings:
     return SandboxSettings(
-        nat_gateway_pending_seconds=DELAY, nat_gateway_deleting_seconds=DELAY, vpc_endpoint_pending_seconds=DELAY
+        nat_gateway_pending_seconds=DELAY,
+        nat_gateway_deleting_seconds=DELAY,
+        vpc_endpoint_pending_seconds=DELAY,
+        eni_release_seconds=RELEASE,
+        nat_gateway_failed_seconds=DELAY,
     )
 
 
@@ -86,6 +94,18 @@ def error_code(call: Callable[..., Any], **kwargs: Any) -> str:
     with pytest.raises(ClientError) as info:
         call(**kwargs)
     return info.value.response["Error"]["Code"]
+
+
+def once_released(call: Callable[..., Any], timeout: float = 5.0, **kwargs: Any) -> Any:
+    """Retry `call` while it fails with DependencyViolation (lingering interfaces), bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "DependencyViolation" or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -171,6 +191,52 @@ def test_vpc_endpoint_client_token_returns_same_endpoint(ec2: Any, net: dict[str
     assert len(enis_in(ec2, net["subnet"])) == 1
 
 
+def test_nat_gateway_client_token_after_deletion_returns_the_deleted_gateway(ec2: Any, net: dict[str, str]) -> None:
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    args = {"SubnetId": net["subnet"], "AllocationId": allocation, "ClientToken": "nat-token-gone"}
+    nat_id = ec2.create_nat_gateway(**args)["NatGateway"]["NatGatewayId"]
+    delete_nat_and_wait(ec2, nat_id)
+    again = ec2.create_nat_gateway(**args)["NatGateway"]  # plain moto makes a new gateway here
+    assert again["NatGatewayId"] == nat_id and again["State"] == "deleted"
+    listed = ec2.describe_nat_gateways(Filters=[{"Name": "subnet-id", "Values": [net["subnet"]]}])["NatGateways"]
+    assert [n["NatGatewayId"] for n in listed] == [nat_id]
+    other = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    assert error_code(ec2.create_nat_gateway, **{**args, "AllocationId": other}) == "IdempotentParameterMismatch"
+
+
+def test_route_table_client_token_after_deletion_returns_the_original_table(ec2: Any, net: dict[str, str]) -> None:
+    tags = [{"ResourceType": "route-table", "Tags": [{"Key": "Name", "Value": "private"}]}]
+    args = {"VpcId": net["vpc"], "ClientToken": "rt-token-gone", "TagSpecifications": tags}
+    first = ec2.create_route_table(**args)
+    table = first["RouteTable"]["RouteTableId"]
+    ec2.delete_route_table(RouteTableId=table)
+    again = ec2.create_route_table(**args)
+    assert again["RouteTable"] == first["RouteTable"] and again["ClientToken"] == "rt-token-gone"
+    assert error_code(ec2.describe_route_tables, RouteTableIds=[table]) == "InvalidRouteTableID.NotFound"
+    assert len(ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [net["vpc"]]}])["RouteTables"]) == 1
+    other_vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    code = error_code(ec2.create_route_table, **{**args, "VpcId": other_vpc})
+    assert code == "IdempotentParameterMismatch"
+
+
+def test_vpc_endpoint_client_token_after_deletion_returns_the_original_endpoint(ec2: Any, net: dict[str, str]) -> None:
+    args = {
+        "VpcId": net["vpc"],
+        "ServiceName": STS_SERVICE,
+        "VpcEndpointType": "Interface",
+        "SubnetIds": [net["subnet"]],
+        "ClientToken": "vpce-token-gone",
+    }
+    first = ec2.create_vpc_endpoint(**args)["VpcEndpoint"]
+    delete_endpoint_and_wait(ec2, net["vpc"], first["VpcEndpointId"])
+    again = ec2.create_vpc_endpoint(**args)["VpcEndpoint"]
+    assert again == first  # the original response, nothing new created
+    assert endpoint_ids(ec2, net["vpc"]) == []
+    assert len(enis_in(ec2, net["subnet"])) <= 1  # at most the old one, still lingering
+    code = error_code(ec2.create_vpc_endpoint, **{**args, "ServiceName": S3_SERVICE, "VpcEndpointType": "Gateway"})
+    assert code == "IdempotentParameterMismatch"
+
+
 def test_client_token_is_safe_under_concurrent_retries(ec2: Any, net: dict[str, str]) -> None:
     def create(_: int) -> str:
         made = ec2.create_route_table(VpcId=net["vpc"], ClientToken="rt-race")
@@ -199,7 +265,7 @@ def test_nat_gateway_goes_pending_available_deleting_deleted(ec2: Any, net: dict
     by_state = ec2.describe_nat_gateways(Filters=[{"Name": "state", "Values": ["deleted"]}])["NatGateways"]
     assert nat_id in [n["NatGatewayId"] for n in by_state]
     assert "AssociationId" not in ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
-    assert enis_in(ec2, net["subnet"]) == []
+    wait_until(lambda: enis_in(ec2, net["subnet"]) == [])  # after the release lag (rule 12)
 
 
 def test_nat_gateway_delays_are_read_at_request_time(ec2: Any, settings: SandboxSettings, net: dict[str, str]) -> None:
@@ -208,6 +274,45 @@ def test_nat_gateway_delays_are_read_at_request_time(ec2: Any, settings: Sandbox
         time.sleep(DELAY + 0.1)
         assert nat_state(ec2, nat_id) == "pending"
     wait_until(lambda: nat_state(ec2, nat_id) == "available")
+
+
+def test_nat_gateway_fail_next_makes_creations_fail(ec2: Any, settings: SandboxSettings, net: dict[str, str]) -> None:
+    with_igw = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+    subnet_with_igw = ec2.create_subnet(VpcId=with_igw, CidrBlock="10.2.1.0/24")["Subnet"]["SubnetId"]
+    _attach_igw(ec2, with_igw)
+    with delays(settings, nat_gateway_fail_next=2):
+        no_igw_nat, no_igw_eip = make_nat(ec2, net["subnet"])
+        igw_nat, igw_eip = make_nat(ec2, subnet_with_igw)
+        assert settings.nat_gateway_fail_next == 0  # each creation took one failure
+        healthy, _ = make_nat(ec2, subnet_with_igw)
+        assert nat_state(ec2, no_igw_nat) == "pending"
+        wait_until(lambda: nat_state(ec2, no_igw_nat) == "failed")
+
+        [failed] = ec2.describe_nat_gateways(NatGatewayIds=[no_igw_nat])["NatGateways"]
+        assert failed["FailureCode"] == "Gateway.NotAttached"
+        assert failed["FailureMessage"] == f"Network {net['vpc']} has no Internet gateway attached"
+        [other] = ec2.describe_nat_gateways(NatGatewayIds=[igw_nat])["NatGateways"]
+        assert other["State"] == "failed" and other["FailureCode"] == "InternalError"
+        assert "created and used internally by this NAT gateway" in other["FailureMessage"]
+        for allocation in (no_igw_eip, igw_eip):
+            assert "AssociationId" not in ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
+        assert nat_state(ec2, healthy) == "available"
+        assert "FailureCode" not in ec2.describe_nat_gateways(NatGatewayIds=[healthy])["NatGateways"][0]
+
+        # A failed NAT gateway becomes deleted by itself; its address can then be released.
+        wait_until(lambda: nat_state(ec2, no_igw_nat) == "deleted")
+        ec2.release_address(AllocationId=no_igw_eip)
+        once_released(ec2.delete_subnet, SubnetId=net["subnet"])
+
+
+def test_fail_next_setting_keeps_numeric_validation(settings: SandboxSettings) -> None:
+    with delays(settings, nat_gateway_fail_next=0):
+        assert settings.update({"nat_gateway_fail_next": 3})["nat_gateway_fail_next"] == 3.0
+        for bad in (-1, "1", True):
+            with pytest.raises(ValueError, match="nat_gateway_fail_next"):
+                settings.update({"nat_gateway_fail_next": bad})
+        with pytest.raises(ValueError, match="eni_release_seconds"):
+            settings.update({"eni_release_seconds": -0.1})
 
 
 def test_delete_unknown_nat_gateway_is_not_found(ec2: Any) -> None:
@@ -279,7 +384,7 @@ def test_delete_subnet_refused_while_nat_gateway_not_deleted(ec2: Any, net: dict
     ec2.delete_nat_gateway(NatGatewayId=nat_id)
     assert error_code(ec2.delete_subnet, SubnetId=net["subnet"]) == "DependencyViolation"
     wait_until(lambda: nat_state(ec2, nat_id) == "deleted")
-    ec2.delete_subnet(SubnetId=net["subnet"])
+    once_released(ec2.delete_subnet, SubnetId=net["subnet"])
 
 
 def test_delete_subnet_refused_while_interface_endpoint_holds_an_interface(ec2: Any, net: dict[str, str]) -> None:
@@ -291,7 +396,7 @@ def test_delete_subnet_refused_while_interface_endpoint_holds_an_interface(ec2: 
     ec2.delete_vpc_endpoints(VpcEndpointIds=[vpce_id])
     assert error_code(ec2.delete_subnet, SubnetId=net["subnet"]) == "DependencyViolation"  # still deleting
     wait_until(lambda: vpce_id not in endpoint_ids(ec2, net["vpc"]))
-    ec2.delete_subnet(SubnetId=net["subnet"])
+    once_released(ec2.delete_subnet, SubnetId=net["subnet"])
 
 
 # --- rule 7: delete_security_group dependencies --------------------------------------------------
@@ -322,7 +427,7 @@ def test_delete_security_group_refused_while_used_by_endpoint_or_interface(ec2: 
     eni = ec2.create_network_interface(SubnetId=net["subnet"], Groups=[group])["NetworkInterface"]
     assert error_code(ec2.delete_security_group, GroupId=group) == "DependencyViolation"
     ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
-    ec2.delete_security_group(GroupId=group)
+    once_released(ec2.delete_security_group, GroupId=group)
 
 
 # --- rule 8: S3 (moto is already right) ----------------------------------------------------------
@@ -334,6 +439,49 @@ def test_delete_non_empty_bucket_is_refused(s3: Any) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     assert error_code(s3.delete_bucket, Bucket=bucket) == "BucketNotEmpty"
     s3.delete_object(Bucket=bucket, Key="k")
+    s3.delete_bucket(Bucket=bucket)
+
+
+# --- rule 11: S3 requests count as https --------------------------------------------------------
+
+
+def tls_policy(bucket: str, secure: str) -> str:
+    """The tool's root bucket statement: Deny s3:* when aws:SecureTransport is `secure`."""
+    statement = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}/*", f"arn:aws:s3:::{bucket}"],
+        "Condition": {"Bool": {"aws:SecureTransport": secure}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def test_tls_deny_policy_does_not_deny_requests_to_the_sandbox(s3: Any) -> None:
+    bucket = f"fidelity-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_policy(Bucket=bucket, Policy=tls_policy(bucket, "false"))
+    s3.put_object(Bucket=bucket, Key="a", Body=b"1")  # plain moto: 403, the Deny applied to every request
+    s3.put_object(Bucket=bucket, Key="a", Body=b"2")
+    assert s3.get_object(Bucket=bucket, Key="a")["Body"].read() == b"2"
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    objects = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]
+    deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    assert deleted.get("Errors", []) == []  # plain moto: AccessDenied for each key
+    assert "Versions" not in s3.list_object_versions(Bucket=bucket)
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_deny_that_applies_over_https_still_denies(s3: Any) -> None:
+    bucket = f"fidelity-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=tls_policy(bucket, "true"))
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=bucket, Key="a", Body=b"1")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    s3.delete_bucket_policy(Bucket=bucket)
     s3.delete_bucket(Bucket=bucket)
 
 
@@ -379,6 +527,44 @@ def test_endpoint_acceptance_hook_holds_endpoint_until_accepted(ec2: Any, net: d
     assert endpoint_state(ec2, vpce_id) == "pendingAcceptance"
     aws.accept_vpc_endpoint(vpce_id)
     wait_until(lambda: endpoint_state(ec2, vpce_id) == "available")
+
+
+# --- rule 12: network interfaces linger after deletion ---------------------------------------------
+
+
+def test_interfaces_linger_after_endpoint_and_nat_are_gone(ec2: Any, settings: SandboxSettings) -> None:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    endpoint_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    nat_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.2.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="ep", Description="d", VpcId=vpc)["GroupId"]
+    vpce_id = ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=STS_SERVICE, VpcEndpointType="Interface", SubnetIds=[endpoint_subnet],
+        SecurityGroupIds=[group],
+    )["VpcEndpoint"]["VpcEndpointId"]
+    nat_id, allocation = make_nat(ec2, nat_subnet)
+
+    lag = 0.6  # != the fixture's RELEASE, so this also shows the setting is read at request time
+    with delays(settings, eni_release_seconds=lag):
+        ec2.delete_vpc_endpoints(VpcEndpointIds=[vpce_id])
+        ec2.delete_nat_gateway(NatGatewayId=nat_id)
+        wait_until(lambda: vpce_id not in endpoint_ids(ec2, vpc) and nat_state(ec2, nat_id) == "deleted")
+        gone_at = time.monotonic()
+        # Gone, yet their interfaces are still there and still block.
+        assert len(enis_in(ec2, endpoint_subnet)) == 1 and len(enis_in(ec2, nat_subnet)) == 1
+        ec2.release_address(AllocationId=allocation)  # the address itself is free already
+        for call, kwargs in (
+            (ec2.delete_subnet, {"SubnetId": endpoint_subnet}),
+            (ec2.delete_subnet, {"SubnetId": nat_subnet}),
+            (ec2.delete_security_group, {"GroupId": group}),
+            (ec2.delete_vpc, {"VpcId": vpc}),
+        ):
+            assert error_code(call, **kwargs) == "DependencyViolation"
+
+        once_released(ec2.delete_subnet, SubnetId=endpoint_subnet)
+        assert time.monotonic() - gone_at >= lag - 0.1  # the lag counts from when they were gone
+        once_released(ec2.delete_subnet, SubnetId=nat_subnet)
+        ec2.delete_security_group(GroupId=group)
+        ec2.delete_vpc(VpcId=vpc)
 
 
 # --- rule 10: tag filters and TagSpecifications --------------------------------------------------
@@ -468,13 +654,13 @@ def test_correct_teardown_order_succeeds(ec2: Any, net: dict[str, str]) -> None:
 
     ec2.delete_vpc_endpoints(VpcEndpointIds=[interface, gateway])
     wait_until(lambda: endpoint_ids(ec2, vpc) == [])
-    ec2.delete_security_group(GroupId=group)
+    once_released(ec2.delete_security_group, GroupId=group)
     delete_nat_and_wait(ec2, nat_id)
     ec2.release_address(AllocationId=allocation)
     detach_igw()
     ec2.disassociate_route_table(AssociationId=association)
     ec2.delete_route_table(RouteTableId=table)
-    ec2.delete_subnet(SubnetId=subnet)
+    once_released(ec2.delete_subnet, SubnetId=subnet)
     ec2.delete_vpc(VpcId=vpc)
 
 

@@ -208,6 +208,9 @@ def test_happy_path_reaches_running(acc: AccountClient, settings: SandboxSetting
 
     running = waiter.result(timeout=timedelta(seconds=10))  # the SDK's own poller
     assert running.workspace_status == WorkspaceStatus.RUNNING
+    # Databricks wrote into the (unversioned) root bucket, all under this workspace's prefixes.
+    listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=storage.root_bucket_info.bucket_name)
+    assert listed["KeyCount"] >= 2 and all(str(ws.workspace_id) in o["Key"] for o in listed["Contents"])
     net = acc.networks.get(network.network_id)
     assert net.vpc_status == VpcStatus.VALID and net.workspace_id == ws.workspace_id
     assert [w.workspace_id for w in acc.workspaces.list()] == [ws.workspace_id]
@@ -398,6 +401,25 @@ def test_duplicate_names_allowed_but_not_deployment_names(acc: AccountClient, se
         create_workspace(acc, creds, storage, other, deployment_name="acme-prod")
     # A derived deployment name avoids ones already taken.
     assert create_workspace(acc, creds, storage, other).deployment_name == "analytics-prod"
+
+
+def test_running_workspace_writes_its_root_bucket(acc: AccountClient, settings: SandboxSettings) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    creds, storage, network = create_stack(acc, settings)
+    bucket = storage.root_bucket_info.bucket_name
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    ws = create_workspace(acc, creds, storage, network)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0  # nothing before RUNNING
+    assert poll_until_settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
+
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    prefix = f"{REGION}-prod/{ws.workspace_id}/"
+    assert any(k.startswith(prefix) for k in keys) and any(k.startswith(f"ephemeral/{prefix}") for k in keys)
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert len(versions) > len(keys)  # a versioned bucket also holds older versions
+    with pytest.raises(s3.exceptions.ClientError) as err:
+        s3.delete_bucket(Bucket=bucket)
+    assert err.value.response["Error"]["Code"] == "BucketNotEmpty"
 
 
 def test_accounts_are_separate_and_inventory(acc: AccountClient, base_url: str, settings: SandboxSettings) -> None:
