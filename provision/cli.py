@@ -177,12 +177,22 @@ def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None
         typer.echo(json.dumps(described, indent=2))
         return
     typer.echo(f"{config}: valid")
-    net = described["network"]
+    net, existing = described["network"], described["existing"]
     typer.echo(f"  deployment {described['name']} in {described['region']}, topology {described['topology']}")
-    typer.echo(f"  vpc {net['vpc_cidr']}; zones {', '.join(net['availability_zones'])}; nat {net['nat']}")
-    typer.echo(f"  private subnets {', '.join(net['private_subnet_cidrs'])}")
-    typer.echo(f"  public subnets  {', '.join(net['public_subnet_cidrs'])}")
-    typer.echo(f"  root bucket {described['storage']['bucket_name']}")
+    if net:
+        zones = ", ".join(net["availability_zones"]) or f"the region's first {net['az_count']}, resolved on the first run"
+        typer.echo(f"  vpc {net['vpc_cidr']}; zones {zones}; nat {net['nat']}")
+        typer.echo(f"  private subnets {', '.join(net['private_subnet_cidrs'])}")
+        typer.echo(f"  public subnets  {', '.join(net['public_subnet_cidrs'])}")
+    else:
+        typer.echo(f"  existing vpc {existing['vpc_id']}, subnets {', '.join(existing['subnet_ids'])}, security group {existing['security_group_id']}")
+    if described["privatelink"]:
+        pl = described["privatelink"]
+        typer.echo(f"  privatelink endpoint subnet {pl['endpoint_subnet_cidr']}; workspace {pl['workspace_service']}; relay {pl['relay_service']}")
+    bucket = described["storage"]
+    typer.echo(f"  root bucket {bucket['bucket_name']}" + (" (existing)" if bucket["existing"] else ""))
+    if existing["cross_account_role_arn"]:
+        typer.echo(f"  cross-account role {existing['cross_account_role_arn']} (existing)")
 
 
 def _sandbox_json(info: Any) -> dict[str, Any]:

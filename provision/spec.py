@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.orchestrator.errors import FieldProblem, SpecError
+from provision.regions import PRIVATELINK_SERVICES
 
 # AWS regions where Databricks runs E2 workspaces.
 DATABRICKS_AWS_REGIONS = frozenset(
@@ -27,7 +28,8 @@ DATABRICKS_AWS_REGIONS = frozenset(
         "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
     }
 )
-TOPOLOGIES = ("basic",)
+TOPOLOGIES = ("basic", "privatelink")
+PRIVATE_ACCESS_LEVELS = ("ACCOUNT", "ENDPOINT")
 PRICING_TIERS = ("STANDARD", "PREMIUM", "ENTERPRISE")
 NAT_MODES = ("single", "per_az")
 # Databricks requires workspace subnets between /17 and /26.
@@ -40,6 +42,13 @@ _WORKSPACE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ID_RES = {
+    "vpc": re.compile(r"vpc-[0-9a-f]{8,17}"),
+    "subnet": re.compile(r"subnet-[0-9a-f]{8,17}"),
+    "sg": re.compile(r"sg-[0-9a-f]{8,17}"),
+}
+_ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_SERVICE_RE = re.compile(r"com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]{8,17}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,27 @@ class DatabricksSpec:
 @dataclass(frozen=True)
 class StorageSpec:
     bucket_name: str
+    existing: bool = False  # the user's bucket: read, never modified destructively, never deleted
+
+
+@dataclass(frozen=True)
+class ExistingSpec:
+    """Infrastructure the user already has. Checked by a preflight before anything is created."""
+
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_id: str | None = None
+    bucket_name: str | None = None
+    cross_account_role_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class PrivateLinkSpec:
+    endpoint_subnet_cidr: str
+    workspace_service: str
+    relay_service: str
+    public_access_enabled: bool
+    private_access_level: str
 
 
 @dataclass(frozen=True)
@@ -79,10 +109,12 @@ class Spec:
     region: str
     topology: str
     tags: dict[str, str]
-    network: NetworkSpec
+    network: NetworkSpec | None  # None when the workspace goes into an existing VPC
     databricks: DatabricksSpec
     storage: StorageSpec
     timeouts: TimeoutsSpec
+    existing: ExistingSpec = field(default_factory=ExistingSpec)
+    privatelink: PrivateLinkSpec | None = None
     raw: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -201,14 +233,18 @@ def _allocate(vpc: ipaddress.IPv4Network, prefixes: list[int]) -> list[ipaddress
     return blocks
 
 
-def _network(check: _Checker, data: dict[str, Any], region: str | None) -> NetworkSpec | None:
+def _network(check: _Checker, data: dict[str, Any], region: str | None, existing_vpc: bool) -> NetworkSpec | None:
     allowed = {
         "vpc_cidr", "az_count", "availability_zones", "private_subnet_netmask", "public_subnet_netmask",
         "private_subnet_cidrs", "public_subnet_cidrs", "nat",
     }
+    if existing_vpc:
+        if "network" in data:
+            check.fail("network", "cannot be combined with existing.vpc_id: the VPC and its subnets already exist")
+        return None
     net = check.table(data, "network", allowed)
     if "network" not in data:
-        check.fail("network", "is required")
+        check.fail("network", "is required (or name an existing VPC in existing.vpc_id)")
         return None
     vpc_text = check.string(net, "vpc_cidr", "network.vpc_cidr")
     vpc = _parse_cidr(check, vpc_text, "network.vpc_cidr") if vpc_text is not None else None
@@ -308,10 +344,92 @@ def _network(check: _Checker, data: dict[str, Any], region: str | None) -> Netwo
     )
 
 
+def _existing(check: _Checker, data: dict[str, Any]) -> ExistingSpec:
+    table = check.table(data, "existing", {"vpc_id", "subnet_ids", "security_group_id", "bucket_name", "cross_account_role_arn"})
+
+    def resource_id(key: str, kind: str) -> str | None:
+        value = check.string(table, key, f"existing.{key}", required=False)
+        if value is not None and not _ID_RES[kind].fullmatch(value):
+            check.fail(f"existing.{key}", f"{value!r} is not a {kind} id")
+            return None
+        return value
+
+    vpc_id = resource_id("vpc_id", "vpc")
+    group = resource_id("security_group_id", "sg")
+    subnets = check.string_list(table, "subnet_ids", "existing.subnet_ids")
+    if subnets is not None:
+        for i, subnet in enumerate(subnets):
+            if not _ID_RES["subnet"].fullmatch(subnet):
+                check.fail(f"existing.subnet_ids[{i}]", f"{subnet!r} is not a subnet id")
+        if len(set(subnets)) != len(subnets):
+            check.fail("existing.subnet_ids", "subnets must be distinct")
+        if len(subnets) < 2:
+            check.fail("existing.subnet_ids", "Databricks needs at least 2 subnets in distinct availability zones")
+    network_keys = [k for k in ("vpc_id", "subnet_ids", "security_group_id") if k in table]
+    if network_keys and len(network_keys) < 3:
+        missing = [f"existing.{k}" for k in ("vpc_id", "subnet_ids", "security_group_id") if k not in table]
+        check.fail(missing[0], f"is required with {', '.join('existing.' + k for k in network_keys)}: an existing network is a VPC, its subnets and a security group")
+    bucket = check.string(table, "bucket_name", "existing.bucket_name", required=False)
+    if bucket is not None and (problem := _bucket_problem(bucket)):
+        check.fail("existing.bucket_name", f"{bucket!r} {problem}")
+    role = check.string(table, "cross_account_role_arn", "existing.cross_account_role_arn", required=False)
+    if role is not None and not _ROLE_ARN_RE.fullmatch(role):
+        check.fail("existing.cross_account_role_arn", f"{role!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return ExistingSpec(vpc_id, tuple(subnets or ()), group, bucket, role)
+
+
+def _privatelink(check: _Checker, data: dict[str, Any], region: str | None, topology: str | None, network: NetworkSpec | None) -> PrivateLinkSpec | None:
+    allowed = {"endpoint_subnet_cidr", "workspace_service", "relay_service", "public_access_enabled", "private_access_level"}
+    if topology != "privatelink":
+        if "privatelink" in data:
+            check.fail("privatelink", f"only applies to topology \"privatelink\", not {topology!r}")
+        return None
+    table = check.table(data, "privatelink", allowed)
+    if "privatelink" not in data:
+        check.fail("privatelink", "is required for topology \"privatelink\" (at least endpoint_subnet_cidr)")
+        return None
+    cidr_text = check.string(table, "endpoint_subnet_cidr", "privatelink.endpoint_subnet_cidr")
+    cidr = _parse_cidr(check, cidr_text, "privatelink.endpoint_subnet_cidr") if cidr_text is not None else None
+    if cidr is not None and not SUBNET_NETMASK_RANGE[0] <= cidr.prefixlen <= SUBNET_NETMASK_RANGE[1]:
+        check.fail("privatelink.endpoint_subnet_cidr", f"netmask /{cidr.prefixlen} is outside AWS's /16-/28")
+        cidr = None
+    if cidr is not None and network is not None:
+        vpc = ipaddress.IPv4Network(network.vpc_cidr)
+        if not cidr.subnet_of(vpc):
+            check.fail("privatelink.endpoint_subnet_cidr", f"{cidr} is not inside network.vpc_cidr {vpc}")
+        for other in network.private_subnet_cidrs + network.public_subnet_cidrs:
+            if cidr.overlaps(ipaddress.IPv4Network(other)):
+                check.fail("privatelink.endpoint_subnet_cidr", f"{cidr} overlaps the workspace network's subnet {other}")
+    known = PRIVATELINK_SERVICES.get(region or "")
+    services = {}
+    for key in ("workspace_service", "relay_service"):
+        value = check.string(table, key, f"privatelink.{key}", required=False)
+        if value is not None and not _SERVICE_RE.fullmatch(value):
+            check.fail(f"privatelink.{key}", f"{value!r} is not a VPC endpoint service name (com.amazonaws.vpce.<region>.vpce-svc-...)")
+            value = None
+        elif value is None and known is not None:
+            value = known.workspace if key == "workspace_service" else known.relay
+        elif value is None and region:
+            check.fail(
+                f"privatelink.{key}",
+                f"no Databricks endpoint service is known for region {region}; set privatelink.workspace_service and privatelink.relay_service",
+            )
+        services[key] = value
+    public = table.get("public_access_enabled", True)
+    if not isinstance(public, bool):
+        check.fail("privatelink.public_access_enabled", f"must be true or false, got {type(public).__name__}")
+    level = check.string(table, "private_access_level", "privatelink.private_access_level", required=False, default="ACCOUNT")
+    if level is not None and level not in PRIVATE_ACCESS_LEVELS:
+        check.fail("privatelink.private_access_level", f"must be one of {', '.join(PRIVATE_ACCESS_LEVELS)}, got {level!r}")
+    if cidr is None or not services.get("workspace_service") or not services.get("relay_service") or level is None or not isinstance(public, bool):
+        return None
+    return PrivateLinkSpec(str(cidr), services["workspace_service"], services["relay_service"], public, level)
+
+
 def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     """Validate a parsed spec completely; raise SpecError listing every problem."""
     check = _Checker()
-    top = {"name", "region", "topology", "tags", "network", "databricks", "storage", "timeouts"}
+    top = {"name", "region", "topology", "tags", "network", "databricks", "storage", "timeouts", "existing", "privatelink"}
     check.unknown(data, top, "")
 
     name = check.string(data, "name", "name")
@@ -342,7 +460,9 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
             else:
                 tags[key] = value
 
-    network = _network(check, data, region)
+    existing = _existing(check, data)
+    network = _network(check, data, region, existing_vpc=existing.vpc_id is not None)
+    privatelink = _privatelink(check, data, region, topology, network)
 
     dbx = check.table(data, "databricks", {"account_id", "workspace_name", "pricing_tier", "host", "profile"})
     if "databricks" not in data:
@@ -367,7 +487,11 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
 
     storage = check.table(data, "storage", {"bucket_name"})
     bucket = check.string(storage, "bucket_name", "storage.bucket_name", required=False)
-    if bucket is not None:
+    if existing.bucket_name is not None:
+        if bucket is not None:
+            check.fail("storage.bucket_name", "cannot be combined with existing.bucket_name")
+        bucket = existing.bucket_name
+    elif bucket is not None:
         problem = _bucket_problem(bucket)
         if problem:
             check.fail("storage.bucket_name", f"{bucket!r} {problem}")
@@ -381,7 +505,7 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
 
     if check.problems:
         raise SpecError(source, check.problems)
-    assert name and region and topology and network and account_id and workspace_name and tier and bucket
+    assert name and region and topology and account_id and workspace_name and tier and bucket
     assert retry_deadline is not None and workspace_seconds is not None and resource_seconds is not None
     return Spec(
         name=name,
@@ -390,8 +514,10 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
         tags=tags,
         network=network,
         databricks=DatabricksSpec(account_id, workspace_name, tier, host.rstrip("/") if host else None, profile),
-        storage=StorageSpec(bucket),
+        storage=StorageSpec(bucket, existing=existing.bucket_name is not None),
         timeouts=TimeoutsSpec(retry_deadline, workspace_seconds, resource_seconds),
+        existing=existing,
+        privatelink=privatelink,
         raw=data,
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-DBX_KINDS = ("credentials", "storage-configurations", "networks", "workspaces")
+DBX_KINDS = ("credentials", "storage-configurations", "networks", "workspaces", "vpc-endpoints", "private-access-settings")
 
 
 def _clients(info: Any, region: str) -> tuple[Any, Any, Any]:

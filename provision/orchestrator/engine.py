@@ -83,6 +83,8 @@ class Engine:
             record = self.state.record(step.id)
             if record.status is Status.DONE:
                 self.ctx.outputs[step.id] = dict(record.outputs)
+            if step.external and not record.external:
+                record.external = True  # saved with the next transition
             if record.create_attempted and record.status is not Status.DELETED:
                 self.ctx.claimed.add(step.id)
             self.ctx.attempts[step.id] = record.attempts
@@ -136,9 +138,9 @@ class Engine:
                 action = "created"
             else:
                 bind_contextvars(resource_id=step.resource_id(out))
-                log.info("adopted")
+                log.info("existing" if step.external else "adopted")
                 self.state.update(step.id, outputs={**previous, **out})
-                action = "converged" if was_done else "adopted"
+                action = "converged" if was_done else ("existing" if step.external else "adopted")
             self.ctx.outputs[step.id] = out
             self.reporter.step(step.id, "waiting", step.resource_id(out) or "")
             with phase(CONVERGING):

@@ -32,6 +32,16 @@ class SpecError(ProvisionError):
         super().__init__(f"invalid deployment spec {source}:\n{lines}")
 
 
+class PreflightError(SpecError):
+    """Something the spec names as existing is missing or unusable. Nothing was created."""
+
+    def __init__(self, source: str, problems: list[FieldProblem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        ProvisionError.__init__(self, f"preflight of {source} failed; nothing was created:\n{lines}")
+
+
 class StateFileError(ProvisionError):
     """The state file is missing, unreadable, corrupt or of an unknown schema. It is never overwritten."""
 

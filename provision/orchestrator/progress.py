@@ -7,10 +7,10 @@ import threading
 import time
 from typing import Any, TextIO
 
-_DONE_PHASES = {"created", "adopted", "kept", "deleted", "gone", "released"}
+_DONE_PHASES = {"created", "adopted", "converged", "existing", "kept", "deleted", "gone", "released"}
 _STYLE = {
     "started": "cyan", "waiting": "cyan", "deleting": "cyan",
-    "created": "green", "adopted": "green", "kept": "dim", "deleted": "green", "gone": "dim", "released": "dim",
+    "created": "green", "adopted": "green", "converged": "green", "existing": "dim", "kept": "dim", "deleted": "green", "gone": "dim", "released": "dim",
     "failed": "bold red",
 }
 

@@ -118,7 +118,8 @@ def _run(command: str, operation: str, spec: specs.Spec, state: StateFile, opts:
 
 # Changing these on a live deployment would orphan or silently keep resources that no longer match.
 IMMUTABLE = (
-    "region", "topology", "network", "storage.bucket_name", "databricks.account_id", "databricks.workspace_name",
+    "region", "topology", "network", "existing", "privatelink", "storage.bucket_name",
+    "databricks.account_id", "databricks.workspace_name",
 )
 
 
@@ -137,9 +138,26 @@ def _changed_fields(old: specs.Spec, new: specs.Spec) -> list[str]:
     return changed
 
 
+def preflight(spec: specs.Spec, target: Target, source: str) -> None:
+    """Check what the spec names as existing, with reads only; raises PreflightError (exit 2)."""
+    existing = spec.existing
+    if not (existing.vpc_id or existing.bucket_name or existing.cross_account_role_arn):
+        return
+    from provision.steps import preflight as checks
+
+    clients = Clients(
+        region=spec.region, target=target, account_id=spec.databricks.account_id,
+        databricks_host=spec.databricks.host, databricks_profile=spec.databricks.profile,
+    )
+    retry, _ = policies(spec, target)
+    checks.check(spec, clients.aws, source, lambda fn, what: retry.call(fn, what=what))
+
+
 def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
     spec = specs.load(config)
     target_kind = "sandbox" if sandbox else "aws"
+    # Before the state file or anything else exists: a bad existing resource must leave no trace.
+    preflight(spec, resolve_target(target_kind), str(config))
     with _locked(opts.state_path):
         if opts.state_path.exists():
             state = StateFile.load(opts.state_path)
@@ -202,6 +220,7 @@ def plan(config: Path, opts: RunOptions, *, sandbox: bool) -> list[PlanItem]:
         # An in-memory state that is never saved: plan changes nothing, not even the state file.
         state = StateFile.new(opts.state_path, deployment=spec.name, target=target_kind, spec=spec.to_json(), spec_path=str(config))
     target = resolve_target(target_kind)
+    preflight(spec, target, str(config))
     engine, reporter, log = _engine("plan", spec, state, target, opts, None)
     items = engine.plan()
     _finish(reporter, log, engine, "succeeded")

@@ -34,8 +34,10 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
 9. VPC endpoints (every type) are `pending` for `vpc_endpoint_pending_seconds`, then `available`.
    DeleteVpcEndpoints makes them `deleting` for the same number of seconds; then their network
    interfaces and gateway routes are removed and they are gone from DescribeVpcEndpoints
-   (moto would list them as `deleted` forever). `set_endpoint_acceptance_policy` lets later work
-   hold chosen endpoints in `pendingAcceptance` until `accept_vpc_endpoint` is called.
+   (moto would list them as `deleted` forever). An endpoint whose service requires acceptance
+   (rule 13) is `pendingAcceptance` instead of `pending` until `accept_vpc_endpoint` is called,
+   and only then goes `pending` -> `available`; `set_endpoint_acceptance_policy` lets tests hold
+   other endpoints the same way.
 10. `tag:<key>` / `tag-key` / `tag-value` filters on DescribeNatGateways (moto ignores them; the
     other describe calls and every TagSpecifications we use already work in moto).
 11. S3 requests are treated as made over https: bucket policy conditions on `aws:SecureTransport`
@@ -47,6 +49,31 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
     endpoint that is gone linger for `eni_release_seconds` after that moment (still listed by
     DescribeNetworkInterfaces): until they go, DeleteSubnet, DeleteSecurityGroup (the endpoint's
     groups) and DeleteVpc keep failing with DependencyViolation.
+13. Databricks PrivateLink endpoint services (back-end PrivateLink, the "apply twice" problem):
+    - DescribeVpcEndpointServices knows every service of provision/regions.py in its own region
+      (listed, or asked for by ServiceNames / service-name filter): Interface, AcceptanceRequired
+      true, ManagesVpcEndpoints false, Owner 414351767826 (Databricks), the region's zones, a
+      private DNS name (`<region>.privatelink.cloud.databricks.com` for the workspace service,
+      `tunnel.privatelink.<region>.cloud.databricks.com` for the relay) and ServiceId = the
+      vpce-svc-... part of the name. Other regions do not know them, as on AWS. The service-name
+      and tag filters work (moto 5.2.5 fails them with a KeyError, i.e. a 500).
+    - CreateVpcEndpoint to a `com.amazonaws.vpce.<region>.vpce-svc-...` name that is neither a
+      Databricks service of the request's region nor an endpoint service made in moto fails with
+      InvalidServiceName (moto accepts any name; AWS-owned `com.amazonaws.<region>.<svc>` names are
+      still left to moto). So another region's Databricks service name fails as on AWS.
+    - An endpoint to a Databricks service stays `pendingAcceptance` until the provider accepts it
+      (`accept_vpc_endpoint`, which the Databricks emulator calls when the endpoint is registered),
+      then goes `pending` -> `available` after `vpc_endpoint_pending_seconds` (rule 9).
+    - Private DNS before acceptance is refused: CreateVpcEndpoint with PrivateDnsEnabled=true to a
+      service that requires acceptance, and ModifyVpcEndpoint with PrivateDnsEnabled=true on an
+      endpoint in `pendingAcceptance`, fail with InvalidParameter "Private DNS can only be enabled
+      after the endpoint connection is accepted by the service owner.". PrivateDnsEnabled omitted
+      on create means false for such a service (moto, like AWS's documented default, makes it
+      true; that default cannot hold where private DNS cannot be enabled yet, so it would
+      otherwise make every Databricks endpoint created without the flag fail). Endpoints to AWS
+      services keep moto's default (true).
+    - ModifyVpcEndpoint applies PrivateDnsEnabled to interface endpoints (moto ignores the
+      parameter), so DescribeVpcEndpoints shows it once enabled after acceptance.
 
 Time-based states advance lazily at the start of every EC2 request (no background thread), and
 the delays are read from the shared settings object at that moment. Each state counts from when
@@ -69,14 +96,24 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
-from moto.ec2.exceptions import DependencyViolationError, EC2ClientError, ResourceAlreadyAssociatedError
+from moto.ec2.exceptions import (
+    DependencyViolationError,
+    EC2ClientError,
+    InvalidNextToken,
+    InvalidServiceName,
+    ResourceAlreadyAssociatedError,
+)
 from moto.ec2.models import EC2Backend, ec2_backends
+from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+from moto.ec2.models.vpcs import MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS
 from moto.ec2.responses import EC2Response
 from moto.ec2.utils import generic_filter
 from moto.iam.access_control import IAMPolicy
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.models import FakeBucket
 
+from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
+from provision.regions import PRIVATELINK_SERVICES
 from provision.sandbox.settings import SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
 
 
@@ -111,15 +148,21 @@ def make_aws_app(settings: SandboxSettings) -> SandboxAWSApp:
     return SandboxAWSApp(DomainDispatcherApplication(create_backend_app), settings)
 
 
-# --- hook for endpoints that need acceptance (Databricks PrivateLink services, later) ---------
+# --- endpoints that need the provider's acceptance (rules 9 and 13) ---------------------------
 
-_needs_acceptance: Callable[[Any], bool] = lambda endpoint: False
+_extra_acceptance: Callable[[Any], bool] = lambda endpoint: False
 
 
 def set_endpoint_acceptance_policy(policy: Callable[[Any], bool] | None) -> None:
-    """policy(moto VPCEndPoint) -> True keeps that new endpoint in pendingAcceptance."""
-    global _needs_acceptance
-    _needs_acceptance = policy or (lambda endpoint: False)
+    """policy(moto VPCEndPoint) -> True also keeps that new endpoint in pendingAcceptance (on top of
+    endpoints to Databricks services, which always wait); None removes the extra policy."""
+    global _extra_acceptance
+    _extra_acceptance = policy or (lambda endpoint: False)
+
+
+def _needs_acceptance(endpoint: Any) -> bool:
+    region = endpoint.ec2_backend.region_name
+    return databricks_service_kind(endpoint.service_name, region) is not None or _extra_acceptance(endpoint)
 
 
 def accept_vpc_endpoint(vpce_id: str, account_id: str = SANDBOX_AWS_ACCOUNT_ID, region: str = "us-east-1") -> None:
@@ -128,6 +171,38 @@ def accept_vpc_endpoint(vpce_id: str, account_id: str = SANDBOX_AWS_ACCOUNT_ID, 
         endpoint = ec2_backends[account_id][region].get_vpc_end_point(vpce_id)
         if endpoint.state == "pendingAcceptance":
             _enter(endpoint, "pending")
+
+
+def databricks_service_kind(service_name: str | None, region: str) -> str | None:
+    """The kind of Databricks endpoint service ("workspace" or "relay") the name is in that region, or None."""
+    services = PRIVATELINK_SERVICES.get(region)
+    if services is None or not service_name:
+        return None
+    return {services.workspace: "workspace", services.relay: "relay"}.get(service_name)
+
+
+def vpc_endpoint_snapshot(
+    vpce_id: str, region: str, settings: SandboxSettings | None = None, account_id: str = SANDBOX_AWS_ACCOUNT_ID
+) -> dict[str, Any] | None:
+    """The endpoint as DescribeVpcEndpoints would show it now (due transitions applied first when
+    settings are given), or None if the region or endpoint does not exist. For the emulator."""
+    with _STATE_LOCK:
+        backend = ec2_backends[account_id].get(region)  # never instantiates a region (default VPC)
+        if backend is None:
+            return None
+        if settings is not None:
+            _advance(backend, settings)
+        endpoint = backend.vpc_end_points.get(vpce_id)
+        if endpoint is None or endpoint.state == "deleted":
+            return None
+        return {
+            "vpc_endpoint_id": endpoint.id,
+            "vpc_id": endpoint.vpc_id,
+            "service_name": endpoint.service_name,
+            "type": endpoint.vpc_endpoint_type,
+            "state": endpoint.state,
+            "private_dns_enabled": bool(endpoint.private_dns_enabled),
+        }
 
 
 # --- patch machinery ---------------------------------------------------------------------------
@@ -302,7 +377,8 @@ def _idempotent(result_key: str, store: str) -> Callable[..., Any]:
 
 _patches(EC2Response, "create_nat_gateway")(_idempotent("NatGateway", "nat_gateways"))
 _patches(EC2Response, "create_route_table")(_idempotent("RouteTable", "route_tables"))
-_patches(EC2Response, "create_vpc_endpoint")(_idempotent("VpcEndpoint", "vpc_end_points"))
+# Wrapped with rule 13's checks below (one patch per attribute).
+_create_vpc_endpoint_idempotent = _idempotent("VpcEndpoint", "vpc_end_points")
 
 
 # --- rule 2 and 10: NAT gateways ----------------------------------------------------------------
@@ -477,6 +553,130 @@ def _delete_vpc_endpoints(
         endpoint = self.vpc_end_points.get(vpce_id)
         if endpoint is not None and endpoint.state not in ("deleting", "deleted"):
             _enter(endpoint, "deleting")
+
+
+# --- rule 13: Databricks PrivateLink endpoint services -----------------------------------------
+
+_PRIVATE_DNS_BEFORE_ACCEPTANCE = (
+    "Private DNS can only be enabled after the endpoint connection is accepted by the service owner."
+)
+
+
+def _databricks_service_details(region: str) -> list[dict[str, Any]]:
+    """DescribeVpcEndpointServices entries of the region's Databricks services (moto's dict shape)."""
+    services = PRIVATELINK_SERVICES.get(region)
+    if services is None:
+        return []
+    zones = [zone.name for zone in RegionsAndZonesBackend.zones.get(region, [])]
+    details = []
+    for name, dns in (
+        (services.workspace, f"{region}.privatelink.cloud.databricks.com"),
+        (services.relay, f"tunnel.privatelink.{region}.cloud.databricks.com"),
+    ):
+        service_id = name.rsplit(".", 1)[-1]
+        details.append(
+            {
+                "ServiceName": name,
+                "ServiceId": service_id,
+                "ServiceType": [{"ServiceType": "Interface"}],
+                "ServiceRegion": region,
+                "AvailabilityZones": zones,
+                "Owner": DATABRICKS_AWS_ACCOUNT_ID,
+                "BaseEndpointDnsNames": [f"{service_id}.{region}.vpce.amazonaws.com"],
+                "PrivateDnsName": dns,
+                "PrivateDnsNames": [{"PrivateDnsName": dns}],
+                "PrivateDnsNameVerificationState": "verified",
+                "VpcEndpointPolicySupported": False,
+                "AcceptanceRequired": True,
+                "ManagesVpcEndpoints": False,
+                "SupportedIpAddressTypes": ["ipv4"],
+                "Tags": [],
+            }
+        )
+    return details
+
+
+@_patches(EC2Backend, "describe_vpc_endpoint_services")
+def _describe_vpc_endpoint_services(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    service_names: list[str],
+    filters: Any,
+    max_results: int,
+    next_token: str | None,
+    region: str,
+) -> dict[str, Any]:
+    # moto reads a filter's values from "Value" but parses the request into "Values" (KeyError).
+    filters = [{**f, "Value": f.get("Value", f.get("Values", []))} for f in filters or []]
+    ours = _databricks_service_details(region)
+    if not ours:
+        return original(self, service_names, filters, max_results, next_token, region)
+    our_names = {service["ServiceName"] for service in ours}
+    asked = list(service_names or [])
+    asked_theirs = [name for name in asked if name not in our_names]
+    asked_ours = [name for name in asked if name in our_names]
+    found: list[dict[str, Any]] = []
+    if asked_theirs or not asked:  # moto's own services (and its InvalidServiceName), unpaginated
+        found += original(
+            self, asked_theirs, filters, MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS, None, region
+        )["servicesDetails"]
+    if asked_ours or not asked:
+        found += self._filter_endpoint_services(asked_ours, filters, ours)
+    found.sort(key=lambda service: service["ServiceName"])
+    # moto's paging: the token is the ServiceId of the first service of the next page.
+    ids = [service["ServiceId"] for service in found]
+    start = 0
+    if next_token:
+        if next_token not in ids:
+            raise InvalidNextToken(next_token)
+        start = ids.index(next_token)
+    if not max_results or max_results > MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS:
+        max_results = MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS
+    page = found[start : start + max_results]
+    return {
+        "servicesDetails": page,
+        "serviceNames": [service["ServiceName"] for service in page],
+        "nextToken": ids[start + max_results] if len(found) > start + max_results else None,
+    }
+
+
+@_patches(EC2Response, "create_vpc_endpoint")
+def _create_vpc_endpoint_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    def create(response: Any) -> Any:
+        service_name = response._get_param("ServiceName") or ""
+        region = response.region
+        databricks = databricks_service_kind(service_name, region) is not None
+        if (
+            service_name.startswith("com.amazonaws.vpce.")
+            and not databricks
+            and all(config.service_name != service_name for config in response.ec2_backend.configurations.values())
+        ):
+            raise InvalidServiceName(service_name)
+        private_dns = response._get_bool_param("PrivateDnsEnabled")
+        if databricks and private_dns:
+            raise EC2ClientError("InvalidParameter", _PRIVATE_DNS_BEFORE_ACCEPTANCE)
+        result = original(response)
+        if databricks and private_dns is None:
+            result.result["VpcEndpoint"].private_dns_enabled = False  # not moto's default of true
+        return result
+
+    # Idempotency first, as on EC2: a retry with a used token is answered from the token.
+    return _create_vpc_endpoint_idempotent(self, create, settings)
+
+
+@_patches(EC2Response, "modify_vpc_endpoint")
+def _modify_vpc_endpoint_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    private_dns = self._get_bool_param("PrivateDnsEnabled")
+    if private_dns is None:
+        return original(self)
+    endpoint = self.ec2_backend.get_vpc_end_point(self._get_param("VpcEndpointId"))  # NotFound first
+    if private_dns and endpoint.state == "pendingAcceptance":
+        raise EC2ClientError("InvalidParameter", _PRIVATE_DNS_BEFORE_ACCEPTANCE)
+    result = original(self)
+    if (endpoint.vpc_endpoint_type or "").lower() == "interface":
+        endpoint.private_dns_enabled = private_dns
+    return result
 
 
 # --- rule 11: S3 requests arrive over TLS -------------------------------------------------------

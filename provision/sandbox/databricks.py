@@ -1,9 +1,10 @@
 """Local emulator of the Databricks Account API (AWS), reached by the real databricks-sdk over HTTP.
 
 It serves the provisioning endpoints the tool uses (credentials, storage configurations, networks,
-workspaces) plus the host-metadata probe the SDK sends while constructing a client. Paths, JSON field
-names and error bodies follow databricks-sdk 0.156 (service/provisioning.py, errors/), so the SDK
-parses responses and raises its typed errors exactly as against the real service.
+workspaces, VPC endpoint registrations, private access settings) plus the host-metadata probe the
+SDK sends while constructing a client. Paths, JSON field names and error bodies follow
+databricks-sdk 0.156 (service/provisioning.py, errors/), so the SDK parses responses and raises its
+typed errors exactly as against the real service.
 
 It runs in the same process as moto's server and checks references against moto's global in-process
 backends (IAM roles, S3 buckets, EC2 VPCs/subnets/security groups), mimicking the real API's
@@ -14,6 +15,25 @@ that reaches RUNNING writes into its root bucket (`<region>-prod/<workspace_id>/
 straight into moto's S3 backend as Databricks' own principal would (bucket policies are not consulted),
 so a teardown that does not empty the bucket meets BucketNotEmpty as on AWS. A failed write fails the
 deployment.
+
+Back-end PrivateLink, with the AWS half in aws.py (rule 13), so the "apply twice" ordering is real:
+- POST vpc-endpoints registers an AWS interface endpoint that must exist in the given region and
+  connect to that region's Databricks workspace or relay service (else 400 INVALID_PARAMETER_VALUE).
+  Registering is what makes Databricks accept the endpoint: it leaves `pendingAcceptance` and goes
+  `pending` -> `available` on the AWS side, and only then can private DNS be enabled there. The
+  record's use_case is WORKSPACE_ACCESS or DATAPLANE_RELAY_ACCESS (the SDK's EndpointUseCase values)
+  and its state mirrors the AWS endpoint's State on every read (`deleted` once it is gone). DELETE
+  is refused (400 INVALID_STATE) while a network lists it in vpc_endpoints.
+- private-access-settings: create / get / list / PUT (the SDK's `replace`) / delete, checking
+  region, private_access_level (ACCOUNT or ENDPOINT) and that allowed_vpc_endpoint_ids are
+  registrations in the same region. DELETE is refused (INVALID_STATE) while a workspace uses it; a
+  workspace must name existing settings of its own region.
+- A network's vpc_endpoints.rest_api / dataplane_relay must be registrations of the workspace /
+  relay service whose AWS endpoint is in the network's VPC.
+- A workspace whose network has vpc_endpoints goes RUNNING only if every listed AWS endpoint is
+  `available` with private DNS enabled when provisioning ends; otherwise it is FAILED with a status
+  message saying the back-end PrivateLink endpoints are not ready (clusters could not reach the
+  control plane), and fixing them then PATCHing the workspace re-runs the deployment.
 
 All state lives in one module-level, lock-protected store (moto's backends are global too), keyed by
 Databricks account id and kind. `inventory()` dumps it and `reset()` clears it.
@@ -37,21 +57,29 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from provision.regions import PRIVATELINK_SERVICES
 from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
 
-KINDS = ("credentials", "storage_configurations", "networks", "workspaces")
+KINDS = ("credentials", "storage_configurations", "networks", "workspaces", "vpc_endpoints", "private_access_settings")
 # URL segment -> (store kind, id field in the JSON body)
 _SEGMENTS: dict[str, tuple[str, str]] = {
     "credentials": ("credentials", "credentials_id"),
     "storage-configurations": ("storage_configurations", "storage_configuration_id"),
     "networks": ("networks", "network_id"),
     "workspaces": ("workspaces", "workspace_id"),
+    "vpc-endpoints": ("vpc_endpoints", "vpc_endpoint_id"),
+    "private-access-settings": ("private_access_settings", "private_access_settings_id"),
 }
 _ACCOUNT_ID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/.+$")
 _DEPLOYMENT_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DATABRICKS_PRINCIPALS = {DATABRICKS_AWS_ACCOUNT_ID, f"arn:aws:iam::{DATABRICKS_AWS_ACCOUNT_ID}:root"}
 _PRICING_TIERS = {"COMMUNITY_EDITION", "DEDICATED", "ENTERPRISE", "PREMIUM", "STANDARD", "UNKNOWN"}
+_PRIVATE_ACCESS_LEVELS = {"ACCOUNT", "ENDPOINT"}
+# Databricks endpoint service kind (provision/regions.py) -> the registration's use_case (EndpointUseCase)
+# and the vpc_endpoints list of a network that takes it.
+_USE_CASES = {"workspace": "WORKSPACE_ACCESS", "relay": "DATAPLANE_RELAY_ACCESS"}
+_NETWORK_ENDPOINT_USE_CASES = {"rest_api": "WORKSPACE_ACCESS", "dataplane_relay": "DATAPLANE_RELAY_ACCESS"}
 # Fields a PATCH may change; the SDK sends a whole Workspace body, so read-only ones are ignored.
 _MUTABLE_WORKSPACE_FIELDS = (
     "workspace_name",
@@ -131,10 +159,11 @@ def inventory(settings_or_app: Any = None) -> dict:
     if settings is None:
         settings = getattr(settings_or_app, "sandbox_settings", None)
     with STORE.lock:
-        if settings is not None:
-            for account_id, kinds in STORE.accounts.items():
-                for ws in kinds["workspaces"].values():
-                    _advance(settings, account_id, ws)
+        for account_id, kinds in STORE.accounts.items():
+            for registration in kinds["vpc_endpoints"].values():
+                _sync_endpoint(settings, registration)
+            for ws in kinds["workspaces"].values() if settings is not None else ():
+                _advance(settings, account_id, ws)
         return {
             account_id: {kind: [_public(r) for r in records.values()] for kind, records in kinds.items()}
             for account_id, kinds in STORE.accounts.items()
@@ -285,6 +314,8 @@ def _get(account_id: str, kind: str, obj_id: Any) -> dict:
             "storage_configurations": "Storage configuration",
             "networks": "Network configuration",
             "workspaces": "Workspace",
+            "vpc_endpoints": "VPC endpoint configuration",
+            "private_access_settings": "Private access settings",
         }[kind]
         raise _not_found(label, obj_id)
     return record
@@ -395,6 +426,9 @@ def _create_network(settings: SandboxSettings, account_id: str, body: dict) -> d
             raise _invalid(f"Security group {sg_id} does not exist in {region}.")
         if group.vpc_id != vpc_id:
             raise _invalid(f"Security group {sg_id} does not belong to VPC {vpc_id}.")
+    for field, use_case in _NETWORK_ENDPOINT_USE_CASES.items():
+        for endpoint_id in (vpc_endpoints or {}).get(field, []):
+            _check_network_endpoint(settings, account_id, f"vpc_endpoints.{field}", endpoint_id, use_case, vpc_id, region)
 
     record: dict[str, Any] = {
         "network_id": str(uuid.uuid4()),
@@ -450,6 +484,180 @@ def _network_errors(network: dict, region: str) -> list[dict]:
     return errors
 
 
+# --- VPC endpoint registrations (back-end PrivateLink) ---------------------------------------------
+
+
+def _aws_endpoint(settings: SandboxSettings | None, aws_vpc_endpoint_id: str, region: str) -> dict | None:
+    """The AWS endpoint as DescribeVpcEndpoints shows it now (aws.py's lazy timers applied)."""
+    from provision.sandbox import aws
+
+    return aws.vpc_endpoint_snapshot(aws_vpc_endpoint_id, region, settings)
+
+
+def _sync_endpoint(settings: SandboxSettings | None, registration: dict) -> dict | None:
+    """Mirror the AWS endpoint's State into the registration, as Databricks derives it from AWS."""
+    endpoint = _aws_endpoint(settings, registration["aws_vpc_endpoint_id"], registration["region"])
+    registration["state"] = endpoint["state"] if endpoint is not None else "deleted"
+    return endpoint
+
+
+def _create_vpc_endpoint(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    from provision.sandbox import aws
+
+    name = _required_str(body, "vpc_endpoint_name")
+    aws_id = _required_str(body, "aws_vpc_endpoint_id")
+    region = _required_str(body, "region")
+    if _ec2(region) is None:
+        raise _invalid(f"region {region} is not a valid AWS region.")
+    services = PRIVATELINK_SERVICES.get(region)
+    if services is None:
+        raise _invalid(f"AWS PrivateLink to Databricks is not available in region {region}.")
+    endpoint = _aws_endpoint(settings, aws_id, region)
+    if endpoint is None:
+        raise _invalid(f"VPC endpoint {aws_id} does not exist in region {region} of AWS account {SANDBOX_AWS_ACCOUNT_ID}.")
+    kind = aws.databricks_service_kind(endpoint["service_name"], region)
+    if kind is None:
+        raise _invalid(
+            f"VPC endpoint {aws_id} connects to {endpoint['service_name']}, which is not a Databricks endpoint "
+            f"service in {region} (expected {services.workspace} or {services.relay})."
+        )
+    if (endpoint["type"] or "").lower() != "interface":
+        raise _invalid(f"VPC endpoint {aws_id} must be an Interface endpoint, not {endpoint['type'] or 'Gateway'}.")
+    if endpoint["state"] == "deleting":
+        raise _invalid(f"VPC endpoint {aws_id} is being deleted.")
+    # Registration is what makes the Databricks endpoint service accept the connection.
+    aws.accept_vpc_endpoint(aws_id, SANDBOX_AWS_ACCOUNT_ID, region)
+    record: dict[str, Any] = {
+        "vpc_endpoint_id": str(uuid.uuid4()),
+        "vpc_endpoint_name": name,
+        "account_id": account_id,
+        "aws_account_id": SANDBOX_AWS_ACCOUNT_ID,
+        "aws_vpc_endpoint_id": aws_id,
+        "aws_endpoint_service_id": endpoint["service_name"].rsplit(".", 1)[-1],
+        "region": region,
+        "use_case": _USE_CASES[kind],
+    }
+    _sync_endpoint(settings, record)
+    STORE.kind(account_id, "vpc_endpoints")[record["vpc_endpoint_id"]] = record
+    return record
+
+
+def _networks_using_endpoint(account_id: str, vpc_endpoint_id: str) -> list[str]:
+    return [
+        network["network_id"]
+        for network in STORE.kind(account_id, "networks").values()
+        if any(vpc_endpoint_id in ids for ids in (network.get("vpc_endpoints") or {}).values())
+    ]
+
+
+def _check_network_endpoint(
+    settings: SandboxSettings, account_id: str, field: str, vpc_endpoint_id: str, use_case: str, vpc_id: str, region: str
+) -> None:
+    registration = STORE.kind(account_id, "vpc_endpoints").get(vpc_endpoint_id)
+    if registration is None:
+        raise _invalid(f"{field}: VPC endpoint configuration {vpc_endpoint_id} does not exist in account {account_id}.")
+    aws_id = registration["aws_vpc_endpoint_id"]
+    if registration["use_case"] != use_case:
+        raise _invalid(
+            f"{field}: VPC endpoint configuration {vpc_endpoint_id} ({aws_id}) has use case "
+            f"{registration['use_case']}; {field} takes {use_case} endpoints only."
+        )
+    if registration["region"] != region:
+        raise _invalid(
+            f"{field}: VPC endpoint configuration {vpc_endpoint_id} is registered in {registration['region']}, "
+            f"but VPC {vpc_id} is in {region}."
+        )
+    endpoint = _sync_endpoint(settings, registration)
+    if endpoint is None:
+        raise _invalid(f"{field}: VPC endpoint {aws_id} no longer exists in {region}.")
+    if endpoint["vpc_id"] != vpc_id:
+        raise _invalid(f"{field}: VPC endpoint {aws_id} is in VPC {endpoint['vpc_id']}, not in VPC {vpc_id}.")
+
+
+def _privatelink_problems(settings: SandboxSettings, account_id: str, network: dict, region: str) -> list[str]:
+    """Why the network's back-end PrivateLink endpoints cannot carry cluster traffic yet."""
+    problems: list[str] = []
+    for field in ("rest_api", "dataplane_relay"):
+        for vpc_endpoint_id in (network.get("vpc_endpoints") or {}).get(field, []):
+            registration = STORE.kind(account_id, "vpc_endpoints").get(vpc_endpoint_id)
+            if registration is None:
+                problems.append(f"{field} VPC endpoint configuration {vpc_endpoint_id} does not exist")
+                continue
+            aws_id = registration["aws_vpc_endpoint_id"]
+            endpoint = _sync_endpoint(settings, registration)
+            if endpoint is None or registration["region"] != region:
+                problems.append(f"{field} VPC endpoint {aws_id} does not exist in {region}")
+                continue
+            issues = []
+            if endpoint["state"] != "available":
+                issues.append(f"is {endpoint['state']}, not available")
+            if not endpoint["private_dns_enabled"]:
+                issues.append("has private DNS disabled")
+            if issues:
+                problems.append(f"{field} VPC endpoint {aws_id} " + " and ".join(issues))
+    return problems
+
+
+# --- private access settings ------------------------------------------------------------------------
+
+
+def _private_access_fields(account_id: str, body: dict) -> dict:
+    name = _required_str(body, "private_access_settings_name")
+    region = _required_str(body, "region")
+    if _ec2(region) is None:
+        raise _invalid(f"region {region} is not a valid AWS region.")
+    level = body.get("private_access_level") or "ACCOUNT"
+    if level not in _PRIVATE_ACCESS_LEVELS:
+        raise _invalid(f"private_access_level {level!r} is not one of {sorted(_PRIVATE_ACCESS_LEVELS)}.")
+    public = body.get("public_access_enabled", False)
+    if not isinstance(public, bool):
+        raise _invalid("public_access_enabled must be a boolean.")
+    allowed = _string_list(body, "allowed_vpc_endpoint_ids")
+    for vpc_endpoint_id in allowed:
+        registration = STORE.kind(account_id, "vpc_endpoints").get(vpc_endpoint_id)
+        if registration is None:
+            raise _invalid(
+                f"allowed_vpc_endpoint_ids: VPC endpoint configuration {vpc_endpoint_id} does not exist in "
+                f"account {account_id}."
+            )
+        if registration["region"] != region:
+            raise _invalid(
+                f"allowed_vpc_endpoint_ids: VPC endpoint configuration {vpc_endpoint_id} is registered in "
+                f"{registration['region']}, not {region}."
+            )
+    return {
+        "private_access_settings_name": name,
+        "region": region,
+        "public_access_enabled": public,
+        "private_access_level": level,
+        "allowed_vpc_endpoint_ids": list(allowed),
+    }
+
+
+def _create_private_access_settings(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    record = {
+        "private_access_settings_id": str(uuid.uuid4()),
+        **_private_access_fields(account_id, body),
+        "account_id": account_id,
+    }
+    STORE.kind(account_id, "private_access_settings")[record["private_access_settings_id"]] = record
+    return record
+
+
+def _replace_private_access_settings(account_id: str, record: dict, body: dict) -> dict:
+    """PUT overwrites every field (the SDK's `replace`); ids in the body are ignored."""
+    fields = _private_access_fields(account_id, body)
+    pas_id = record["private_access_settings_id"]
+    users = _users_of(account_id, "private_access_settings_id", pas_id)
+    if fields["region"] != record["region"] and users:
+        raise _invalid(
+            f"Private access settings {pas_id} cannot move to region {fields['region']}: used by workspace(s) "
+            f"{', '.join(map(str, users))} in {record['region']}."
+        )
+    record.update(fields)
+    return record
+
+
 # --- workspaces -----------------------------------------------------------------------------------
 
 
@@ -469,6 +677,12 @@ def _advance(settings: SandboxSettings, account_id: str, ws: dict) -> None:
         network["error_messages"] = errors
         network["vpc_status"] = "BROKEN" if errors else "VALID"
         problems += [e["error_message"] for e in errors]
+        not_ready = _privatelink_problems(settings, account_id, network, ws["aws_region"])
+        if not_ready:
+            problems.append(
+                "back-end PrivateLink endpoints are not ready, so clusters cannot reach the control plane: "
+                + ", ".join(not_ready)
+            )
     if storage and not problems:
         bucket = storage["root_bucket_info"]["bucket_name"]
         try:
@@ -495,6 +709,14 @@ def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | Non
             if other.get("network_id") == network_id and other["workspace_id"] != workspace_id:
                 used_by = other["workspace_id"]
                 raise _invalid(f"Network configuration {network_id} is already used by workspace {used_by}.")
+    pas_id = values.get("private_access_settings_id")
+    if pas_id:
+        pas = _referenced(account_id, "private_access_settings", pas_id, "private_access_settings_id")
+        if pas["region"] != values.get("aws_region"):
+            raise _invalid(
+                f"Private access settings {pas_id} are for region {pas['region']}, "
+                f"not the workspace's region {values.get('aws_region')}."
+            )
     tier = values.get("pricing_tier")
     if tier is not None and tier not in _PRICING_TIERS:
         raise _invalid(f"pricing_tier {tier} is not one of {sorted(_PRICING_TIERS)}.")
@@ -605,6 +827,8 @@ _CREATORS: dict[str, Callable[[SandboxSettings, str, dict], dict]] = {
     "storage_configurations": _create_storage,
     "networks": _create_network,
     "workspaces": _create_workspace,
+    "vpc_endpoints": _create_vpc_endpoint,
+    "private_access_settings": _create_private_access_settings,
 }
 
 _URLS = Map(
@@ -614,7 +838,7 @@ _URLS = Map(
         Rule(
             "/api/2.0/accounts/<account_id>/<segment>/<obj_id>",
             endpoint="item",
-            methods=["GET", "DELETE", "PATCH"],
+            methods=["GET", "DELETE", "PATCH", "PUT"],
         ),
     ],
     strict_slashes=False,
@@ -627,6 +851,18 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def _error(status: int, error_code: str, message: str) -> Response:
     return _json({"error_code": error_code, "message": message}, status)
+
+
+def _refresh(settings: SandboxSettings, account_id: str, kind: str, record: dict) -> None:
+    """Apply what changed since the last read: workspace transitions, endpoint states from AWS."""
+    if kind == "workspaces":
+        _advance(settings, account_id, record)
+    elif kind == "vpc_endpoints":
+        _sync_endpoint(settings, record)
+
+
+# The only kinds that accept an update, and with which method (as the SDK sends it).
+_UPDATE_METHODS = {"workspaces": "PATCH", "private_access_settings": "PUT"}
 
 
 def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: dict) -> Response:
@@ -647,8 +883,8 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
         if request.method == "POST":
             return _json(_public(_CREATORS[kind](settings, account_id, _json_body(request))))
         records = list(STORE.kind(account_id, kind).values())
-        for record in records if kind == "workspaces" else []:
-            _advance(settings, account_id, record)
+        for record in records:
+            _refresh(settings, account_id, kind, record)
         return _json([_public(r) for r in records])  # the SDK iterates a bare JSON array
 
     obj_id: Any = args["obj_id"]
@@ -657,17 +893,18 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
             obj_id = int(obj_id)
         except ValueError:
             raise _invalid(f"workspace_id {obj_id} must be an integer.") from None
-    elif request.method == "PATCH":
+    if request.method in ("PATCH", "PUT") and _UPDATE_METHODS.get(kind) != request.method:
         raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not supported on {segment}.")
     record = _get(account_id, kind, obj_id)
-    if kind == "workspaces":
-        _advance(settings, account_id, record)
+    _refresh(settings, account_id, kind, record)
 
     if request.method == "GET":
         return _json(_public(record))
     if request.method == "PATCH":
         body = _json_body(request)
         return _json(_public(_update_workspace(account_id, record, body, request.args.get("update_mask"))))
+    if request.method == "PUT":
+        return _json(_public(_replace_private_access_settings(account_id, record, _json_body(request))))
     # DELETE: configurations still referenced by a workspace cannot go, as in the real API.
     if kind != "workspaces":
         users = _users_of(account_id, id_field, obj_id)
@@ -676,6 +913,13 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
                 400,
                 "INVALID_STATE",
                 f"{segment} {obj_id} cannot be deleted: it is used by workspace(s) {', '.join(map(str, users))}.",
+            )
+        networks = _networks_using_endpoint(account_id, obj_id) if kind == "vpc_endpoints" else []
+        if networks:
+            raise ApiError(
+                400,
+                "INVALID_STATE",
+                f"{segment} {obj_id} cannot be deleted: it is used by network configuration(s) {', '.join(networks)}.",
             )
     else:
         _attach_network(account_id, record.get("network_id"), None)

@@ -18,6 +18,9 @@ class _Endpoint(Step):
         self.vpc, self.service = vpc, service
 
     def service_name(self, ctx: Context) -> str:
+        """`service` is an AWS service suffix ("sts") or a full endpoint service name (Databricks')."""
+        if self.service.startswith("com.amazonaws."):
+            return self.service
         return f"com.amazonaws.{ctx.spec.region}.{self.service}"
 
     def find(self, ctx: Context) -> Outputs | None:
@@ -33,11 +36,15 @@ class _Endpoint(Step):
         endpoints = ctx.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
         return endpoints[0] if endpoints else None
 
+    # States in which the endpoint is usable as far as this step is concerned. An endpoint to a service
+    # that requires acceptance is ready for its next step (registration) while pendingAcceptance.
+    ready_states = frozenset({"available"})
+
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         endpoint_id = out["vpc_endpoint_id"]
         ctx.wait(
             lambda: self._read(ctx, endpoint_id) or {"State": "missing"},
-            status_of=lambda e: e["State"], target={"available"},
+            status_of=lambda e: e["State"], target=set(self.ready_states),
             failure={"failed", "rejected", "deleting", "deleted", "expired", "missing"},
             what=f"VPC endpoint {endpoint_id}",
         )
@@ -86,6 +93,10 @@ class InterfaceEndpoint(_Endpoint):
     def __init__(self, step_id: str, *, vpc: str, service: str, subnets: list[str], security_group: str, private_dns: bool = True):
         super().__init__(step_id, vpc=vpc, service=service, needs=(*subnets, security_group))
         self.subnets, self.security_group, self.private_dns = subnets, security_group, private_dns
+        if not private_dns:
+            # A Databricks endpoint waits for the provider's acceptance, which registration triggers;
+            # private DNS can only be turned on after that (see PrivateDns).
+            self.ready_states = frozenset({"pendingAcceptance", "pending", "available"})
 
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc, "vpc_id")
@@ -97,3 +108,51 @@ class InterfaceEndpoint(_Endpoint):
             ClientToken=ctx.client_token(self.id, vpc_id, group, *subnets), TagSpecifications=ctx.tag_spec("vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)
+
+
+class PrivateDns(Step):
+    """Private DNS on an interface endpoint, which AWS allows only once the service provider accepted the
+    endpoint. Databricks accepts on registration, so this step needs the registration: the one-run
+    answer to the guides' "apply twice"."""
+
+    kind = "ec2.vpc_endpoint_private_dns"
+
+    def __init__(self, step_id: str, *, endpoint: str, registration: str):
+        super().__init__(step_id, needs=(endpoint, registration))
+        self.endpoint = endpoint
+
+    def _endpoint_id(self, ctx: Context) -> str | None:
+        return ctx.outputs.get(self.endpoint, {}).get("vpc_endpoint_id")
+
+    def find(self, ctx: Context) -> Outputs | None:
+        endpoint_id = self._endpoint_id(ctx)
+        if endpoint_id is None:
+            return None
+        endpoints = ctx.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
+        enabled = bool(endpoints) and endpoints[0].get("PrivateDnsEnabled")
+        return {"vpc_endpoint_id": endpoint_id, "private_dns_enabled": True} if enabled else None
+
+    def create(self, ctx: Context) -> Outputs:
+        endpoint_id = ctx.out(self.endpoint, "vpc_endpoint_id")
+        # Accepted means AWS state `available`; the registration step waited for that already, and
+        # polling once more here keeps this step correct on its own.
+        ctx.wait(
+            lambda: ctx.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"][0],
+            status_of=lambda e: e["State"], target={"available"}, failure={"rejected", "failed", "deleted", "expired"},
+            what=f"VPC endpoint {endpoint_id} acceptance",
+        )
+        ctx.ec2.modify_vpc_endpoint(VpcEndpointId=endpoint_id, PrivateDnsEnabled=True)
+        return {"vpc_endpoint_id": endpoint_id, "private_dns_enabled": True}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        endpoint_id = out["vpc_endpoint_id"]
+        ctx.wait(
+            lambda: ctx.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"][0],
+            status_of=lambda e: "enabled" if e.get("PrivateDnsEnabled") and e["State"] == "available" else e["State"],
+            target={"enabled"}, failure={"rejected", "failed", "deleted", "expired"}, what=f"private DNS of {endpoint_id}",
+        )
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        # Nothing to undo on its own: the endpoint itself is deleted by its own step, right after.
+        return None

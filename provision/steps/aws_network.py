@@ -7,7 +7,7 @@ deterministic one, so a create retried after a lost response cannot make a secon
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from provision.orchestrator.retry import error_code, is_not_found
 from provision.steps.base import Context, Outputs, Step, single
@@ -58,9 +58,13 @@ class Vpc(Step):
 class Subnet(Step):
     kind = "ec2.subnet"
 
-    def __init__(self, step_id: str, *, vpc: str, cidr: str, zone_index: int):
-        super().__init__(step_id, needs=(vpc,))
-        self.vpc, self.cidr, self.zone_index = vpc, cidr, zone_index
+    def __init__(self, step_id: str, *, vpc: str, cidr: str, zone_index: int = 0, zone_of: str | None = None):
+        """The zone: the deployment's zone number `zone_index`, or the zone of the subnet step `zone_of`."""
+        super().__init__(step_id, needs=(vpc, *((zone_of,) if zone_of else ())))
+        self.vpc, self.cidr, self.zone_index, self.zone_of = vpc, cidr, zone_index, zone_of
+
+    def zone(self, ctx: Context) -> str:
+        return ctx.out(self.zone_of, "zone") if self.zone_of else ctx.availability_zones()[self.zone_index]
 
     def find(self, ctx: Context) -> Outputs | None:
         subnet = single(ctx.ec2.describe_subnets(Filters=ctx.owner_filters(self.id))["Subnets"], "subnet", self.id)
@@ -72,7 +76,7 @@ class Subnet(Step):
 
     def create(self, ctx: Context) -> Outputs:
         subnet = ctx.ec2.create_subnet(
-            VpcId=ctx.out(self.vpc, "vpc_id"), CidrBlock=self.cidr, AvailabilityZone=ctx.availability_zones()[self.zone_index],
+            VpcId=ctx.out(self.vpc, "vpc_id"), CidrBlock=self.cidr, AvailabilityZone=self.zone(ctx),
             TagSpecifications=ctx.tag_spec("subnet", self.id),
         )["Subnet"]
         return self._outputs(subnet)
@@ -200,10 +204,11 @@ class RouteTable(Step):
 
     kind = "ec2.route_table"
 
-    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, str]):
-        """default_route: (target key, step id), e.g. ("GatewayId", "igw") or ("NatGatewayId", "nat.0")."""
-        target_key, target_step = default_route
-        super().__init__(step_id, needs=(vpc, *subnets, target_step))
+    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, str] | None):
+        """default_route: (target key, step id), e.g. ("GatewayId", "igw") or ("NatGatewayId", "nat.0");
+        None for a table with only the VPC's local route (the PrivateLink endpoint subnet)."""
+        target_key, target_step = default_route or ("", "")
+        super().__init__(step_id, needs=(vpc, *subnets, *((target_step,) if target_step else ())))
         self.vpc, self.subnets, self.target_key, self.target_step = vpc, subnets, target_key, target_step
 
     def find(self, ctx: Context) -> Outputs | None:
@@ -225,14 +230,9 @@ class RouteTable(Step):
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         table_id = out["route_table_id"]
-        target_id = self._target_id(ctx)
         table = ctx.call(lambda: ctx.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0], f"{self.id} read")
-        current = next((r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
-        route = {"RouteTableId": table_id, "DestinationCidrBlock": "0.0.0.0/0", self.target_key: target_id}
-        if current is None:
-            ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} default route")
-        elif current.get(self.target_key) != target_id:
-            ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} default route")
+        if self.target_step:
+            self._converge_default_route(ctx, table)
         associations = dict(self._outputs(table)["associations"])
         for subnet_step in self.subnets:
             subnet_id = ctx.out(subnet_step, "subnet_id")
@@ -242,6 +242,15 @@ class RouteTable(Step):
                     f"{self.id} associate {subnet_id}",
                 )
         return {"route_table_id": table_id, "associations": associations}
+
+    def _converge_default_route(self, ctx: Context, table: dict[str, Any]) -> None:
+        target_id = self._target_id(ctx)
+        current = next((r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
+        route = {"RouteTableId": table["RouteTableId"], "DestinationCidrBlock": "0.0.0.0/0", self.target_key: target_id}
+        if current is None:
+            ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} default route")
+        elif current.get(self.target_key) != target_id:
+            ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} default route")
 
     def _target_id(self, ctx: Context) -> str:
         key = {"GatewayId": "igw_id", "NatGatewayId": "nat_gateway_id"}[self.target_key]
@@ -280,14 +289,32 @@ WORKSPACE_SG_RULES: tuple[Rule, ...] = (
 )
 
 
+# Databricks back-end PrivateLink: what the endpoint security group allows, from and to each CIDR of the
+# workspace subnets and the endpoint subnet.
+PRIVATELINK_PORTS: tuple[tuple[int, int], ...] = ((443, 443), (2443, 2443), (6666, 6666), (8443, 8451))
+
+
+def privatelink_rules(cidrs: list[str]) -> tuple[Rule, ...]:
+    return tuple(
+        (direction, "tcp", low, high, cidr)
+        for direction in ("ingress", "egress")
+        for low, high in PRIVATELINK_PORTS
+        for cidr in sorted(set(cidrs))
+    )
+
+
 class SecurityGroup(Step):
     """A security group whose rules are converged to exactly `rules` (extra rules, such as the
     default allow-all egress, are revoked)."""
 
     kind = "ec2.security_group"
 
-    def __init__(self, step_id: str, *, vpc: str, description: str, rules: tuple[Rule, ...]):
-        super().__init__(step_id, needs=(vpc,))
+    def __init__(
+        self, step_id: str, *, vpc: str, description: str,
+        rules: tuple[Rule, ...] | Callable[[Context], tuple[Rule, ...]], needs: tuple[str, ...] = (),
+    ):
+        """rules: fixed, or computed from other steps' outputs (e.g. subnet CIDRs) when converging."""
+        super().__init__(step_id, needs=(vpc, *needs))
         self.vpc, self.description, self.rules = vpc, description, rules
 
     def find(self, ctx: Context) -> Outputs | None:
@@ -306,7 +333,7 @@ class SecurityGroup(Step):
         group_id = out["group_id"]
         group = ctx.call(lambda: ctx.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0], f"{self.id} read")
         have = self._rules(group, group_id)
-        want = set(self.rules)
+        want = set(self.rules(ctx) if callable(self.rules) else self.rules)
         for direction in ("ingress", "egress"):
             add = [r for r in want - have if r[0] == direction]
             remove = [r for r in have - want if r[0] == direction]

@@ -62,8 +62,10 @@ class Context:
     def availability_zones(self) -> tuple[str, ...]:
         """The spec's zones, or the region's first `az_count` available zones, resolved once and kept in
         the state file so a later run never moves a subnet."""
-        if self.spec.network.availability_zones:
-            return self.spec.network.availability_zones
+        network = self.spec.network
+        assert network is not None, "zones are resolved only for a VPC this deployment builds"
+        if network.availability_zones:
+            return network.availability_zones
         zones = self.facts.get("availability_zones")
         if not zones:
             found = self.call(
@@ -73,7 +75,7 @@ class Context:
                 "availability zones",
             )
             names = sorted(z["ZoneName"] for z in found if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
-            count = self.spec.network.az_count
+            count = network.az_count
             if len(names) < count:
                 raise ResourceFailed(f"region {self.spec.region}", "short of zones", f"needs {count} availability zones, has {len(names)}")
             zones = names[:count]

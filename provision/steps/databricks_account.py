@@ -39,7 +39,7 @@ class _AccountObject(Step):
     api: ClassVar[str]  # the AccountClient attribute: credentials, storage, networks
     name_field: ClassVar[str]
     id_field: ClassVar[str]
-    suffix: ClassVar[str]
+    suffix: str
     what: ClassVar[str]
 
     def name(self, ctx: Context) -> str:
@@ -121,25 +121,113 @@ class StorageConfiguration(_AccountObject):
         )
 
 
+class VpcEndpointRegistration(_AccountObject):
+    """Registers an AWS interface endpoint with Databricks, which accepts it; waits until Databricks
+    reports it available (Databricks mirrors the AWS endpoint's state)."""
+
+    kind = "databricks.vpc_endpoint"
+    api, name_field, id_field, what = "vpc_endpoints", "vpc_endpoint_name", "vpc_endpoint_id", "VPC endpoint registration"
+
+    def __init__(self, step_id: str, *, endpoint: str, purpose: str):
+        super().__init__(step_id, needs=(endpoint,))
+        self.endpoint = endpoint
+        self.suffix = f"vpce-{purpose}"
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        return [("aws_vpc_endpoint_id", obj.aws_vpc_endpoint_id, _known(ctx, self.endpoint, "vpc_endpoint_id"))]
+
+    def _outputs(self, obj: Any) -> Outputs:
+        return {**super()._outputs(obj), "aws_vpc_endpoint_id": obj.aws_vpc_endpoint_id, "state": obj.state}
+
+    def _create(self, ctx: Context) -> Any:
+        return ctx.account.vpc_endpoints.create(
+            vpc_endpoint_name=self.name(ctx), aws_vpc_endpoint_id=ctx.out(self.endpoint, "vpc_endpoint_id"), region=ctx.spec.region
+        )
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        registered = ctx.wait(
+            lambda: ctx.account.vpc_endpoints.get(vpc_endpoint_id=out["vpc_endpoint_id"]),
+            status_of=lambda e: e.state or "unknown", target={"available"}, failure={"rejected", "failed", "deleted", "expired"},
+            what=f"acceptance of VPC endpoint {out['aws_vpc_endpoint_id']}",
+        )
+        return self._outputs(registered)
+
+
+class PrivateAccessSettings(_AccountObject):
+    kind = "databricks.private_access_settings"
+    api, name_field, id_field, suffix, what = (
+        "private_access", "private_access_settings_name", "private_access_settings_id", "pas", "private access settings",
+    )
+
+    def __init__(self, step_id: str, *, rest_registration: str):
+        super().__init__(step_id, needs=(rest_registration,))
+        self.rest_registration = rest_registration
+
+    def _wanted(self, ctx: Context) -> dict[str, Any]:
+        from databricks.sdk.service.provisioning import PrivateAccessLevel
+
+        pl = ctx.spec.privatelink
+        assert pl is not None
+        wanted: dict[str, Any] = {
+            "private_access_settings_name": self.name(ctx), "region": ctx.spec.region,
+            "public_access_enabled": pl.public_access_enabled, "private_access_level": PrivateAccessLevel(pl.private_access_level),
+        }
+        if pl.private_access_level == "ENDPOINT":
+            wanted["allowed_vpc_endpoint_ids"] = [ctx.out(self.rest_registration, "vpc_endpoint_id")]
+        return wanted
+
+    def _create(self, ctx: Context) -> Any:
+        return ctx.account.private_access.create(**self._wanted(ctx))
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        from databricks.sdk.service.provisioning import PrivateAccessSettings as Settings
+
+        current = ctx.call(lambda: ctx.account.private_access.get(private_access_settings_id=out["private_access_settings_id"]), f"{self.id} read")
+        wanted = self._wanted(ctx)
+        level = getattr(current.private_access_level, "value", current.private_access_level)
+        if current.public_access_enabled != wanted["public_access_enabled"] or level != wanted["private_access_level"].value:
+            replacement = Settings(**{k: v for k, v in wanted.items()})
+            ctx.call(
+                lambda: ctx.account.private_access.replace(
+                    private_access_settings_id=out["private_access_settings_id"], customer_facing_private_access_settings=replacement
+                ),
+                f"{self.id} update",
+            )
+        return out
+
+
 class Network(_AccountObject):
     kind = "databricks.network"
     api, name_field, id_field, suffix, what = "networks", "network_name", "network_id", "network", "network"
 
-    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], security_group: str, after: tuple[str, ...] = ()):
-        """`after`: steps that must be complete first although the network does not reference them
+    def __init__(
+        self, step_id: str, *, vpc: str, subnets: list[str], security_group: str,
+        vpc_endpoints: tuple[str, str] | None = None, after: tuple[str, ...] = (),
+    ):
+        """vpc_endpoints: (REST API registration step, relay registration step) for back-end PrivateLink.
+        `after`: steps that must be complete first although the network does not reference them
         (routes and endpoints the clusters need from their first boot)."""
-        super().__init__(step_id, needs=(vpc, *subnets, security_group, *after))
-        self.vpc, self.subnets, self.security_group = vpc, subnets, security_group
+        super().__init__(step_id, needs=(vpc, *subnets, security_group, *(vpc_endpoints or ()), *after))
+        self.vpc, self.subnets, self.security_group, self.vpc_endpoints = vpc, subnets, security_group, vpc_endpoints
 
     def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
         return [("vpc_id", obj.vpc_id, _known(ctx, self.vpc, "vpc_id"))]
 
     def _create(self, ctx: Context) -> Any:
+        from databricks.sdk.service.provisioning import NetworkVpcEndpoints
+
+        endpoints = None
+        if self.vpc_endpoints:
+            rest, relay = self.vpc_endpoints
+            endpoints = NetworkVpcEndpoints(
+                rest_api=[ctx.out(rest, "vpc_endpoint_id")], dataplane_relay=[ctx.out(relay, "vpc_endpoint_id")]
+            )
         return ctx.account.networks.create(
             network_name=self.name(ctx),
             vpc_id=ctx.out(self.vpc, "vpc_id"),
             subnet_ids=[ctx.out(s, "subnet_id") for s in self.subnets],
             security_group_ids=[ctx.out(self.security_group, "group_id")],
+            vpc_endpoints=endpoints,
         )
 
 
@@ -151,9 +239,9 @@ class Workspace(Step):
     kind = "databricks.workspace"
     FAILURE = {"FAILED", "BANNED", "CANCELLING"}
 
-    def __init__(self, step_id: str, *, credentials: str, storage: str, network: str):
-        super().__init__(step_id, needs=(credentials, storage, network))
-        self.credentials, self.storage, self.network = credentials, storage, network
+    def __init__(self, step_id: str, *, credentials: str, storage: str, network: str, private_access: str | None = None):
+        super().__init__(step_id, needs=(credentials, storage, network, *((private_access,) if private_access else ())))
+        self.credentials, self.storage, self.network, self.private_access = credentials, storage, network, private_access
 
     def find(self, ctx: Context) -> Outputs | None:
         name = ctx.spec.databricks.workspace_name
@@ -164,6 +252,7 @@ class Workspace(Step):
             ("credentials_id", found.credentials_id, _known(ctx, self.credentials, "credentials_id")),
             ("storage_configuration_id", found.storage_configuration_id, _known(ctx, self.storage, "storage_configuration_id")),
             ("network_id", found.network_id, _known(ctx, self.network, "network_id")),
+            *([("private_access_settings_id", found.private_access_settings_id, _known(ctx, self.private_access, "private_access_settings_id"))] if self.private_access else []),
         ])
         return self._outputs(found)
 
@@ -171,6 +260,7 @@ class Workspace(Step):
     def _outputs(ws: Any) -> Outputs:
         return {
             "workspace_id": ws.workspace_id,
+            "private_access_settings_id": ws.private_access_settings_id,
             "workspace_name": ws.workspace_name,
             "deployment_name": ws.deployment_name,
             "workspace_url": f"https://{ws.deployment_name}.cloud.databricks.com" if ws.deployment_name else None,
@@ -187,6 +277,7 @@ class Workspace(Step):
             storage_configuration_id=ctx.out(self.storage, "storage_configuration_id"),
             network_id=ctx.out(self.network, "network_id"),
             pricing_tier=PricingTier(ctx.spec.databricks.pricing_tier),
+            private_access_settings_id=ctx.out(self.private_access, "private_access_settings_id") if self.private_access else None,
         )
         return self._outputs(waiter.response)
 
@@ -201,10 +292,14 @@ class Workspace(Step):
                 credentials_id=ctx.out(self.credentials, "credentials_id"),
                 storage_configuration_id=ctx.out(self.storage, "storage_configuration_id"),
                 network_id=ctx.out(self.network, "network_id"),
+                private_access_settings_id=ctx.out(self.private_access, "private_access_settings_id") if self.private_access else None,
             )
             ctx.log.warning("workspace failed in an earlier run; asking Databricks to deploy it again")
             ctx.call(
-                lambda: ctx.account.workspaces.update(workspace_id, config, update_mask="credentials_id,storage_configuration_id,network_id"),
+                lambda: ctx.account.workspaces.update(
+                    workspace_id, config,
+                    update_mask="credentials_id,storage_configuration_id,network_id" + (",private_access_settings_id" if self.private_access else ""),
+                ),
                 f"{self.id} retry deployment",
             )
 
