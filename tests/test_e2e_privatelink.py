@@ -162,6 +162,7 @@ def _mutations(sandbox, existing: dict) -> dict:
             {"subnet_ids": [existing["subnet_ids"][0], ec2.create_subnet(VpcId=existing["vpc_id"], CidrBlock="10.60.96.0/27", AvailabilityZone="us-east-1c")["Subnet"]["SubnetId"]]},
             "existing.subnet_ids[1]", "/27",
         ),
+        "group not found": ({"security_group_id": "sg-00000000000000bad"}, "existing.security_group_id", "not found"),
         "group in another vpc": (
             {"security_group_id": ec2.create_security_group(GroupName="elsewhere", Description="x", VpcId=other_vpc)["GroupId"]},
             "existing.security_group_id", other_vpc,
@@ -169,7 +170,7 @@ def _mutations(sandbox, existing: dict) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", ["vpc not found", "subnet not found", "same zone", "netmask", "group in another vpc", "dns hostnames", "endpoint subnet outside"])
+@pytest.mark.parametrize("case", ["vpc not found", "subnet not found", "same zone", "netmask", "group not found", "group in another vpc", "dns hostnames", "endpoint subnet outside"])
 def test_preflight_failures_exit_2_and_create_nothing(sandbox, cli, tmp_path, case):
     existing = _existing_network(sandbox)
     tables: dict = {}
@@ -189,4 +190,12 @@ def test_preflight_failures_exit_2_and_create_nothing(sandbox, cli, tmp_path, ca
     assert field in result.stderr and reason in result.stderr, result.stderr
     assert "nothing was created" in result.stderr and "Traceback" not in result.stderr
     assert counts(inventory(sandbox, account_id=ACCOUNT)) == before
+    assert not (tmp_path / "provision.state.json").exists()
+
+
+def test_fewer_than_two_existing_subnets_is_refused_before_any_call(sandbox, cli, tmp_path):
+    existing = _existing_network(sandbox)
+    spec = _existing_spec(tmp_path, {**existing, "subnet_ids": existing["subnet_ids"][:1]})
+    result = cli("up", "--config", str(spec), "--sandbox")
+    assert result.returncode == 2 and "existing.subnet_ids" in result.stderr and "at least 2" in result.stderr
     assert not (tmp_path / "provision.state.json").exists()

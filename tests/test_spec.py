@@ -14,6 +14,7 @@ from provision import spec
 from provision.orchestrator.errors import SpecError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic.toml"
+EXAMPLES = EXAMPLE.parent
 BASE = tomllib.loads(EXAMPLE.read_text())
 
 
@@ -490,3 +491,34 @@ def test_mutated_specs_either_validate_or_report_field_problems(data):
             assert isinstance(problem.reason, str) and problem.reason
     else:
         assert isinstance(result, spec.Spec)
+
+
+def test_privatelink_needs_service_names_outside_the_shipped_table():
+    data = tomllib.loads((EXAMPLES / "privatelink.toml").read_text())
+    data["region"] = "eu-north-1"
+    data["network"].pop("availability_zones", None)
+    with pytest.raises(SpecError) as err:
+        spec.from_dict(data)
+    fields = {p.field for p in err.value.problems}
+    assert {"privatelink.workspace_service", "privatelink.relay_service"} <= fields
+    data["privatelink"]["workspace_service"] = "com.amazonaws.vpce.eu-north-1.vpce-svc-0123456789abcdef0"
+    data["privatelink"]["relay_service"] = "com.amazonaws.vpce.eu-north-1.vpce-svc-0123456789abcdef1"
+    assert spec.from_dict(data).privatelink.workspace_service.endswith("0123456789abcdef0")
+
+
+def test_privatelink_endpoint_subnet_must_fit_the_new_vpc():
+    data = tomllib.loads((EXAMPLES / "privatelink.toml").read_text())
+    data["privatelink"]["endpoint_subnet_cidr"] = "10.50.0.0/27"  # inside the first workspace subnet
+    with pytest.raises(SpecError) as err:
+        spec.from_dict(data)
+    assert any(p.field == "privatelink.endpoint_subnet_cidr" and "overlaps" in p.reason for p in err.value.problems)
+
+
+def test_an_existing_network_is_all_three_ids_and_excludes_network():
+    data = tomllib.loads((EXAMPLES / "privatelink-existing-vpc.toml").read_text())
+    del data["existing"]["security_group_id"]
+    data["network"] = {"vpc_cidr": "10.0.0.0/16"}
+    with pytest.raises(SpecError) as err:
+        spec.from_dict(data)
+    fields = {p.field for p in err.value.problems}
+    assert {"existing.security_group_id", "network"} <= fields
