@@ -184,13 +184,19 @@ def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None
         typer.echo(f"  vpc {net['vpc_cidr']}; zones {zones}; nat {net['nat']}")
         typer.echo(f"  private subnets {', '.join(net['private_subnet_cidrs'])}")
         typer.echo(f"  public subnets  {', '.join(net['public_subnet_cidrs'])}")
+    elif described["hub"]:
+        hub = described["hub"]
+        typer.echo(f"  hub vpc {hub['vpc_cidr']} in {hub['az_count']} zones; firewall allows {', '.join([hub['web_app_host'], hub['relay_host'], *hub['allowed_domains']])}")
+        for spoke in hub["spokes"]:
+            typer.echo(f"  spoke {spoke['name']}: vpc {spoke['vpc_cidr']}, workspace {spoke['workspace_name']}, bucket {spoke['bucket_name']}")
     else:
         typer.echo(f"  existing vpc {existing['vpc_id']}, subnets {', '.join(existing['subnet_ids'])}, security group {existing['security_group_id']}")
     if described["privatelink"]:
         pl = described["privatelink"]
         typer.echo(f"  privatelink endpoint subnet {pl['endpoint_subnet_cidr']}; workspace {pl['workspace_service']}; relay {pl['relay_service']}")
     bucket = described["storage"]
-    typer.echo(f"  root bucket {bucket['bucket_name']}" + (" (existing)" if bucket["existing"] else ""))
+    if not described["hub"]:
+        typer.echo(f"  root bucket {bucket['bucket_name']}" + (" (existing)" if bucket["existing"] else ""))
     if existing["cross_account_role_arn"]:
         typer.echo(f"  cross-account role {existing['cross_account_role_arn']} (existing)")
 

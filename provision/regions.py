@@ -45,3 +45,35 @@ def all_databricks_services() -> dict[str, str]:
         out[services.workspace] = "workspace"
         out[services.relay] = "relay"
     return out
+
+
+@dataclass(frozen=True)
+class EgressFacts:
+    """What a data-exfiltration firewall must let through, per region (Databricks' supported-regions page)."""
+
+    web_app: str  # the workspace web application host
+    relay: str  # the secure cluster connectivity relay host
+    metastore: str  # the legacy Hive metastore host
+    control_plane_cidr: str  # the control plane's NAT addresses
+
+
+EGRESS_FACTS: dict[str, EgressFacts] = {
+    region: EgressFacts(*facts)
+    for region, *facts in (
+        ("ap-northeast-1", "tokyo.cloud.databricks.com", "tunnel.ap-northeast-1.cloud.databricks.com", "mddx5a4bpbpm05.cfrfsun7mryq.ap-northeast-1.rds.amazonaws.com", "35.72.28.0/28"),
+        ("ap-northeast-2", "seoul.cloud.databricks.com", "tunnel.ap-northeast-2.cloud.databricks.com", "md1915a81ruxky5.cfomhrbro6gt.ap-northeast-2.rds.amazonaws.com", "3.38.156.176/28"),
+        ("ap-south-1", "mumbai.cloud.databricks.com", "tunnel.ap-south-1.cloud.databricks.com", "mdjanpojt83v6j.c5jml0fhgver.ap-south-1.rds.amazonaws.com", "65.0.37.64/28"),
+        ("ap-southeast-1", "singapore.cloud.databricks.com", "tunnel.ap-southeast-1.cloud.databricks.com", "md1n4trqmokgnhr.csnrqwqko4ho.ap-southeast-1.rds.amazonaws.com", "13.214.1.96/28"),
+        ("ap-southeast-2", "sydney.cloud.databricks.com", "tunnel.ap-southeast-2.cloud.databricks.com", "mdnrak3rme5y1c.c5f38tyb1fdu.ap-southeast-2.rds.amazonaws.com", "3.26.4.0/28"),
+        ("ca-central-1", "canada.cloud.databricks.com", "tunnel.ca-central-1.cloud.databricks.com", "md1w81rjeh9i4n5.co1tih5pqdrl.ca-central-1.rds.amazonaws.com", "3.96.84.208/28"),
+        ("eu-central-1", "frankfurt.cloud.databricks.com", "tunnel.eu-central-1.cloud.databricks.com", "mdv2llxgl8lou0.ceptxxgorjrc.eu-central-1.rds.amazonaws.com", "18.159.44.32/28"),
+        ("eu-west-1", "ireland.cloud.databricks.com", "tunnel.eu-west-1.cloud.databricks.com", "md15cf9e1wmjgny.cxg30ia2wqgj.eu-west-1.rds.amazonaws.com", "3.250.244.112/28"),
+        ("eu-west-2", "london.cloud.databricks.com", "tunnel.eu-west-2.cloud.databricks.com", "mdio2468d9025m.c6fvhwk6cqca.eu-west-2.rds.amazonaws.com", "18.134.65.240/28"),
+        ("eu-west-3", "paris.cloud.databricks.com", "tunnel.eu-west-3.cloud.databricks.com", "metastorerds-dbconsolidationmetastore-asda4em2u6eg.c2ybp3dss6ua.eu-west-3.rds.amazonaws.com", "13.39.141.128/28"),
+        ("sa-east-1", "saopaulo.cloud.databricks.com", "tunnel.sa-east-1.cloud.databricks.com", "metastorerds-dbconsolidationmetastore-fqekf3pck8yw.cog1aduyg4im.sa-east-1.rds.amazonaws.com", "15.229.120.16/28"),
+        ("us-east-1", "nvirginia.cloud.databricks.com", "tunnel.us-east-1.cloud.databricks.com", "mdb7sywh50xhpr.chkweekm4xjq.us-east-1.rds.amazonaws.com", "3.237.73.224/28"),
+        ("us-east-2", "ohio.cloud.databricks.com", "tunnel.us-east-2.cloud.databricks.com", "md7wf1g369xf22.cluz8hwxjhb6.us-east-2.rds.amazonaws.com", "3.128.237.208/28"),
+        ("us-west-1", "oregon.cloud.databricks.com", "tunnel.cloud.databricks.com", "mdzsbtnvk0rnce.c13weuwubexq.us-west-1.rds.amazonaws.com", "44.234.192.32/28"),
+        ("us-west-2", "oregon.cloud.databricks.com", "tunnel.cloud.databricks.com", "mdpartyyphlhsp.caj77bnxuhme.us-west-2.rds.amazonaws.com", "44.234.192.32/28"),
+    )
+}

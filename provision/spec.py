@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.orchestrator.errors import FieldProblem, SpecError
-from provision.regions import PRIVATELINK_SERVICES
+from provision.regions import EGRESS_FACTS, PRIVATELINK_SERVICES
 
 # AWS regions where Databricks runs E2 workspaces.
 DATABRICKS_AWS_REGIONS = frozenset(
@@ -28,7 +28,7 @@ DATABRICKS_AWS_REGIONS = frozenset(
         "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
     }
 )
-TOPOLOGIES = ("basic", "privatelink")
+TOPOLOGIES = ("basic", "privatelink", "hub-spoke")
 PRIVATE_ACCESS_LEVELS = ("ACCOUNT", "ENDPOINT")
 PRICING_TIERS = ("STANDARD", "PREMIUM", "ENTERPRISE")
 NAT_MODES = ("single", "per_az")
@@ -59,6 +59,32 @@ class NetworkSpec:
     private_subnet_cidrs: tuple[str, ...]
     public_subnet_cidrs: tuple[str, ...]
     nat: str
+
+
+@dataclass(frozen=True)
+class SpokeSpec:
+    name: str
+    vpc_cidr: str
+    private_subnet_cidrs: tuple[str, ...]
+    tgw_subnet_cidrs: tuple[str, ...]
+    workspace_name: str
+    bucket_name: str
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    vpc_cidr: str
+    az_count: int
+    tgw_subnet_cidrs: tuple[str, ...]
+    public_subnet_cidrs: tuple[str, ...]
+    firewall_subnet_cidrs: tuple[str, ...]
+    allowed_domains: tuple[str, ...]
+    web_app_host: str
+    relay_host: str
+    metastore_host: str
+    control_plane_cidr: str
+    spokes: tuple[SpokeSpec, ...]
+    workspace_token: bool
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,7 @@ class Spec:
     timeouts: TimeoutsSpec
     existing: ExistingSpec = field(default_factory=ExistingSpec)
     privatelink: PrivateLinkSpec | None = None
+    hub: HubSpec | None = None
     raw: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -407,6 +434,9 @@ def _privatelink(check: _Checker, data: dict[str, Any], region: str | None, topo
         if value is not None and not _SERVICE_RE.fullmatch(value):
             check.fail(f"privatelink.{key}", f"{value!r} is not a VPC endpoint service name (com.amazonaws.vpce.<region>.vpce-svc-...)")
             value = None
+        elif value is not None and region and not value.startswith(f"com.amazonaws.vpce.{region}."):
+            check.fail(f"privatelink.{key}", f"{value!r} is not a service of region {region}")
+            value = None
         elif value is None and known is not None:
             value = known.workspace if key == "workspace_service" else known.relay
         elif value is None and region:
@@ -418,6 +448,9 @@ def _privatelink(check: _Checker, data: dict[str, Any], region: str | None, topo
     public = table.get("public_access_enabled", True)
     if not isinstance(public, bool):
         check.fail("privatelink.public_access_enabled", f"must be true or false, got {type(public).__name__}")
+    elif not public:
+        # With back-end PrivateLink only, no private path exists for users: they would lose the workspace.
+        check.fail("privatelink.public_access_enabled", "false needs front-end PrivateLink, which this topology does not build; users could not reach the workspace")
     level = check.string(table, "private_access_level", "privatelink.private_access_level", required=False, default="ACCOUNT")
     if level is not None and level not in PRIVATE_ACCESS_LEVELS:
         check.fail("privatelink.private_access_level", f"must be one of {', '.join(PRIVATE_ACCESS_LEVELS)}, got {level!r}")
@@ -426,10 +459,116 @@ def _privatelink(check: _Checker, data: dict[str, Any], region: str | None, topo
     return PrivateLinkSpec(str(cidr), services["workspace_service"], services["relay_service"], public, level)
 
 
+_SPOKE_NAME_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
+
+
+def _hub(check: _Checker, data: dict[str, Any], region: str | None, name: str | None, account_id: str | None, dbx: dict[str, Any]) -> HubSpec | None:
+    """The hub VPC (TGW, NAT and firewall subnets per zone), the firewall's allow-list, and the spokes."""
+    hub = check.table(data, "hub", {"vpc_cidr", "az_count"})
+    if "hub" not in data:
+        check.fail("hub", "is required for topology \"hub-spoke\" (at least vpc_cidr)")
+        return None
+    vpc_text = check.string(hub, "vpc_cidr", "hub.vpc_cidr")
+    vpc = _parse_cidr(check, vpc_text, "hub.vpc_cidr") if vpc_text is not None else None
+    az_count = check.integer(hub, "az_count", "hub.az_count", default=2)
+    if az_count is not None and not 2 <= az_count <= 6:
+        check.fail("hub.az_count", f"must be between 2 and 6, got {az_count}")
+        az_count = None
+    hub_blocks = None
+    if vpc is not None and az_count is not None:
+        hub_blocks = _allocate(vpc, [28] * (3 * az_count))
+        if hub_blocks is None:
+            check.fail("hub.vpc_cidr", f"{vpc} is too small for {az_count} zones of /28 TGW, NAT and firewall subnets")
+
+    fw = check.table(data, "firewall", {"allowed_domains", "web_app_host", "relay_host", "metastore_host", "control_plane_cidr"})
+    domains = check.string_list(fw, "allowed_domains", "firewall.allowed_domains") or []
+    for i, domain in enumerate(domains):
+        if not re.fullmatch(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", domain):
+            check.fail(f"firewall.allowed_domains[{i}]", f"{domain!r} is not a domain (a leading dot allows subdomains)")
+    facts = EGRESS_FACTS.get(region or "")
+    values = {}
+    for key, attr in (("web_app_host", "web_app"), ("relay_host", "relay"), ("metastore_host", "metastore"), ("control_plane_cidr", "control_plane_cidr")):
+        value = check.string(fw, key, f"firewall.{key}", required=False)
+        if value is None and facts is not None:
+            value = getattr(facts, attr)
+        elif value is None and region:
+            check.fail(f"firewall.{key}", f"no Databricks egress facts are known for region {region}; set it")
+        values[key] = value
+    if values.get("control_plane_cidr"):
+        _parse_cidr(check, values["control_plane_cidr"], "firewall.control_plane_cidr")
+
+    token = dbx.get("workspace_token", False)
+    if not isinstance(token, bool):
+        check.fail("databricks.workspace_token", "must be true or false")
+        token = False
+
+    raw_spokes = data.get("spokes")
+    spokes: list[SpokeSpec] = []
+    if not isinstance(raw_spokes, list) or not raw_spokes:
+        check.fail("spokes", "needs at least one [[spokes]] entry (name, vpc_cidr)")
+        raw_spokes = []
+    taken: list[tuple[str, ipaddress.IPv4Network]] = [("hub.vpc_cidr", vpc)] if vpc is not None else []
+    names: set[str] = set()
+    for i, raw in enumerate(raw_spokes):
+        where = f"spokes[{i}]"
+        if not isinstance(raw, dict):
+            check.fail(where, "must be a table")
+            continue
+        check.unknown(raw, {"name", "vpc_cidr", "private_subnet_netmask", "workspace_name", "bucket_name"}, f"{where}.")
+        spoke_name = check.string(raw, "name", f"{where}.name")
+        if spoke_name is not None and not _SPOKE_NAME_RE.fullmatch(spoke_name):
+            check.fail(f"{where}.name", f"{spoke_name!r} must be 1-12 lowercase letters and digits, starting with a letter")
+            spoke_name = None
+        if spoke_name in names:
+            check.fail(f"{where}.name", f"{spoke_name!r} is used by another spoke")
+        names.add(spoke_name or "")
+        cidr_text = check.string(raw, "vpc_cidr", f"{where}.vpc_cidr")
+        cidr = _parse_cidr(check, cidr_text, f"{where}.vpc_cidr") if cidr_text is not None else None
+        if cidr is not None:
+            for other_where, other in taken:
+                if cidr.overlaps(other):
+                    check.fail(f"{where}.vpc_cidr", f"{cidr} overlaps {other} ({other_where})")
+            taken.append((f"{where}.vpc_cidr", cidr))
+        mask = check.integer(raw, "private_subnet_netmask", f"{where}.private_subnet_netmask", default=19)
+        lo, hi = PRIVATE_NETMASK_RANGE
+        if mask is not None and not lo <= mask <= hi:
+            check.fail(f"{where}.private_subnet_netmask", f"/{mask} is outside the Databricks limit /{lo}-/{hi}")
+            mask = None
+        blocks = None
+        if cidr is not None and mask is not None and az_count is not None:
+            blocks = _allocate(cidr, [mask] * az_count + [28] * az_count)
+            if blocks is None:
+                check.fail(f"{where}.vpc_cidr", f"{cidr} is too small for {az_count} /{mask} workspace subnets and {az_count} /28 TGW subnets")
+        workspace_name = check.string(raw, "workspace_name", f"{where}.workspace_name", required=False)
+        if workspace_name is None and name and spoke_name:
+            workspace_name = f"{name}-{spoke_name}"
+        bucket = check.string(raw, "bucket_name", f"{where}.bucket_name", required=False)
+        if bucket is not None and (problem := _bucket_problem(bucket)):
+            check.fail(f"{where}.bucket_name", f"{bucket!r} {problem}")
+        elif bucket is None and name and spoke_name and account_id and region:
+            bucket = derived_bucket_name(f"{name}-{spoke_name}", account_id, region)
+        if spoke_name and cidr is not None and blocks is not None and workspace_name and bucket and az_count is not None:
+            spokes.append(SpokeSpec(
+                spoke_name, str(cidr), tuple(map(str, blocks[:az_count])), tuple(map(str, blocks[az_count:])), workspace_name, bucket,
+            ))
+    if vpc is None or az_count is None or hub_blocks is None or None in values.values() or len(spokes) != len(raw_spokes):
+        return None
+    n = az_count
+    return HubSpec(
+        vpc_cidr=str(vpc), az_count=n,
+        tgw_subnet_cidrs=tuple(map(str, hub_blocks[:n])), public_subnet_cidrs=tuple(map(str, hub_blocks[n:2 * n])),
+        firewall_subnet_cidrs=tuple(map(str, hub_blocks[2 * n:])),
+        allowed_domains=tuple(domains), spokes=tuple(spokes), workspace_token=token, **values,
+    )
+
+
 def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     """Validate a parsed spec completely; raise SpecError listing every problem."""
     check = _Checker()
-    top = {"name", "region", "topology", "tags", "network", "databricks", "storage", "timeouts", "existing", "privatelink"}
+    top = {
+        "name", "region", "topology", "tags", "network", "databricks", "storage", "timeouts", "existing", "privatelink",
+        "hub", "firewall", "spokes",
+    }
     check.unknown(data, top, "")
 
     name = check.string(data, "name", "name")
@@ -461,10 +600,17 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
                 tags[key] = value
 
     existing = _existing(check, data)
-    network = _network(check, data, region, existing_vpc=existing.vpc_id is not None)
+    hub_spoke = topology == "hub-spoke"
+    network = _network(check, data, region, existing_vpc=existing.vpc_id is not None) if not hub_spoke else None
+    if hub_spoke and "network" in data:
+        check.fail("network", "does not apply to topology \"hub-spoke\": use [hub] and [[spokes]]")
+    if not hub_spoke:
+        for key in ("hub", "firewall", "spokes"):
+            if key in data:
+                check.fail(key, f"only applies to topology \"hub-spoke\", not {topology!r}")
     privatelink = _privatelink(check, data, region, topology, network)
 
-    dbx = check.table(data, "databricks", {"account_id", "workspace_name", "pricing_tier", "host", "profile"})
+    dbx = check.table(data, "databricks", {"account_id", "workspace_name", "pricing_tier", "host", "profile", "workspace_token"})
     if "databricks" not in data:
         check.fail("databricks", "is required")
     account_id = check.string(dbx, "account_id", "databricks.account_id")
@@ -474,9 +620,12 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     workspace_name = check.string(dbx, "workspace_name", "databricks.workspace_name", required=False, default=name)
     if workspace_name is not None and not _WORKSPACE_NAME_RE.fullmatch(workspace_name):
         check.fail("databricks.workspace_name", f"{workspace_name!r} must be 1-64 letters, digits, spaces, '_' or '-', starting with a letter or digit")
-    tier = check.string(dbx, "pricing_tier", "databricks.pricing_tier", required=False, default="PREMIUM")
+    # PrivateLink needs the Enterprise tier.
+    tier = check.string(dbx, "pricing_tier", "databricks.pricing_tier", required=False, default="ENTERPRISE" if topology == "privatelink" else "PREMIUM")
     if tier is not None and tier not in PRICING_TIERS:
         check.fail("databricks.pricing_tier", f"must be one of {', '.join(PRICING_TIERS)}, got {tier!r}")
+    elif tier is not None and topology == "privatelink" and tier != "ENTERPRISE":
+        check.fail("databricks.pricing_tier", f"PrivateLink needs the ENTERPRISE tier, got {tier!r}")
     # No default here: a named profile may carry its own host; clients.py falls back to the AWS account console.
     host = check.string(dbx, "host", "databricks.host", required=False)
     if host is not None and not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", host):
@@ -498,6 +647,8 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     elif name and account_id and region:
         bucket = derived_bucket_name(name, account_id, region)
 
+    hub = _hub(check, data, region, name, account_id, dbx) if hub_spoke else None
+
     tmo = check.table(data, "timeouts", {"retry_deadline_seconds", "workspace_seconds", "resource_seconds"})
     retry_deadline = check.number(tmo, "retry_deadline_seconds", "timeouts.retry_deadline_seconds", 300, 1)
     workspace_seconds = check.number(tmo, "workspace_seconds", "timeouts.workspace_seconds", 1800, 1)
@@ -518,6 +669,7 @@ def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
         timeouts=TimeoutsSpec(retry_deadline, workspace_seconds, resource_seconds),
         existing=existing,
         privatelink=privatelink,
+        hub=hub,
         raw=data,
     )
 

@@ -170,11 +170,19 @@ def _mutations(sandbox, existing: dict) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", ["vpc not found", "subnet not found", "same zone", "netmask", "group not found", "group in another vpc", "dns hostnames", "endpoint subnet outside"])
+@pytest.mark.parametrize("case", ["vpc not found", "subnet not found", "same zone", "netmask", "group not found", "group in another vpc", "dns hostnames", "dns support",
+                                  "endpoint subnet outside", "bucket not found", "role not found"])
 def test_preflight_failures_exit_2_and_create_nothing(sandbox, cli, tmp_path, case):
     existing = _existing_network(sandbox)
     tables: dict = {}
-    if case == "dns hostnames":
+    if case == "dns support":
+        aws(sandbox, "ec2").modify_vpc_attribute(VpcId=existing["vpc_id"], EnableDnsSupport={"Value": False})
+        change, field, reason = {}, "existing.vpc_id", "enableDnsSupport"
+    elif case == "bucket not found":
+        change, field, reason = {"bucket_name": "nobody-has-this-bucket"}, "existing.bucket_name", "not found"
+    elif case == "role not found":
+        change, field, reason = {"cross_account_role_arn": "arn:aws:iam::123456789012:role/nobody"}, "existing.cross_account_role_arn", "not found"
+    elif case == "dns hostnames":
         aws(sandbox, "ec2").modify_vpc_attribute(VpcId=existing["vpc_id"], EnableDnsHostnames={"Value": False})
         change, field, reason = {}, "existing.vpc_id", "enableDnsHostnames"
     elif case == "endpoint subnet outside":

@@ -522,3 +522,16 @@ def test_an_existing_network_is_all_three_ids_and_excludes_network():
         spec.from_dict(data)
     fields = {p.field for p in err.value.problems}
     assert {"existing.security_group_id", "network"} <= fields
+
+
+def test_privatelink_requires_enterprise_and_public_access_and_regional_services():
+    data = tomllib.loads((EXAMPLES / "privatelink.toml").read_text())
+    data["databricks"]["pricing_tier"] = "PREMIUM"
+    data["privatelink"]["public_access_enabled"] = False
+    data["privatelink"]["relay_service"] = "com.amazonaws.vpce.eu-west-1.vpce-svc-09b4eb2bc775f4e8c"
+    with pytest.raises(SpecError) as err:
+        spec.from_dict(data)
+    fields = {p.field: p.reason for p in err.value.problems}
+    assert "ENTERPRISE" in fields["databricks.pricing_tier"]
+    assert "front-end" in fields["privatelink.public_access_enabled"]
+    assert "us-east-1" in fields["privatelink.relay_service"]

@@ -68,6 +68,7 @@ class Clients:
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._account: Any = None
+        self._workspaces: dict[str, Any] = {}
 
     # AWS ----------------------------------------------------------------------------------------
     def aws(self, service: str) -> Any:
@@ -136,6 +137,25 @@ class Clients:
             self._hook_databricks(account.api_client)
             self._account = account
         return self._account
+
+    def workspace(self, deployment_name: str) -> Any:
+        """A client of one workspace's own REST API, with the same credentials as the account client."""
+        client = self._workspaces.get(deployment_name)
+        if client is None:
+            from databricks.sdk import WorkspaceClient
+            from databricks.sdk.config import Config
+
+            if self.target.is_sandbox:
+                # The emulator serves each workspace under /workspaces/<deployment name>.
+                config = Config(
+                    host=f"{self.target.databricks_host}/workspaces/{deployment_name}", token=self.target.databricks_token,
+                    auth_type="pat", retry_timeout_seconds=15, http_timeout_seconds=10,
+                )
+            else:
+                config = Config(host=f"https://{deployment_name}.cloud.databricks.com", profile=self.databricks_profile, retry_timeout_seconds=60)
+            client = self._workspaces[deployment_name] = WorkspaceClient(config=config)
+            self._hook_databricks(client.api_client)
+        return client
 
     def _hook_databricks(self, api_client: Any) -> None:
         """Count and log every Account API call, as the botocore hooks do for AWS. And stop the SDK from

@@ -111,7 +111,8 @@ class Engine:
         log = self.ctx.log
         if was_done:
             found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
-            if found is not None and not self.changed.intersection(step.needs):
+            stale = found is not None and (bool(self.changed.intersection(step.needs)) or step.needs_converge(self.ctx, found))
+            if found is not None and not stale:
                 merged = {**record.outputs, **found}
                 self.ctx.outputs[step.id] = merged
                 if merged != record.outputs:
@@ -121,7 +122,7 @@ class Engine:
             if found is None:
                 log.warning("resource gone since last run; creating it again", resource_id=step.resource_id(record.outputs))
             else:
-                log.info("converging again: a step it needs was recreated", changed=sorted(self.changed.intersection(step.needs)))
+                log.info("converging again: the spec or a step it needs changed", changed=sorted(self.changed.intersection(step.needs)))
 
         self.ctx.attempts[step.id] = record.attempts + 1
         self.state.update(step.id, status=Status.IN_PROGRESS, attempts=record.attempts + 1, started_at=now_iso(), finished_at=None, last_error=None)

@@ -126,6 +126,17 @@ IMMUTABLE = (
 def _changed_fields(old: specs.Spec, new: specs.Spec) -> list[str]:
     before, after = specs.describe(old), specs.describe(new)
     changed = []
+    # Hub-and-spoke grows by appending spokes; the hub and every existing spoke stay as built.
+    old_hub, new_hub = before.pop("hub", None), after.pop("hub", None)
+    if old_hub and new_hub:
+        old_spokes, new_spokes = old_hub.pop("spokes"), new_hub.pop("spokes")
+        changed += [f"hub.{k}" for k in sorted(set(old_hub) | set(new_hub)) if old_hub.get(k) != new_hub.get(k)]
+        by_name = {s["name"]: s for s in new_spokes}
+        for spoke in old_spokes:
+            if by_name.get(spoke["name"]) != spoke:
+                changed.append(f"spokes[{spoke['name']}] (removing or changing a spoke)")
+    elif old_hub != new_hub:
+        changed.append("hub")
     for path in IMMUTABLE:
         head, _, tail = path.partition(".")
         a, b = before.get(head), after.get(head)
@@ -141,7 +152,7 @@ def _changed_fields(old: specs.Spec, new: specs.Spec) -> list[str]:
 def preflight(spec: specs.Spec, target: Target, source: str) -> None:
     """Check what the spec names as existing, with reads only; raises PreflightError (exit 2)."""
     existing = spec.existing
-    if not (existing.vpc_id or existing.bucket_name or existing.cross_account_role_arn):
+    if not (existing.vpc_id or existing.bucket_name or existing.cross_account_role_arn or spec.privatelink):
         return
     from provision.steps import preflight as checks
 

@@ -74,6 +74,44 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
       services keep moto's default (true).
     - ModifyVpcEndpoint applies PrivateDnsEnabled to interface endpoints (moto ignores the
       parameter), so DescribeVpcEndpoints shows it once enabled after acceptance.
+14. Transit gateways (hub-and-spoke):
+    - CreateTransitGateway: `pending` for `tgw_pending_seconds`, then `available`. The default route
+      table exists only while DefaultRouteTableAssociation or DefaultRouteTablePropagation is enabled,
+      and the options carry only the ids of the enabled ones (moto always makes one and names it in
+      both). DeleteTransitGateway fails with IncorrectState "tgw-... has non-deleted VPC Attachments:
+      tgw-attach-..." while any attachment is not `deleted`; otherwise `deleting` for
+      `tgw_pending_seconds`, then `deleted` (still listed) with its route tables `deleted`. Unknown or
+      deleted ids fail with InvalidTransitGatewayID.NotFound (moto: a 500).
+    - CreateTransitGatewayVpcAttachment needs the gateway `available` (IncorrectState otherwise), its
+      subnets in the VPC, at most one per zone (DuplicateSubnetsInSameZone), and no other non-deleted
+      attachment of that VPC to that gateway. It is `pending` for `tgw_attachment_pending_seconds`,
+      then `available`; each of its subnets gets a requester-managed `transit_gateway` network
+      interface, so DeleteSubnet and DeleteVpc fail with DependencyViolation (rules 5 and 6) until the
+      attachment is deleted and its interfaces are released (rule 12). Its TagSpecifications are kept
+      (moto reads them under the wrong resource type). It is associated with (and propagates to) the
+      default route table only when the gateway enables that. DeleteTransitGatewayVpcAttachment:
+      `deleting` for `tgw_attachment_pending_seconds`, then `deleted` (still listed): its association
+      and propagations go, static routes to it become blackholes, its interfaces are released.
+    - TGW route tables: Associate / EnableTransitGatewayRouteTablePropagation need an `available`
+      attachment of the same gateway (IncorrectState / InvalidTransitGatewayAttachmentID.NotFound);
+      an attachment already associated with a route table fails with Resource.AlreadyAssociated.
+      DisassociateTransitGatewayRouteTable works for every association (moto: only for ones it made
+      by Associate). DeleteTransitGatewayRouteTable fails with IncorrectState while attachments are
+      associated with it or it is the gateway's default route table. CreateTransitGatewayRoute to an
+      attachment answers TransitGatewayAttachments as the list it is (moto: always empty) and refuses
+      a destination the table already has (RouteAlreadyExists); ReplaceTransitGatewayRoute (missing in
+      moto) replaces or adds it. Tag filters work on DescribeTransitGateways (moto: a 500 with two tag
+      filters), DescribeTransitGatewayVpcAttachments, DescribeTransitGatewayAttachments and
+      DescribeTransitGatewayRouteTables (moto ignores them there).
+    - VPC routes: CreateRoute / ReplaceRoute with TransitGatewayId fail with
+      InvalidTransitGatewayID.NotFound unless the route table's VPC has an `available` attachment to
+      that gateway (moto accepts any id, even an unknown one, and makes a route without a target).
+      ReplaceRoute takes VpcEndpointId (a Gateway Load Balancer endpoint, e.g. a firewall's; moto
+      ignores the parameter and leaves the route without a target).
+    - DeleteVpc fails with DependencyViolation while a transit gateway attachment of the VPC is not
+      `deleted`.
+15. AWS Network Firewall: see network_firewall.py (its own rules), hooked in here: its requests are
+    answered there, and its firewalls' states advance with this module's state machine.
 
 Time-based states advance lazily at the start of every EC2 request (no background thread), and
 the delays are read from the shared settings object at that moment. Each state counts from when
@@ -98,19 +136,24 @@ from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2.exceptions import (
     DependencyViolationError,
+    DuplicateTransitGatewayAttachmentError,
     EC2ClientError,
     InvalidNextToken,
     InvalidServiceName,
     ResourceAlreadyAssociatedError,
+    RouteNotSupportedError,
 )
 from moto.ec2.models import EC2Backend, ec2_backends
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+from moto.ec2.models.transit_gateway_attachments import TransitGatewayVpcAttachment
+from moto.ec2.models.transit_gateway_route_tables import TransitGatewayRelations
 from moto.ec2.models.vpcs import MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS
 from moto.ec2.responses import EC2Response
 from moto.ec2.utils import generic_filter
 from moto.iam.access_control import IAMPolicy
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.models import FakeBucket
+from moto.utilities.utils import str2bool
 
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
 from provision.regions import PRIVATELINK_SERVICES
@@ -124,6 +167,13 @@ _PATCH_LOCK = threading.Lock()
 _PATCHED_MARK = "__sandbox_patched__"
 # (class, attribute, replacement(self, original, settings, *args, **kwargs))
 _PATCHES: list[tuple[type, str, Callable[..., Any]]] = []
+# name -> hook(EC2 backend, settings): more due transitions, run at the end of `_advance`.
+_ADVANCE_HOOKS: dict[str, Callable[[Any, SandboxSettings], None]] = {}
+
+
+def register_advance_hook(name: str, hook: Callable[[Any, SandboxSettings], None]) -> None:
+    """Run `hook` wherever the lazy state machine advances an EC2 backend (e.g. network_firewall.py)."""
+    _ADVANCE_HOOKS[name] = hook
 
 
 class SandboxAWSApp:
@@ -235,7 +285,17 @@ def _install_patches() -> None:
             # The mark (not a module-level flag) also survives a reload of this module.
             if getattr(cls.__dict__.get(name), _PATCHED_MARK, False):
                 continue
-            setattr(cls, name, _gated(fn, getattr(cls, name)))
+            setattr(cls, name, _gated(fn, getattr(cls, name, None) or _not_implemented(name)))
+
+
+def _not_implemented(name: str) -> Callable[..., Any]:
+    """What moto does for an action it lacks, as the `original` of a patch that adds the action."""
+
+    def missing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"The {name} action has not been implemented")
+
+    missing.__name__ = missing.__qualname__ = name
+    return missing
 
 
 def _enter(resource: Any, state: str, since: float | None = None) -> None:
@@ -274,6 +334,22 @@ def _advance(backend: Any, settings: SandboxSettings) -> None:
             _enter(endpoint, "available", at)
         elif endpoint.state == "deleting" and (at := due(endpoint, settings.vpc_endpoint_pending_seconds)) is not None:
             _finish_endpoint_deletion(backend, endpoint, at)
+    for tgw in list(backend.transit_gateways.values()):
+        if not hasattr(tgw, "_sandbox_since"):
+            continue
+        if tgw.state == "pending" and (at := due(tgw, settings.tgw_pending_seconds)) is not None:
+            _enter(tgw, "available", at)
+        elif tgw.state == "deleting" and (at := due(tgw, settings.tgw_pending_seconds)) is not None:
+            _finish_tgw_deletion(backend, tgw, at)
+    for attachment in list(backend.transit_gateway_attachments.values()):
+        if not hasattr(attachment, "_sandbox_since"):
+            continue
+        if attachment.state == "pending" and (at := due(attachment, settings.tgw_attachment_pending_seconds)) is not None:
+            _enter(attachment, "available", at)
+        elif attachment.state == "deleting" and (at := due(attachment, settings.tgw_attachment_pending_seconds)) is not None:
+            _finish_tgw_attachment_deletion(backend, attachment, at)
+    for hook in list(_ADVANCE_HOOKS.values()):
+        hook(backend, settings)
     lingering = _lingering(backend)
     for eni_id, (since, _groups) in list(lingering.items()):
         if now - since >= settings.eni_release_seconds:
@@ -484,6 +560,10 @@ def _delete_vpc(self: Any, original: Callable, settings: SandboxSettings, vpc_id
         or any(ep.vpc_id == vpc_id and ep.state != "deleted" for ep in self.vpc_end_points.values())
         or any(nat.vpc_id == vpc_id and nat.state != "deleted" for nat in self.nat_gateways.values())
         or any(_eni_vpc_id(eni) == vpc_id for eni in self.enis.values())
+        or any(
+            getattr(att, "vpc_id", None) == vpc_id and att.state != "deleted"
+            for att in self.transit_gateway_attachments.values()
+        )
     )
     if blocked:
         raise DependencyViolationError(f"The vpc '{vpc_id}' has dependencies and cannot be deleted.")
@@ -493,9 +573,14 @@ def _delete_vpc(self: Any, original: Callable, settings: SandboxSettings, vpc_id
 @_patches(EC2Backend, "delete_subnet")
 def _delete_subnet(self: Any, original: Callable, settings: SandboxSettings, subnet_id: str) -> Any:
     self.get_subnet(subnet_id)  # InvalidSubnetID.NotFound first
-    blocked = any(
-        nat.subnet_id == subnet_id and nat.state != "deleted" for nat in self.nat_gateways.values()
-    ) or any(getattr(eni.subnet, "id", None) == subnet_id for eni in self.enis.values())
+    blocked = (
+        any(nat.subnet_id == subnet_id and nat.state != "deleted" for nat in self.nat_gateways.values())
+        or any(getattr(eni.subnet, "id", None) == subnet_id for eni in self.enis.values())
+        or any(
+            subnet_id in (getattr(att, "subnet_ids", None) or []) and att.state != "deleted"
+            for att in self.transit_gateway_attachments.values()
+        )
+    )
     if blocked:
         raise DependencyViolationError(f"The subnet '{subnet_id}' has dependencies and cannot be deleted.")
     return original(self, subnet_id)
@@ -750,3 +835,495 @@ def _bucket_permission(self: Any, original: Callable, settings: SandboxSettings,
     kept = [s for s in map(_over_https, listed) if s is not None]
     # What FakeBucket.get_permission does, on the statements that apply over https.
     return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+
+# --- rule 14: transit gateways ---------------------------------------------------------------------
+
+
+def _split_filters(filters: Any, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tag filters plus `extra`, applied here with generic_filter; the rest, left to moto)."""
+    filters = filters or {}
+    ours = {k: v for k, v in filters.items() if k.startswith("tag:") or k in ("tag-key", "tag-value", *extra)}
+    return ours, {k: v for k, v in filters.items() if k not in ours}
+
+
+def _invalid_state(resource_id: str) -> EC2ClientError:
+    return EC2ClientError("IncorrectState", f"{resource_id} is in invalid state")
+
+
+def _live_tgw(backend: Any, tgw_id: str | None) -> Any:
+    tgw = backend.transit_gateways.get(tgw_id)
+    if tgw is None or tgw.state == "deleted":
+        raise EC2ClientError(
+            "InvalidTransitGatewayID.NotFound", f"Transit Gateway {tgw_id} was deleted or does not exist."
+        )
+    return tgw
+
+
+def _available_tgw(backend: Any, tgw_id: str | None) -> Any:
+    tgw = _live_tgw(backend, tgw_id)
+    if tgw.state != "available":
+        raise _invalid_state(tgw.id)
+    return tgw
+
+
+def _live_tgw_attachment(backend: Any, attachment_id: str | None) -> Any:
+    attachment = backend.transit_gateway_attachments.get(attachment_id)
+    if attachment is None or attachment.state == "deleted":
+        raise EC2ClientError(
+            "InvalidTransitGatewayAttachmentID.NotFound",
+            f"Transit Gateway Attachment {attachment_id} was deleted or does not exist.",
+        )
+    return attachment
+
+
+def _live_tgw_route_table(backend: Any, table_id: str | None) -> Any:
+    table = backend.transit_gateways_route_tables.get(table_id)
+    if table is None or table.state == "deleted":
+        raise EC2ClientError(
+            "InvalidRouteTableID.NotFound", f"Transit Gateway Route Table {table_id} was deleted or does not exist."
+        )
+    return table
+
+
+def _attachment_of_table(backend: Any, table: Any, attachment_id: str | None, available: bool = True) -> Any:
+    """The attachment, which must belong to the table's gateway (AWS: as if it did not exist otherwise)."""
+    attachment = _live_tgw_attachment(backend, attachment_id)
+    if attachment.transit_gateway_id != table.transit_gateway_id:
+        raise EC2ClientError(
+            "InvalidTransitGatewayAttachmentID.NotFound",
+            f"Transit Gateway Attachment {attachment_id} was deleted or does not exist.",
+        )
+    if available and attachment.state != "available":
+        raise _invalid_state(attachment.id)
+    return attachment
+
+
+def _associate_tgw_route_table(backend: Any, attachment: Any, table: Any) -> None:
+    backend.set_route_table_association(attachment.id, table.id)
+    backend.set_attachment_association(attachment.id, table.id)
+    attachment.transit_gateway_route_table = table  # what DescribeTransitGatewayAttachments shows
+
+
+def _route_attachment_ids(route: dict[str, Any]) -> list[str]:
+    listed = route.get("transitGatewayAttachments") or []
+    listed = [listed] if isinstance(listed, dict) else listed
+    return [entry.get("transitGatewayAttachmentId") for entry in listed]
+
+
+def _finish_tgw_deletion(backend: Any, tgw: Any, since: float) -> None:
+    for table in backend.transit_gateways_route_tables.values():
+        if table.transit_gateway_id == tgw.id:
+            table.state = "deleted"
+    _enter(tgw, "deleted", since)
+
+
+def _finish_tgw_attachment_deletion(backend: Any, attachment: Any, since: float) -> None:
+    for table in backend.transit_gateways_route_tables.values():
+        table.route_table_associations.pop(attachment.id, None)
+        table.route_table_propagation = [
+            p for p in table.route_table_propagation if p.transitGatewayAttachmentId != attachment.id
+        ]
+        for route in table.routes.values():
+            if attachment.id in _route_attachment_ids(route):
+                route["state"], route["transitGatewayAttachments"] = "blackhole", []
+    backend.transit_gateway_associations.pop(attachment.id, None)
+    backend.transit_gateway_propagations.pop(attachment.id, None)
+    attachment._association_data, attachment.propagation, attachment.transit_gateway_route_table = {}, {}, None
+    _release_enis(backend, getattr(attachment, "_sandbox_enis", []), (), since)
+    _enter(attachment, "deleted", since)
+
+
+@_patches(EC2Backend, "create_transit_gateway")
+def _create_transit_gateway(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    description: str | None,
+    options: dict[str, Any] | None = None,
+    tags: list[dict[str, str]] | None = None,
+) -> Any:
+    tgw = original(self, description, options, tags)
+    _enter(tgw, "pending")
+    table = tgw.default_route_table
+    association = tgw.options.get("DefaultRouteTableAssociation") == "enable"
+    propagation = tgw.options.get("DefaultRouteTablePropagation") == "enable"
+    if not association:
+        tgw.options.pop("AssociationDefaultRouteTableId", None)
+        table.default_association_route_table = False
+    if not propagation:
+        tgw.options.pop("PropagationDefaultRouteTableId", None)
+        table.default_propagation_route_table = False
+    if not (association or propagation):
+        self.transit_gateways_route_tables.pop(table.id, None)
+        tgw.default_route_table = None
+    return tgw
+
+
+@_patches(EC2Backend, "delete_transit_gateway")
+def _delete_transit_gateway(self: Any, original: Callable, settings: SandboxSettings, transit_gateway_id: str) -> Any:
+    tgw = _live_tgw(self, transit_gateway_id)
+    if tgw.state == "deleting":
+        return tgw
+    attached = [
+        att
+        for att in self.transit_gateway_attachments.values()
+        if att.transit_gateway_id == tgw.id and att.state != "deleted"
+    ]
+    if attached:
+        kind = {"vpc": "VPC", "peering": "Transit Gateway Cross Region Peering", "vpn": "VPN"}.get(
+            attached[0].resource_type, "Transit Gateway"
+        )
+        ids = ", ".join(att.id for att in attached)
+        raise EC2ClientError("IncorrectState", f"{tgw.id} has non-deleted {kind} Attachments: {ids}.")
+    _enter(tgw, "deleting")
+    return tgw
+
+
+@_patches(EC2Backend, "describe_transit_gateways")
+def _describe_transit_gateways(
+    self: Any, original: Callable, settings: SandboxSettings, filters: Any, transit_gateway_ids: list[str] | None
+) -> list[Any]:
+    ours, theirs = _split_filters(filters)
+    return generic_filter(ours, original(self, theirs, transit_gateway_ids))
+
+
+@_patches(EC2Backend, "create_transit_gateway_vpc_attachment")
+def _create_transit_gateway_vpc_attachment(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateway_id: str,
+    vpc_id: str,
+    subnet_ids: list[str],
+    tags: dict[str, str] | None = None,
+    options: dict[str, str] | None = None,
+) -> Any:
+    tgw = _available_tgw(self, transit_gateway_id)
+    self.get_vpc(vpc_id)  # InvalidVpcID.NotFound
+    subnets = [self.get_subnet(subnet_id) for subnet_id in subnet_ids or []]  # InvalidSubnetID.NotFound
+    if not subnets:
+        raise EC2ClientError("MissingParameter", "The request must contain the parameter SubnetIds.")
+    for subnet in subnets:
+        if subnet.vpc_id != vpc_id:
+            raise EC2ClientError("InvalidSubnetID.NotFound", f"Subnet {subnet.id} was deleted or does not exist.")
+    zones = [subnet.availability_zone for subnet in subnets]
+    if len(set(zones)) != len(zones):
+        raise EC2ClientError("DuplicateSubnetsInSameZone", "Duplicate Subnets for same AZ")
+    if any(
+        getattr(att, "vpc_id", None) == vpc_id and att.transit_gateway_id == tgw.id and att.state != "deleted"
+        for att in self.transit_gateway_attachments.values()
+    ):
+        raise DuplicateTransitGatewayAttachmentError(tgw.id)
+    # Made here, not by moto: moto counts deleted attachments as duplicates and always associates the
+    # attachment with the default route table, whatever the gateway's options say.
+    attachment = TransitGatewayVpcAttachment(
+        self, transit_gateway=tgw, vpc_id=vpc_id, subnet_ids=list(subnet_ids), tags=tags, options=options
+    )
+    attachment.transit_gateway_route_table = None
+    self.transit_gateway_attachments[attachment.id] = attachment
+    _enter(attachment, "pending")
+    attachment._sandbox_enis = []
+    for subnet in subnets:
+        eni = self.create_network_interface(
+            subnet, None, description=f"Network Interface for Transit Gateway Attachment {attachment.id}"
+        )
+        eni.interface_type, eni.requester_managed = "transit_gateway", True
+        attachment._sandbox_enis.append(eni.id)
+    if tgw.options.get("DefaultRouteTableAssociation") == "enable":
+        table = self.transit_gateways_route_tables.get(tgw.options.get("AssociationDefaultRouteTableId"))
+        if table is not None:
+            _associate_tgw_route_table(self, attachment, table)
+    if tgw.options.get("DefaultRouteTablePropagation") == "enable":
+        table = self.transit_gateways_route_tables.get(tgw.options.get("PropagationDefaultRouteTableId"))
+        if table is not None:
+            self.set_route_table_propagation(attachment.id, table.id)
+            self.set_attachment_propagation(attachment.id, table.id)
+    return attachment
+
+
+@_patches(EC2Response, "create_transit_gateway_vpc_attachment")
+def _create_transit_gateway_vpc_attachment_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    result = original(self)
+    tags = self._parse_tag_specification().get("transit-gateway-attachment", {})
+    result.result["TransitGatewayVpcAttachment"].add_tags(tags)
+    return result
+
+
+@_patches(EC2Backend, "delete_transit_gateway_vpc_attachment")
+def _delete_transit_gateway_vpc_attachment(
+    self: Any, original: Callable, settings: SandboxSettings, transit_gateway_attachment_id: str
+) -> Any:
+    attachment = _live_tgw_attachment(self, transit_gateway_attachment_id)
+    if attachment.state != "deleting":
+        _enter(attachment, "deleting")
+    return attachment
+
+
+@_patches(EC2Backend, "describe_transit_gateway_vpc_attachments")
+def _describe_transit_gateway_vpc_attachments(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateways_attachment_ids: list[str] | None = None,
+    filters: Any = None,
+) -> list[Any]:
+    ours, theirs = _split_filters(filters)
+    found = original(self, transit_gateways_attachment_ids=transit_gateways_attachment_ids, filters=theirs)
+    return generic_filter(ours, found)
+
+
+@_patches(EC2Backend, "describe_transit_gateway_attachments")
+def _describe_transit_gateway_attachments(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateways_attachment_ids: list[str] | None = None,
+    filters: Any = None,
+) -> list[Any]:
+    ours, theirs = _split_filters(filters, extra=("state",))  # moto ignores `state` here too
+    found = original(self, transit_gateways_attachment_ids=transit_gateways_attachment_ids, filters=theirs)
+    return generic_filter(ours, found)
+
+
+@_patches(EC2Response, "create_transit_gateway_route_table")
+def _create_transit_gateway_route_table_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    _available_tgw(self.ec2_backend, self._get_param("TransitGatewayId"))
+    return original(self)
+
+
+@_patches(EC2Backend, "get_all_transit_gateway_route_tables")
+def _describe_transit_gateway_route_tables(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateway_route_table_ids: list[str] | None = None,
+    filters: Any = None,
+) -> list[Any]:
+    ours, theirs = _split_filters(filters)
+    return generic_filter(ours, original(self, transit_gateway_route_table_ids, theirs))
+
+
+@_patches(EC2Backend, "delete_transit_gateway_route_table")
+def _delete_transit_gateway_route_table(
+    self: Any, original: Callable, settings: SandboxSettings, transit_gateway_route_table_id: str
+) -> Any:
+    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
+    tgw = self.transit_gateways.get(table.transit_gateway_id)
+    options = tgw.options if tgw is not None and tgw.state != "deleted" else {}
+    if table.id in (options.get("AssociationDefaultRouteTableId"), options.get("PropagationDefaultRouteTableId")):
+        raise EC2ClientError("IncorrectState", f"{table.id} is set as default association route table for {tgw.id}")
+    if table.route_table_associations:
+        raise EC2ClientError("IncorrectState", f"{table.id} has associated attachments")
+    return original(self, transit_gateway_route_table_id)
+
+
+@_patches(EC2Backend, "associate_transit_gateway_route_table")
+def _associate_transit_gateway_route_table(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateway_attachment_id: str,
+    transit_gateway_route_table_id: str,
+) -> Any:
+    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
+    attachment = _attachment_of_table(self, table, transit_gateway_attachment_id)
+    if attachment.transit_gateway_route_table is not None:
+        raise EC2ClientError(
+            "Resource.AlreadyAssociated",
+            f"Transit Gateway Attachment {attachment.id} is already associated to a route table.",
+        )
+    relation = original(
+        self,
+        transit_gateway_attachment_id=transit_gateway_attachment_id,
+        transit_gateway_route_table_id=transit_gateway_route_table_id,
+    )
+    attachment.transit_gateway_route_table = table
+    return relation
+
+
+@_patches(EC2Backend, "disassociate_transit_gateway_route_table")
+def _disassociate_transit_gateway_route_table(
+    self: Any, original: Callable, settings: SandboxSettings, tgw_attach_id: str, tgw_rt_id: str
+) -> Any:
+    table = _live_tgw_route_table(self, tgw_rt_id)
+    attachment = _attachment_of_table(self, table, tgw_attach_id, available=False)
+    if tgw_attach_id not in table.route_table_associations:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Transit Gateway Attachment {tgw_attach_id} is not associated with route table {tgw_rt_id}.",
+        )
+    # moto's own disassociation knows only associations made by AssociateTransitGatewayRouteTable.
+    relation = self.transit_gateway_associations.pop(tgw_attach_id, None) or TransitGatewayRelations(
+        self, tgw_attach_id, tgw_rt_id, state="associated"
+    )
+    relation.state = "disassociated"
+    del table.route_table_associations[tgw_attach_id]
+    attachment._association_data, attachment.transit_gateway_route_table = {}, None
+    return relation
+
+
+def _propagates(table: Any, attachment_id: str) -> bool:
+    return any(p.transitGatewayAttachmentId == attachment_id for p in table.route_table_propagation)
+
+
+@_patches(EC2Backend, "enable_transit_gateway_route_table_propagation")
+def _enable_transit_gateway_route_table_propagation(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateway_attachment_id: str,
+    transit_gateway_route_table_id: str,
+) -> Any:
+    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
+    _attachment_of_table(self, table, transit_gateway_attachment_id)
+    if _propagates(table, transit_gateway_attachment_id):
+        raise EC2ClientError(
+            "TransitGatewayRouteTablePropagation.Duplicate",
+            f"Propagation {transit_gateway_attachment_id} already exists in Transit Gateway Route Table {table.id}.",
+        )
+    return original(
+        self,
+        transit_gateway_attachment_id=transit_gateway_attachment_id,
+        transit_gateway_route_table_id=transit_gateway_route_table_id,
+    )
+
+
+@_patches(EC2Backend, "disable_transit_gateway_route_table_propagation")
+def _disable_transit_gateway_route_table_propagation(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateway_attachment_id: str,
+    transit_gateway_route_table_id: str,
+) -> Any:
+    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
+    _attachment_of_table(self, table, transit_gateway_attachment_id, available=False)
+    if not _propagates(table, transit_gateway_attachment_id):
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Propagation {transit_gateway_attachment_id} does not exist in Transit Gateway Route Table {table.id}.",
+        )
+    # A default-table propagation has no relation in moto's book, which moto's disabling expects.
+    self.transit_gateway_propagations.setdefault(
+        transit_gateway_attachment_id,
+        TransitGatewayRelations(self, transit_gateway_attachment_id, table.id, state="enabled"),
+    )
+    return original(
+        self,
+        transit_gateway_attachment_id=transit_gateway_attachment_id,
+        transit_gateway_route_table_id=transit_gateway_route_table_id,
+    )
+
+
+@_patches(EC2Backend, "create_transit_gateway_route")
+def _create_transit_gateway_route(
+    self: Any,
+    original: Callable,
+    settings: SandboxSettings,
+    transit_gateway_route_table_id: str,
+    destination_cidr_block: str,
+    transit_gateway_attachment_id: str | None = None,
+    blackhole: bool = False,
+) -> dict[str, Any]:
+    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
+    if destination_cidr_block in table.routes:
+        raise EC2ClientError(
+            "RouteAlreadyExists",
+            f"Route {destination_cidr_block} already exists in Transit Gateway Route Table {table.id}.",
+        )
+    if not blackhole:
+        if not transit_gateway_attachment_id:
+            raise EC2ClientError(
+                "MissingParameter", "The request must contain the parameter TransitGatewayAttachmentId or Blackhole."
+            )
+        _attachment_of_table(self, table, transit_gateway_attachment_id, available=False)
+    route = original(
+        self,
+        transit_gateway_route_table_id=transit_gateway_route_table_id,
+        destination_cidr_block=destination_cidr_block,
+        transit_gateway_attachment_id=None if blackhole else transit_gateway_attachment_id,
+        blackhole=blackhole,
+    )
+    # moto keeps the one attachment as a dict, which the response shape (a list) drops.
+    single = route.get("transitGatewayAttachments")
+    route["transitGatewayAttachments"] = [single] if isinstance(single, dict) else list(single or [])
+    return route
+
+
+@_patches(EC2Response, "replace_transit_gateway_route")
+def _replace_transit_gateway_route(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    backend = self.ec2_backend
+    table = _live_tgw_route_table(backend, self._get_param("TransitGatewayRouteTableId"))
+    destination = self._get_param("DestinationCidrBlock")
+    blackhole = bool(str2bool(self._get_param("Blackhole")))
+    attachment_id = self._get_param("TransitGatewayAttachmentId")
+    if not blackhole:
+        _attachment_of_table(backend, table, attachment_id, available=False)  # before anything changes
+    previous = table.routes.pop(destination, None)  # replaced, or added if the table lacked it
+    try:
+        route = backend.create_transit_gateway_route(
+            transit_gateway_route_table_id=table.id,
+            destination_cidr_block=destination,
+            transit_gateway_attachment_id=attachment_id,
+            blackhole=blackhole,
+        )
+    except EC2ClientError:
+        if previous is not None:
+            table.routes[destination] = previous
+        raise
+    return ActionResult({"Route": route})
+
+
+def _check_route_to_tgw(backend: Any, route_table_id: str, tgw_id: str) -> None:
+    """EC2 knows a transit gateway as a route target only once the table's VPC is attached to it."""
+    table = backend.get_route_table(route_table_id)  # InvalidRouteTableID.NotFound first
+    tgw = backend.transit_gateways.get(tgw_id)
+    attached = (
+        tgw is not None
+        and tgw.state == "available"
+        and any(
+            att.transit_gateway_id == tgw_id and getattr(att, "vpc_id", None) == table.vpc_id and att.state == "available"
+            for att in backend.transit_gateway_attachments.values()
+        )
+    )
+    if not attached:
+        raise EC2ClientError("InvalidTransitGatewayID.NotFound", f"The transitGateway ID '{tgw_id}' does not exist.")
+
+
+@_patches(EC2Response, "create_route")
+def _create_route_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    tgw_id = self._get_param("TransitGatewayId")
+    if tgw_id:
+        _check_route_to_tgw(self.ec2_backend, self._get_param("RouteTableId"), tgw_id)
+    return original(self)
+
+
+@_patches(EC2Response, "replace_route")
+def _replace_route_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    backend = self.ec2_backend
+    table_id = self._get_param("RouteTableId")
+    tgw_id, vpce_id = self._get_param("TransitGatewayId"), self._get_param("VpcEndpointId")
+    if tgw_id:
+        _check_route_to_tgw(backend, table_id, tgw_id)
+    if vpce_id and backend.get_vpc_end_point(vpce_id).vpc_endpoint_type != "GatewayLoadBalancer":
+        raise RouteNotSupportedError(vpce_id)  # as CreateRoute: Gateway Load Balancer endpoints only
+    result = original(self)
+    destination = (
+        self._get_param("DestinationCidrBlock")
+        or self._get_param("DestinationIpv6CidrBlock")
+        or self._get_param("DestinationPrefixListId")
+    )
+    for route in backend.get_route_table(table_id).routes:
+        if destination in (
+            route.destination_cidr_block,
+            route.destination_ipv6_cidr_block,
+            getattr(route.destination_prefix_list, "id", None),
+        ):
+            route.vpc_endpoint_id = vpce_id or None  # moto ignores VpcEndpointId and keeps the old one
+    return result
+
+
+# Network Firewall (rule 15) registers its patch and its advance hook on import; it needs the machinery
+# above, so it comes last.
+from provision.sandbox import network_firewall as _network_firewall  # noqa: E402,F401

@@ -35,17 +35,41 @@ Back-end PrivateLink, with the AWS half in aws.py (rule 13), so the "apply twice
   message saying the back-end PrivateLink endpoints are not ready (clusters could not reach the
   control plane), and fixing them then PATCHing the workspace re-runs the deployment.
 
+Each workspace's own REST API, minimally, reached by the real WorkspaceClient: the workspace with
+deployment name D is served under this host at the path prefix `/workspaces/D` (`workspace_host()`;
+the SDK keeps a path in `host`, so its requests go to `/workspaces/D/api/2.0/...`):
+- GET  .well-known/databricks-config (no auth): what a workspace host answers, with account_id and
+  workspace_id (a string, as the SDK copies it into Config.workspace_id and sends it back in the
+  X-Databricks-Workspace-Id header), so the SDK treats the host as a workspace.
+- POST api/2.0/token/create {comment, lifetime_seconds} -> {token_value: "dapi<32 hex>", token_info};
+  GET api/2.0/token/list -> {token_infos} (never values); POST api/2.0/token/delete {token_id} -> {}.
+  Tokens belong to their workspace and go with it; only a SHA-256 of each value is kept, never the
+  value, and the token_infos appear in inventory() under "tokens" (with their workspace_id).
+  Omitted lifetime_seconds means two years (the SDK's documented default); expired tokens vanish.
+- GET api/2.0/preview/scim/v2/Me: the authenticated user (the sandbox account admin).
+Requests are checked the way the real host would meet them: first the host itself (unknown or
+deleted deployment -> 404 RESOURCE_DOES_NOT_EXIST), then its state, then auth (the sandbox token or
+a live token of this workspace as Bearer, else 401 UNAUTHENTICATED). A real workspace URL does not
+resolve until the first deployment finishes, which the SDK meets as connection errors and retries;
+here a workspace still in its first PROVISIONING answers 503 TEMPORARILY_UNAVAILABLE with
+Retry-After: 1, which the SDK retries the same way (so a client that outlasts provisioning gets
+through). A workspace that has been RUNNING keeps serving while an update re-provisions it. A FAILED
+workspace (or any other state) is refused at once with 400 INVALID_STATE instead of a retry loop that
+could only time out. Every workspace response carries X-Databricks-Org-Id, like the real host.
+
 All state lives in one module-level, lock-protected store (moto's backends are global too), keyed by
 Databricks account id and kind. `inventory()` dumps it and `reset()` clears it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
 import random
 import re
+import secrets
 import threading
 import time
 import urllib.parse
@@ -60,7 +84,15 @@ from werkzeug.wrappers import Request, Response
 from provision.regions import PRIVATELINK_SERVICES
 from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
 
-KINDS = ("credentials", "storage_configurations", "networks", "workspaces", "vpc_endpoints", "private_access_settings")
+KINDS = (
+    "credentials",
+    "storage_configurations",
+    "networks",
+    "workspaces",
+    "vpc_endpoints",
+    "private_access_settings",
+    "tokens",  # workspace personal access tokens (token_infos plus workspace_id), served by the workspace API
+)
 # URL segment -> (store kind, id field in the JSON body)
 _SEGMENTS: dict[str, tuple[str, str]] = {
     "credentials": ("credentials", "credentials_id"),
@@ -100,11 +132,12 @@ _REDEPLOY_FIELDS = {"credentials_id", "storage_configuration_id", "network_id", 
 class ApiError(Exception):
     """An error answered as {"error_code", "message"}; the SDK maps code first, then HTTP status."""
 
-    def __init__(self, status: int, error_code: str, message: str) -> None:
+    def __init__(self, status: int, error_code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
         self.message = message
+        self.headers = headers or {}
 
 
 def _not_found(what: str, obj_id: Any) -> ApiError:
@@ -160,6 +193,7 @@ def inventory(settings_or_app: Any = None) -> dict:
         settings = getattr(settings_or_app, "sandbox_settings", None)
     with STORE.lock:
         for account_id, kinds in STORE.accounts.items():
+            _purge_expired_tokens(account_id)
             for registration in kinds["vpc_endpoints"].values():
                 _sync_endpoint(settings, registration)
             for ws in kinds["workspaces"].values() if settings is not None else ():
@@ -695,6 +729,7 @@ def _advance(settings: SandboxSettings, account_id: str, ws: dict) -> None:
     else:
         ws["workspace_status"] = "RUNNING"
         ws["workspace_status_message"] = "Workspace is running."
+        ws["_served"] = True  # its URL now answers, and keeps answering through later updates
 
 
 def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | None) -> None:
@@ -820,6 +855,156 @@ def _users_of(account_id: str, field: str, obj_id: str) -> list[int]:
     return [ws["workspace_id"] for ws in STORE.kind(account_id, "workspaces").values() if ws.get(field) == obj_id]
 
 
+# --- each workspace's own API ----------------------------------------------------------------------
+
+_WORKSPACE_PREFIX = "/workspaces"
+_DEFAULT_TOKEN_LIFETIME_SECONDS = 2 * 365 * 24 * 3600  # "remains valid for 2 years" (SDK TokensAPI.create)
+
+
+def workspace_host(emulator_host: str, deployment_name: str) -> str:
+    """The URL at which the emulator serves workspace `deployment_name`: a WorkspaceClient host."""
+    return f"{emulator_host.rstrip('/')}{_WORKSPACE_PREFIX}/{urllib.parse.quote(deployment_name, safe='')}"
+
+
+def _token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _purge_expired_tokens(account_id: str) -> None:
+    """Expired tokens stop authenticating and drop out of token/list, as on the real service."""
+    now = _now_ms()
+    tokens = STORE.kind(account_id, "tokens")
+    for token_id in [t for t, info in tokens.items() if 0 <= info["expiry_time"] <= now]:
+        del tokens[token_id]
+
+
+def _token_info(record: dict) -> dict:
+    """A stored token as the Tokens API shows it (PublicTokenInfo): never its value or hash."""
+    return {k: record[k] for k in ("token_id", "creation_time", "expiry_time", "comment") if k in record}
+
+
+def _workspace_tokens(ws: dict) -> dict[str, dict]:
+    return {
+        token_id: record
+        for token_id, record in STORE.kind(ws["account_id"], "tokens").items()
+        if record["workspace_id"] == ws["workspace_id"]
+    }
+
+
+def _served_workspace(settings: SandboxSettings, deployment: str) -> dict:
+    """The workspace whose URL this is, if that URL answers now (see the module docstring)."""
+    ws = next((w for w in STORE.all_workspaces() if w["deployment_name"] == deployment), None)
+    if ws is None:
+        raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"No workspace is served at deployment {deployment}.")
+    _advance(settings, ws["account_id"], ws)
+    status = ws["workspace_status"]
+    if status == "RUNNING" or (status == "PROVISIONING" and ws.get("_served")):
+        return ws
+    if status == "PROVISIONING":
+        raise ApiError(
+            503,
+            "TEMPORARILY_UNAVAILABLE",
+            f"Workspace {ws['workspace_id']} ({deployment}) is still being provisioned; try again later.",
+            {"Retry-After": "1"},
+        )
+    raise ApiError(
+        400,
+        "INVALID_STATE",
+        f"Workspace {ws['workspace_id']} ({deployment}) is {status}, not RUNNING: {ws.get('workspace_status_message', '')}",
+    )
+
+
+def _authenticate(settings: SandboxSettings, request: Request, ws: dict) -> None:
+    """The sandbox token, or a live personal access token of this very workspace."""
+    auth = request.headers.get("Authorization", "")
+    if hmac.compare_digest(auth.encode(), f"Bearer {settings.token}".encode()):
+        return
+    if auth.startswith("Bearer "):
+        digest = _token_hash(auth[len("Bearer ") :])
+        if any(hmac.compare_digest(digest, t["_sha256"]) for t in _workspace_tokens(ws).values()):
+            return
+    raise ApiError(401, "UNAUTHENTICATED", "Invalid access token: send Authorization: Bearer <token>.")
+
+
+def _me(settings: SandboxSettings, ws: dict) -> dict:
+    """The account admin the sandbox token (and every token it created) acts as, as SCIM shows a user."""
+    user_id = str(int(hashlib.sha256(ws["account_id"].encode()).hexdigest(), 16) % 10**16)
+    user_name = "sandbox-admin@example.com"
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": user_id,
+        "userName": user_name,
+        "displayName": "Sandbox Admin",
+        "active": True,
+        "emails": [{"value": user_name, "type": "work", "primary": True}],
+        "groups": [{"display": "admins", "type": "direct", "value": "1", "$ref": "Groups/1"}],
+    }
+
+
+def _create_token(ws: dict, body: dict) -> dict:
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise _invalid("comment must be a string.")
+    lifetime = body.get("lifetime_seconds")
+    if lifetime is None:
+        lifetime = _DEFAULT_TOKEN_LIFETIME_SECONDS
+    elif not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
+        raise _invalid(f"lifetime_seconds must be a positive number of seconds, not {lifetime!r}.")
+    value = "dapi" + secrets.token_hex(16)
+    now = _now_ms()
+    record: dict[str, Any] = {
+        "token_id": secrets.token_hex(32),
+        "creation_time": now,
+        "expiry_time": now + lifetime * 1000,
+        "workspace_id": ws["workspace_id"],
+        "_sha256": _token_hash(value),
+    }
+    if comment is not None:
+        record["comment"] = comment
+    STORE.kind(ws["account_id"], "tokens")[record["token_id"]] = record
+    return {"token_value": value, "token_info": _token_info(record)}
+
+
+def _handle_workspace(settings: SandboxSettings, request: Request, endpoint: str, args: dict) -> Response:
+    ws = _served_workspace(settings, args["deployment"])
+    org_id = {"X-Databricks-Org-Id": str(ws["workspace_id"])}
+    if endpoint == "ws_metadata":
+        # What a workspace host answers (unauthenticated): with workspace_id, so the SDK sees a workspace.
+        host = workspace_host(request.host_url, ws["deployment_name"])
+        body = {
+            "oidc_endpoint": f"{host}/oidc",
+            "account_id": ws["account_id"],
+            "workspace_id": str(ws["workspace_id"]),
+            "cloud": "AWS",
+        }
+        return Response(json.dumps(body), mimetype="application/json", headers=org_id)
+    if endpoint == "ws_unknown":
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} /{args['rest']}'.", org_id)
+    try:
+        _authenticate(settings, request, ws)
+        # Sent by the SDK once host metadata named the workspace; a unified host routes by it.
+        claimed = request.headers.get("X-Databricks-Workspace-Id")
+        if claimed is not None and claimed != str(ws["workspace_id"]):
+            raise _invalid(f"X-Databricks-Workspace-Id {claimed} does not match workspace {ws['workspace_id']}.")
+        _purge_expired_tokens(ws["account_id"])
+        if endpoint == "ws_token_create":
+            result = _create_token(ws, _json_body(request))
+        elif endpoint == "ws_token_list":
+            result = {"token_infos": [_token_info(t) for t in _workspace_tokens(ws).values()]}
+        elif endpoint == "ws_token_delete":
+            token_id = _required_str(_json_body(request), "token_id")
+            if token_id not in _workspace_tokens(ws):
+                raise _not_found("Token", token_id)
+            del STORE.kind(ws["account_id"], "tokens")[token_id]
+            result = {}
+        else:  # ws_me
+            result = _me(settings, ws)
+    except ApiError as e:
+        e.headers = {**org_id, **e.headers}
+        raise
+    return Response(json.dumps(result), mimetype="application/json", headers=org_id)
+
+
 # --- WSGI app -------------------------------------------------------------------------------------
 
 _CREATORS: dict[str, Callable[[SandboxSettings, str, dict], dict]] = {
@@ -840,6 +1025,14 @@ _URLS = Map(
             endpoint="item",
             methods=["GET", "DELETE", "PATCH", "PUT"],
         ),
+        # Each workspace's own API (see workspace_host); an unknown path or method still checks the
+        # workspace first, then answers ENDPOINT_NOT_FOUND as a workspace does.
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/.well-known/databricks-config", endpoint="ws_metadata", methods=["GET"]),
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/token/create", endpoint="ws_token_create", methods=["POST"]),
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/token/list", endpoint="ws_token_list", methods=["GET"]),
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/token/delete", endpoint="ws_token_delete", methods=["POST"]),
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/preview/scim/v2/Me", endpoint="ws_me", methods=["GET"]),
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/<path:rest>", endpoint="ws_unknown"),
     ],
     strict_slashes=False,
 )
@@ -923,6 +1116,9 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
             )
     else:
         _attach_network(account_id, record.get("network_id"), None)
+        tokens = STORE.kind(account_id, "tokens")
+        for token_id in [t for t, info in tokens.items() if info["workspace_id"] == obj_id]:
+            del tokens[token_id]
     del STORE.kind(account_id, kind)[obj_id]
     return _json(_public(record))
 
@@ -943,9 +1139,13 @@ def make_databricks_app(settings: SandboxSettings) -> Callable:
                 code = "ENDPOINT_NOT_FOUND" if e.code == 404 else "METHOD_NOT_ALLOWED"
                 raise ApiError(e.code or 404, code, f"No API found for '{request.method} {request.path}'.") from None
             with STORE.lock:
-                response = _handle(settings, request, endpoint, args)
+                if endpoint.startswith("ws_"):
+                    response = _handle_workspace(settings, request, endpoint, args)
+                else:
+                    response = _handle(settings, request, endpoint, args)
         except ApiError as e:
             response = _error(e.status, e.error_code, e.message)
+            response.headers.update(e.headers)
         except Exception as e:  # a JSON 500 still reaches the SDK as a typed InternalError
             response = _error(500, "INTERNAL_ERROR", f"{type(e).__name__}: {e}")
         return response(environ, start_response)

@@ -198,18 +198,37 @@ class NatGateway(Step):
         )
 
 
+# A route as (destination CIDR, target key of create_route, how to find the target id once its step is done).
+Route = tuple[str, str, Callable[[Context], str]]
+TARGET_OUTPUT = {"GatewayId": "igw_id", "NatGatewayId": "nat_gateway_id", "TransitGatewayId": "tgw_id"}
+
+
+def target(step_id: str, key: str) -> Callable[[Context], str]:
+    return lambda ctx: ctx.out(step_id, key)
+
+
 class RouteTable(Step):
-    """A route table with its default route and subnet associations, converged whenever the step runs
-    (create, adopt, resume of an unfinished step)."""
+    """A route table with its routes and associations (subnets, and optionally a gateway for an edge route
+    table), converged whenever the step runs (create, adopt, resume of an unfinished step)."""
 
     kind = "ec2.route_table"
 
-    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, str] | None):
-        """default_route: (target key, step id), e.g. ("GatewayId", "igw") or ("NatGatewayId", "nat.0");
-        None for a table with only the VPC's local route (the PrivateLink endpoint subnet)."""
-        target_key, target_step = default_route or ("", "")
-        super().__init__(step_id, needs=(vpc, *subnets, *((target_step,) if target_step else ())))
-        self.vpc, self.subnets, self.target_key, self.target_step = vpc, subnets, target_key, target_step
+    def __init__(
+        self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, str] | None = None,
+        routes: tuple[Route, ...] = (), gateway: str | None = None, needs: tuple[str, ...] = (),
+    ):
+        """default_route: (target key, step id), e.g. ("GatewayId", "igw") or ("NatGatewayId", "nat.0"),
+        for 0.0.0.0/0; `routes` for anything else, with the steps they target in `needs`. No routes at all
+        leaves only the VPC's local route (the PrivateLink endpoint subnet). `gateway`: an internet gateway
+        step to associate this table with as its edge route table."""
+        self.routes: list[Route] = list(routes)
+        extra = list(needs)
+        if default_route:
+            key, step = default_route
+            self.routes.insert(0, ("0.0.0.0/0", key, target(step, TARGET_OUTPUT[key])))
+            extra.append(step)
+        super().__init__(step_id, needs=(vpc, *subnets, *((gateway,) if gateway else ()), *extra))
+        self.vpc, self.subnets, self.gateway = vpc, subnets, gateway
 
     def find(self, ctx: Context) -> Outputs | None:
         table = single(ctx.ec2.describe_route_tables(Filters=ctx.owner_filters(self.id))["RouteTables"], "route table", self.id)
@@ -217,7 +236,10 @@ class RouteTable(Step):
 
     @staticmethod
     def _outputs(table: dict[str, Any]) -> Outputs:
-        associations = {a["SubnetId"]: a["RouteTableAssociationId"] for a in table.get("Associations", []) if a.get("SubnetId")}
+        associations = {
+            a.get("SubnetId") or a.get("GatewayId"): a["RouteTableAssociationId"]
+            for a in table.get("Associations", []) if (a.get("SubnetId") or a.get("GatewayId")) and not a.get("Main")
+        }
         return {"route_table_id": table["RouteTableId"], "associations": associations}
 
     def create(self, ctx: Context) -> Outputs:
@@ -231,8 +253,15 @@ class RouteTable(Step):
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         table_id = out["route_table_id"]
         table = ctx.call(lambda: ctx.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0], f"{self.id} read")
-        if self.target_step:
-            self._converge_default_route(ctx, table)
+        current = {r.get("DestinationCidrBlock"): r for r in table.get("Routes", [])}
+        for destination, key, resolve in self.routes:
+            target_id = resolve(ctx)
+            route = {"RouteTableId": table_id, "DestinationCidrBlock": destination, key: target_id}
+            existing = current.get(destination)
+            if existing is None:
+                ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} route {destination}")
+            elif existing.get(key) != target_id:
+                ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} route {destination}")
         associations = dict(self._outputs(table)["associations"])
         for subnet_step in self.subnets:
             subnet_id = ctx.out(subnet_step, "subnet_id")
@@ -241,20 +270,14 @@ class RouteTable(Step):
                     lambda: ctx.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)["AssociationId"],
                     f"{self.id} associate {subnet_id}",
                 )
+        if self.gateway:
+            gateway_id = ctx.out(self.gateway, "igw_id")
+            if gateway_id not in associations:
+                associations[gateway_id] = ctx.call(
+                    lambda: ctx.ec2.associate_route_table(RouteTableId=table_id, GatewayId=gateway_id)["AssociationId"],
+                    f"{self.id} edge association {gateway_id}",
+                )
         return {"route_table_id": table_id, "associations": associations}
-
-    def _converge_default_route(self, ctx: Context, table: dict[str, Any]) -> None:
-        target_id = self._target_id(ctx)
-        current = next((r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
-        route = {"RouteTableId": table["RouteTableId"], "DestinationCidrBlock": "0.0.0.0/0", self.target_key: target_id}
-        if current is None:
-            ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} default route")
-        elif current.get(self.target_key) != target_id:
-            ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} default route")
-
-    def _target_id(self, ctx: Context) -> str:
-        key = {"GatewayId": "igw_id", "NatGatewayId": "nat_gateway_id"}[self.target_key]
-        return ctx.out(self.target_step, key)
 
     def delete(self, ctx: Context, out: Outputs) -> None:
         for association_id in (out.get("associations") or {}).values():
@@ -391,3 +414,46 @@ class SecurityGroup(Step):
             lambda: ctx.ec2.describe_security_groups(GroupIds=[out["group_id"]])["SecurityGroups"] or None,
             what=f"security group {out['group_id']}",
         )
+
+
+class VpcRoute(Step):
+    """One route in a route table owned by another step: what a spoke adds to the hub's tables, so adding
+    a spoke creates its own routes and leaves the shared tables' steps untouched."""
+
+    kind = "ec2.route"
+
+    def __init__(self, step_id: str, *, route_table: str, destination: str, target_key: str, target_step: str, needs: tuple[str, ...] = ()):
+        super().__init__(step_id, needs=(route_table, target_step, *needs))
+        self.route_table, self.destination, self.target_key, self.target_step = route_table, destination, target_key, target_step
+
+    def _table(self, ctx: Context) -> dict[str, Any] | None:
+        table_id = ctx.outputs.get(self.route_table, {}).get("route_table_id")
+        if table_id is None:
+            return None
+        tables = ctx.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"]
+        return tables[0] if tables else None
+
+    def find(self, ctx: Context) -> Outputs | None:
+        table = self._table(ctx)
+        route = next((r for r in (table or {}).get("Routes", []) if r.get("DestinationCidrBlock") == self.destination), None)
+        if table is None or route is None:
+            return None
+        return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": route.get(self.target_key)}
+
+    def create(self, ctx: Context) -> Outputs:
+        table_id, target_id = ctx.out(self.route_table, "route_table_id"), ctx.out(self.target_step, TARGET_OUTPUT[self.target_key])
+        ctx.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock=self.destination, **{self.target_key: target_id})
+        return {"route_table_id": table_id, "destination": self.destination, "target": target_id}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        target_id = ctx.out(self.target_step, TARGET_OUTPUT[self.target_key])
+        if out.get("target") != target_id:
+            ctx.call(lambda: ctx.ec2.replace_route(RouteTableId=out["route_table_id"], DestinationCidrBlock=self.destination,
+                                                   **{self.target_key: target_id}), f"{self.id} replace")
+        return {**out, "target": target_id}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        ctx.ec2.delete_route(RouteTableId=out["route_table_id"], DestinationCidrBlock=out["destination"])
+
+    def resource_id(self, out: Outputs) -> str | None:
+        return f"{out.get('route_table_id')}:{out.get('destination')}" if out else None

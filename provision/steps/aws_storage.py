@@ -54,8 +54,13 @@ class RootBucket(Step):
 
     kind = "s3.bucket"
 
+    def __init__(self, step_id: str, bucket_name: str | None = None):
+        """bucket_name: for topologies with several workspaces; default the spec's storage.bucket_name."""
+        super().__init__(step_id)
+        self.bucket_name = bucket_name
+
     def bucket(self, ctx: Context) -> str:
-        return ctx.spec.storage.bucket_name
+        return self.bucket_name or ctx.spec.storage.bucket_name
 
     def find(self, ctx: Context) -> Outputs | None:
         s3 = ctx.aws("s3")

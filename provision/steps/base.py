@@ -62,9 +62,9 @@ class Context:
     def availability_zones(self) -> tuple[str, ...]:
         """The spec's zones, or the region's first `az_count` available zones, resolved once and kept in
         the state file so a later run never moves a subnet."""
-        network = self.spec.network
-        assert network is not None, "zones are resolved only for a VPC this deployment builds"
-        if network.availability_zones:
+        network, hub = self.spec.network, self.spec.hub
+        assert network is not None or hub is not None, "zones are resolved only for VPCs this deployment builds"
+        if network is not None and network.availability_zones:
             return network.availability_zones
         zones = self.facts.get("availability_zones")
         if not zones:
@@ -75,7 +75,7 @@ class Context:
                 "availability zones",
             )
             names = sorted(z["ZoneName"] for z in found if z.get("OptInStatus", "opt-in-not-required") == "opt-in-not-required")
-            count = network.az_count
+            count = network.az_count if network is not None else hub.az_count  # type: ignore[union-attr]
             if len(names) < count:
                 raise ResourceFailed(f"region {self.spec.region}", "short of zones", f"needs {count} availability zones, has {len(names)}")
             zones = names[:count]
@@ -195,6 +195,11 @@ class Step:
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
         return None
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        """For a done step: whether what `find` saw no longer matches the spec (e.g. a rule group's body),
+        judged from find's own outputs so a no-op run costs no extra call."""
+        return False
 
     def resource_id(self, out: Outputs) -> str | None:
         """The id to show and log; the first output by convention."""

@@ -80,9 +80,10 @@ class Credentials(_AccountObject):
     kind = "databricks.credentials"
     api, name_field, id_field, suffix, what = "credentials", "credentials_name", "credentials_id", "credentials", "credential"
 
-    def __init__(self, step_id: str, *, role: str):
+    def __init__(self, step_id: str, *, role: str, suffix: str | None = None):
         super().__init__(step_id, needs=(role,))
         self.role = role
+        self.suffix = suffix or self.suffix
 
     def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
         role = getattr(getattr(obj.aws_credentials, "sts_role", None), "role_arn", None) if obj.aws_credentials else None
@@ -105,13 +106,14 @@ class StorageConfiguration(_AccountObject):
         "storage", "storage_configuration_name", "storage_configuration_id", "storage", "storage configuration",
     )
 
-    def __init__(self, step_id: str, *, bucket: str):
+    def __init__(self, step_id: str, *, bucket: str, suffix: str | None = None):
         super().__init__(step_id, needs=(bucket,))
         self.bucket = bucket
+        self.suffix = suffix or self.suffix
 
     def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
         bucket = obj.root_bucket_info.bucket_name if obj.root_bucket_info else None
-        return [("root bucket", bucket, ctx.spec.storage.bucket_name)]
+        return [("root bucket", bucket, _known(ctx, self.bucket, "bucket"))]
 
     def _create(self, ctx: Context) -> Any:
         from databricks.sdk.service.provisioning import RootBucketInfo
@@ -147,7 +149,8 @@ class VpcEndpointRegistration(_AccountObject):
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         registered = ctx.wait(
             lambda: ctx.account.vpc_endpoints.get(vpc_endpoint_id=out["vpc_endpoint_id"]),
-            status_of=lambda e: e.state or "unknown", target={"available"}, failure={"rejected", "failed", "deleted", "expired"},
+            # Databricks mirrors the AWS endpoint's state; compare without case.
+            status_of=lambda e: (e.state or "unknown").lower(), target={"available"}, failure={"rejected", "failed", "deleted", "expired"},
             what=f"acceptance of VPC endpoint {out['aws_vpc_endpoint_id']}",
         )
         return self._outputs(registered)
@@ -162,6 +165,9 @@ class PrivateAccessSettings(_AccountObject):
     def __init__(self, step_id: str, *, rest_registration: str):
         super().__init__(step_id, needs=(rest_registration,))
         self.rest_registration = rest_registration
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        return [("region", obj.region, ctx.spec.region)]
 
     def _wanted(self, ctx: Context) -> dict[str, Any]:
         from databricks.sdk.service.provisioning import PrivateAccessLevel
@@ -202,13 +208,14 @@ class Network(_AccountObject):
 
     def __init__(
         self, step_id: str, *, vpc: str, subnets: list[str], security_group: str,
-        vpc_endpoints: tuple[str, str] | None = None, after: tuple[str, ...] = (),
+        vpc_endpoints: tuple[str, str] | None = None, after: tuple[str, ...] = (), suffix: str | None = None,
     ):
         """vpc_endpoints: (REST API registration step, relay registration step) for back-end PrivateLink.
         `after`: steps that must be complete first although the network does not reference them
         (routes and endpoints the clusters need from their first boot)."""
         super().__init__(step_id, needs=(vpc, *subnets, security_group, *(vpc_endpoints or ()), *after))
         self.vpc, self.subnets, self.security_group, self.vpc_endpoints = vpc, subnets, security_group, vpc_endpoints
+        self.suffix = suffix or self.suffix
 
     def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
         return [("vpc_id", obj.vpc_id, _known(ctx, self.vpc, "vpc_id"))]
@@ -239,12 +246,20 @@ class Workspace(Step):
     kind = "databricks.workspace"
     FAILURE = {"FAILED", "BANNED", "CANCELLING"}
 
-    def __init__(self, step_id: str, *, credentials: str, storage: str, network: str, private_access: str | None = None):
+    def __init__(
+        self, step_id: str, *, credentials: str, storage: str, network: str, private_access: str | None = None,
+        workspace_name: str | None = None,
+    ):
+        """workspace_name: for topologies with several workspaces; default the spec's databricks.workspace_name."""
         super().__init__(step_id, needs=(credentials, storage, network, *((private_access,) if private_access else ())))
         self.credentials, self.storage, self.network, self.private_access = credentials, storage, network, private_access
+        self.workspace_name = workspace_name
+
+    def name(self, ctx: Context) -> str:
+        return self.workspace_name or ctx.spec.databricks.workspace_name
 
     def find(self, ctx: Context) -> Outputs | None:
-        name = ctx.spec.databricks.workspace_name
+        name = self.name(ctx)
         found = _by_name(list(ctx.account.workspaces.list()), "workspace_name", name, "workspace")
         if found is None:
             return None
@@ -271,7 +286,7 @@ class Workspace(Step):
         from databricks.sdk.service.provisioning import PricingTier
 
         waiter = ctx.account.workspaces.create(
-            workspace_name=ctx.spec.databricks.workspace_name,
+            workspace_name=self.name(ctx),
             aws_region=ctx.spec.region,
             credentials_id=ctx.out(self.credentials, "credentials_id"),
             storage_configuration_id=ctx.out(self.storage, "storage_configuration_id"),

@@ -57,6 +57,7 @@ def check(spec: Spec, aws: Callable[[str], Any], source: str, call: Callable[[Ca
                 raise
         else:
             region = call(lambda: s3.get_bucket_location(Bucket=bucket).get("LocationConstraint"), "preflight bucket region") or "us-east-1"
+            region = {"EU": "eu-west-1"}.get(region, region)  # legacy eu-west-1 buckets answer "EU"
             if region != spec.region:
                 problems.append(FieldProblem("existing.bucket_name", f"bucket {bucket} is in {region}, not {spec.region}"))
 
@@ -69,8 +70,30 @@ def check(spec: Spec, aws: Callable[[str], Any], source: str, call: Callable[[Ca
         elif role["Arn"] != existing.cross_account_role_arn:
             problems.append(FieldProblem("existing.cross_account_role_arn", f"role {name} has ARN {role['Arn']}, not the one given"))
 
+    if spec.privatelink is not None:
+        problems += _endpoint_services(spec, aws("ec2"), call)
+
     if problems:
         raise PreflightError(source, problems)
+
+
+def _endpoint_services(spec: Spec, ec2: Any, call: Callable) -> list[FieldProblem]:
+    """The Databricks endpoint services must exist in the region and take connections by acceptance."""
+    assert spec.privatelink is not None
+    problems = []
+    for key, name in (("workspace_service", spec.privatelink.workspace_service), ("relay_service", spec.privatelink.relay_service)):
+        try:
+            details = call(lambda: ec2.describe_vpc_endpoint_services(ServiceNames=[name])["ServiceDetails"], "preflight endpoint service")
+        except Exception as exc:
+            if error_code(exc) == "InvalidServiceName":
+                details = []
+            else:
+                raise
+        if not details:
+            problems.append(FieldProblem(f"privatelink.{key}", f"endpoint service {name} does not exist in {spec.region}"))
+        elif not details[0].get("AcceptanceRequired", True):
+            problems.append(FieldProblem(f"privatelink.{key}", f"endpoint service {name} does not require acceptance; it is not a Databricks service"))
+    return problems
 
 
 def _subnets(spec: Spec, ec2: Any, call: Callable, vpc: dict[str, Any]) -> list[FieldProblem]:
@@ -115,7 +138,8 @@ def _endpoint_subnet(spec: Spec, ec2: Any, call: Callable, vpc: dict[str, Any]) 
 
 
 def _ours(subnet: dict[str, Any], deployment: str) -> bool:
-    return any(t["Key"] == "provision:deployment" and t["Value"] == deployment for t in subnet.get("Tags", []))
+    tags = {t["Key"]: t["Value"] for t in subnet.get("Tags", [])}
+    return tags.get("provision:deployment") == deployment and tags.get("provision:step") == "subnet.endpoints"
 
 
 def _security_group(spec: Spec, ec2: Any, call: Callable) -> list[FieldProblem]:

@@ -1,0 +1,232 @@
+"""AWS Network Firewall for data-exfiltration protection: stateful rule groups, a policy, the firewall.
+
+Names are deterministic (`<deployment>-<step>`) and every resource is tagged, so a create whose
+response was lost is found again by name. Rule groups and the policy converge to the spec: a changed
+allow-list or a new spoke's CIDR in HOME_NET is an update, not a replacement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable
+
+from provision.orchestrator.errors import OwnershipConflict
+from provision.orchestrator.retry import is_not_found
+from provision.steps.base import TAG_DEPLOYMENT, Context, Outputs, Step
+
+
+def _digest(document: Any) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _owned(ctx: Context, tags: list[dict[str, str]], what: str) -> None:
+    owner = next((t["Value"] for t in tags or [] if t["Key"] == TAG_DEPLOYMENT), None)
+    if owner != ctx.deployment:
+        raise OwnershipConflict(f"{what} exists but belongs to {owner or 'no provision deployment'}; rename the deployment")
+
+
+class _Named(Step):
+    """A Network Firewall resource found by its deterministic name."""
+
+    def name(self, ctx: Context) -> str:
+        return ctx.name_for(self.id)
+
+    def client(self, ctx: Context) -> Any:
+        return ctx.aws("network-firewall")
+
+
+class RuleGroup(_Named):
+    """A stateful rule group whose body comes from `body(ctx)` (a RuleGroup document)."""
+
+    kind = "network_firewall.rule_group"
+
+    def __init__(self, step_id: str, *, capacity: int, body: Callable[[Context], dict[str, Any]], needs: tuple[str, ...] = ()):
+        super().__init__(step_id, needs=needs)
+        self.capacity, self.body = capacity, body
+
+    def _describe(self, ctx: Context) -> dict[str, Any] | None:
+        try:
+            return self.client(ctx).describe_rule_group(RuleGroupName=self.name(ctx), Type="STATEFUL")
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _outputs(self, described: dict[str, Any]) -> Outputs:
+        response = described["RuleGroupResponse"]
+        return {"rule_group_arn": response["RuleGroupArn"], "name": response["RuleGroupName"], "digest": _digest(described.get("RuleGroup"))}
+
+    def find(self, ctx: Context) -> Outputs | None:
+        described = self._describe(ctx)
+        if described is None:
+            return None
+        _owned(ctx, described["RuleGroupResponse"].get("Tags", []), f"rule group {self.name(ctx)}")
+        return self._outputs(described)
+
+    def needs_converge(self, ctx: Context, out: Outputs) -> bool:
+        return out.get("digest") != _digest(self.body(ctx))
+
+    def create(self, ctx: Context) -> Outputs:
+        created = self.client(ctx).create_rule_group(
+            RuleGroupName=self.name(ctx), Type="STATEFUL", Capacity=self.capacity, RuleGroup=self.body(ctx),
+            Description=f"{ctx.deployment}: {self.id}", Tags=ctx.tags(self.id),
+        )
+        return {"rule_group_arn": created["RuleGroupResponse"]["RuleGroupArn"], "name": self.name(ctx), "digest": _digest(self.body(ctx))}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        described = ctx.call(lambda: self._describe(ctx), f"{self.id} read")
+        wanted = self.body(ctx)
+        if described is not None and _digest(described.get("RuleGroup")) != _digest(wanted):
+            ctx.call(lambda: self.client(ctx).update_rule_group(
+                UpdateToken=described["UpdateToken"], RuleGroupArn=out["rule_group_arn"], Type="STATEFUL", RuleGroup=wanted,
+            ), f"{self.id} update")
+        return {**out, "digest": _digest(wanted)}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        self.client(ctx).delete_rule_group(RuleGroupArn=out["rule_group_arn"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: self.client(ctx).describe_rule_group(RuleGroupArn=out["rule_group_arn"]), what=f"rule group {out['name']}")
+
+
+class FirewallPolicy(_Named):
+    kind = "network_firewall.firewall_policy"
+
+    def __init__(self, step_id: str, *, rule_groups: list[str]):
+        super().__init__(step_id, needs=tuple(rule_groups))
+        self.rule_groups = rule_groups
+
+    def document(self, ctx: Context) -> dict[str, Any]:
+        return {
+            # Stateless engine: hand everything to the stateful rule groups.
+            "StatelessDefaultActions": ["aws:forward_to_sfe"],
+            "StatelessFragmentDefaultActions": ["aws:forward_to_sfe"],
+            "StatefulRuleGroupReferences": [{"ResourceArn": ctx.out(g, "rule_group_arn")} for g in self.rule_groups],
+        }
+
+    def _describe(self, ctx: Context) -> dict[str, Any] | None:
+        try:
+            return self.client(ctx).describe_firewall_policy(FirewallPolicyName=self.name(ctx))
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def find(self, ctx: Context) -> Outputs | None:
+        described = self._describe(ctx)
+        if described is None:
+            return None
+        response = described["FirewallPolicyResponse"]
+        _owned(ctx, response.get("Tags", []), f"firewall policy {self.name(ctx)}")
+        return {"policy_arn": response["FirewallPolicyArn"], "name": response["FirewallPolicyName"]}
+
+    def create(self, ctx: Context) -> Outputs:
+        created = self.client(ctx).create_firewall_policy(
+            FirewallPolicyName=self.name(ctx), FirewallPolicy=self.document(ctx), Tags=ctx.tags(self.id),
+        )
+        return {"policy_arn": created["FirewallPolicyResponse"]["FirewallPolicyArn"], "name": self.name(ctx)}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        described = ctx.call(lambda: self._describe(ctx), f"{self.id} read")
+        wanted = self.document(ctx)
+        if described is not None and _digest(described.get("FirewallPolicy")) != _digest(wanted):
+            ctx.call(lambda: self.client(ctx).update_firewall_policy(
+                UpdateToken=described["UpdateToken"], FirewallPolicyArn=out["policy_arn"], FirewallPolicy=wanted,
+            ), f"{self.id} update")
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        self.client(ctx).delete_firewall_policy(FirewallPolicyArn=out["policy_arn"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: self.client(ctx).describe_firewall_policy(FirewallPolicyArn=out["policy_arn"]), what=f"firewall policy {out['name']}")
+
+
+class Firewall(_Named):
+    """The firewall in one subnet per zone; outputs its per-zone endpoint ids for the route tables."""
+
+    kind = "network_firewall.firewall"
+
+    def __init__(self, step_id: str, *, vpc: str, subnets: list[str], policy: str):
+        super().__init__(step_id, needs=(vpc, *subnets, policy))
+        self.vpc, self.subnets, self.policy = vpc, subnets, policy
+
+    def _describe(self, ctx: Context, name: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self.client(ctx).describe_firewall(FirewallName=name or self.name(ctx))
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    @staticmethod
+    def _outputs(described: dict[str, Any]) -> Outputs:
+        firewall, status = described["Firewall"], described.get("FirewallStatus", {})
+        endpoints = {
+            zone: state["Attachment"]["EndpointId"]
+            for zone, state in (status.get("SyncStates") or {}).items() if state.get("Attachment", {}).get("EndpointId")
+        }
+        return {"firewall_arn": firewall["FirewallArn"], "name": firewall["FirewallName"], "status": status.get("Status"), "endpoints": endpoints}
+
+    def find(self, ctx: Context) -> Outputs | None:
+        described = self._describe(ctx)
+        if described is None:
+            return None
+        _owned(ctx, described["Firewall"].get("Tags", []), f"firewall {self.name(ctx)}")
+        return self._outputs(described)
+
+    def create(self, ctx: Context) -> Outputs:
+        created = self.client(ctx).create_firewall(
+            FirewallName=self.name(ctx), FirewallPolicyArn=ctx.out(self.policy, "policy_arn"), VpcId=ctx.out(self.vpc, "vpc_id"),
+            SubnetMappings=[{"SubnetId": ctx.out(s, "subnet_id")} for s in self.subnets], DeleteProtection=False,
+            Tags=ctx.tags(self.id),
+        )
+        return self._outputs(created)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        zones = {ctx.out(s, "zone") for s in self.subnets}
+
+        def state(described: dict[str, Any]) -> str:
+            ready = described["FirewallStatus"].get("Status") == "READY" and zones <= set(self._outputs(described)["endpoints"])
+            return "READY" if ready else described["FirewallStatus"].get("Status", "unknown")
+
+        described = ctx.wait(lambda: self._describe(ctx, out["name"]) or {"FirewallStatus": {"Status": "missing"}},
+                             status_of=state, target={"READY"}, failure={"DELETING", "missing"}, what=f"firewall {out['name']}")
+        return self._outputs(described)
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        self.client(ctx).delete_firewall(FirewallArn=out["firewall_arn"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        # On AWS this takes many minutes; its subnets cannot go until it is gone.
+        ctx.wait_gone(lambda: self._describe(ctx, out["name"]), what=f"firewall {out['name']}")
+
+
+def domain_allowlist(domains: list[str], home_net: list[str]) -> dict[str, Any]:
+    return {
+        "RuleVariables": {"IPSets": {"HOME_NET": {"Definition": home_net}}},
+        "RulesSource": {"RulesSourceList": {"Targets": domains, "TargetTypes": ["TLS_SNI", "HTTP_HOST"], "GeneratedRulesType": "ALLOWLIST"}},
+    }
+
+
+def _rule(action: str, protocol: str, destination: str, port: str, sid: int) -> dict[str, Any]:
+    return {
+        "Action": action,
+        "Header": {"Protocol": protocol, "Source": "ANY", "SourcePort": "ANY", "Direction": "FORWARD", "Destination": destination, "DestinationPort": port},
+        "RuleOptions": [{"Keyword": f"sid:{sid}"}],
+    }
+
+
+def deny_protocols(home_net: list[str]) -> dict[str, Any]:
+    return {
+        "RuleVariables": {"IPSets": {"HOME_NET": {"Definition": home_net}}},
+        "RulesSource": {"StatefulRules": [_rule("DROP", p, "ANY", "ANY", i + 1) for i, p in enumerate(("ICMP", "FTP", "SSH"))]},
+    }
+
+
+def allow_control_plane(control_plane_cidr: str, home_net: list[str]) -> dict[str, Any]:
+    return {
+        "RuleVariables": {"IPSets": {"HOME_NET": {"Definition": home_net}}},
+        "RulesSource": {"StatefulRules": [_rule("PASS", "TCP", control_plane_cidr, "443", 1)]},
+    }
