@@ -26,12 +26,20 @@ def _value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
 def to_toml(data: dict[str, Any]) -> str:
-    lines = [f"{k} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = [f"{k} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict) and not _is_table_array(v)]
     for key, table in data.items():
         if isinstance(table, dict):
             lines.append(f"\n[{key}]")
             lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in table.items()]
+        elif _is_table_array(table):
+            for entry in table:
+                lines.append(f"\n[[{key}]]")
+                lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,8 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
    holds a non-default security group, a VPC endpoint or a NAT gateway that is not `deleted`
    (on top of moto's own subnet / route table / VPN gateway checks).
 6. DeleteSubnet fails with DependencyViolation while the subnet holds a NAT gateway that is not
-   `deleted` or any network interface (interface VPC endpoints, NAT gateways, instances).
+   `deleted`, a transit gateway attachment that is not `deleted` or any network interface (interface
+   VPC endpoints, NAT gateways, instances, transit gateway attachments, firewall endpoints).
 7. DeleteSecurityGroup fails with DependencyViolation while another group's rule references it,
    or a network interface or a VPC endpoint that is not deleted uses it.
 8. DeleteBucket of a non-empty bucket: moto already answers BucketNotEmpty (nothing patched).
@@ -39,14 +40,16 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
    and only then goes `pending` -> `available`; `set_endpoint_acceptance_policy` lets tests hold
    other endpoints the same way.
 10. `tag:<key>` / `tag-key` / `tag-value` filters on DescribeNatGateways (moto ignores them; the
-    other describe calls and every TagSpecifications we use already work in moto).
+    other describe calls and every TagSpecifications we use already work in moto, except the
+    transit gateway ones: rule 14).
 11. S3 requests are treated as made over https: bucket policy conditions on `aws:SecureTransport`
     (true) and `s3:TlsVersion` (1.3) are decided before moto evaluates the policy, so a statement
     that AWS would not apply over TLS (e.g. Deny s3:* when aws:SecureTransport is "false") no
     longer denies object writes and DeleteObjects here (moto ignores the `Bool` operator, so it
     applied that Deny to every request). Other conditions are left to moto as before.
-12. Network interfaces of a NAT gateway that is `deleted`/`failed` or of an interface VPC
-    endpoint that is gone linger for `eni_release_seconds` after that moment (still listed by
+12. Network interfaces of a NAT gateway that is `deleted`/`failed`, of an interface VPC endpoint that
+    is gone, of a transit gateway attachment that is `deleted` (rule 14) or of a Network Firewall that
+    is gone (rule 15) linger for `eni_release_seconds` after that moment (still listed by
     DescribeNetworkInterfaces): until they go, DeleteSubnet, DeleteSecurityGroup (the endpoint's
     groups) and DeleteVpc keep failing with DependencyViolation.
 13. Databricks PrivateLink endpoint services (back-end PrivateLink, the "apply twice" problem):
@@ -344,9 +347,10 @@ def _advance(backend: Any, settings: SandboxSettings) -> None:
     for attachment in list(backend.transit_gateway_attachments.values()):
         if not hasattr(attachment, "_sandbox_since"):
             continue
-        if attachment.state == "pending" and (at := due(attachment, settings.tgw_attachment_pending_seconds)) is not None:
+        at = due(attachment, settings.tgw_attachment_pending_seconds)
+        if attachment.state == "pending" and at is not None:
             _enter(attachment, "available", at)
-        elif attachment.state == "deleting" and (at := due(attachment, settings.tgw_attachment_pending_seconds)) is not None:
+        elif attachment.state == "deleting" and at is not None:
             _finish_tgw_attachment_deletion(backend, attachment, at)
     for hook in list(_ADVANCE_HOOKS.values()):
         hook(backend, settings)
@@ -1283,7 +1287,9 @@ def _check_route_to_tgw(backend: Any, route_table_id: str, tgw_id: str) -> None:
         tgw is not None
         and tgw.state == "available"
         and any(
-            att.transit_gateway_id == tgw_id and getattr(att, "vpc_id", None) == table.vpc_id and att.state == "available"
+            att.transit_gateway_id == tgw_id
+            and getattr(att, "vpc_id", None) == table.vpc_id
+            and att.state == "available"
             for att in backend.transit_gateway_attachments.values()
         )
     )

@@ -43,9 +43,9 @@ Fidelity rules:
    UpdateFirewallDeleteProtection changes the flag. ListFirewalls filters on VpcIds and pages;
    Describe/UpdateLoggingConfiguration store the configuration as given.
 6. Endpoints are real EC2 resources: at CreateFirewall each subnet gets a GatewayLoadBalancer-type VPC
-   endpoint (service com.amazonaws.vpce.<region>.vpce-svc-..., state pending, then available when the
-   firewall is READY) with a requester-managed network interface (gateway_load_balancer_endpoint) in the
-   subnet. So DescribeVpcEndpoints lists them, CreateRoute/ReplaceRoute accept them as VpcEndpointId route
+   endpoint (service com.amazonaws.vpce.<region>.vpce-svc-..., RequesterManaged, state pending, then
+   available when the firewall is READY) with a requester-managed network interface
+   (gateway_load_balancer_endpoint) in the subnet. So DescribeVpcEndpoints lists them, CreateRoute/ReplaceRoute accept them as VpcEndpointId route
    targets, and DeleteSubnet / DeleteVpc fail with DependencyViolation while they exist (aws.py rules 5
    and 6). aws.py's endpoint lifecycle (rule 9) leaves them alone: the firewall drives them.
 7. DeleteFirewall fails with InvalidOperationException while DeleteProtection is TRUE, and while any route
@@ -613,6 +613,7 @@ def _make_endpoint(backend: Any, firewall: _Firewall, subnet: Any, service_name:
         subnet_ids=[subnet.id], network_interface_ids=[eni.id], dns_entries=[], private_dns_enabled=False,
     )
     endpoint.policy_document = None  # Gateway Load Balancer endpoints have no endpoint policy
+    endpoint.requester_managed = True  # managed by Network Firewall, as DescribeVpcEndpoints shows on AWS
     endpoint.state = "pending"  # no _sandbox_since: aws.py's endpoint lifecycle leaves it to the firewall
     endpoint._sandbox_firewall = firewall.arn
     backend.vpc_end_points[vpce_id] = endpoint

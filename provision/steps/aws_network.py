@@ -201,6 +201,8 @@ class NatGateway(Step):
 # A route as (destination CIDR, target key of create_route, how to find the target id once its step is done).
 Route = tuple[str, str, Callable[[Context], str]]
 TARGET_OUTPUT = {"GatewayId": "igw_id", "NatGatewayId": "nat_gateway_id", "TransitGatewayId": "tgw_id"}
+# DescribeRouteTables reports a route to a VPC endpoint (e.g. a firewall endpoint) under GatewayId.
+READ_KEY = {"VpcEndpointId": "GatewayId"}
 
 
 def target(step_id: str, key: str) -> Callable[[Context], str]:
@@ -260,7 +262,7 @@ class RouteTable(Step):
             existing = current.get(destination)
             if existing is None:
                 ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} route {destination}")
-            elif existing.get(key) != target_id:
+            elif existing.get(READ_KEY.get(key, key)) != target_id:
                 ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} route {destination}")
         associations = dict(self._outputs(table)["associations"])
         for subnet_step in self.subnets:
@@ -438,7 +440,7 @@ class VpcRoute(Step):
         route = next((r for r in (table or {}).get("Routes", []) if r.get("DestinationCidrBlock") == self.destination), None)
         if table is None or route is None:
             return None
-        return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": route.get(self.target_key)}
+        return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": route.get(READ_KEY.get(self.target_key, self.target_key))}
 
     def create(self, ctx: Context) -> Outputs:
         table_id, target_id = ctx.out(self.route_table, "route_table_id"), ctx.out(self.target_step, TARGET_OUTPUT[self.target_key])

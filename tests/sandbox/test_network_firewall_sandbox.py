@@ -127,6 +127,11 @@ def delays(settings: SandboxSettings, **values: float) -> Iterator[None]:
         settings.update(before)
 
 
+def held(settings: SandboxSettings, *keys: str) -> contextlib.AbstractContextManager[None]:
+    """Transitions of these delays wait until the block ends (states count from when they began)."""
+    return delays(settings, **{key: 60 for key in keys})
+
+
 def domains(home_net: list[str] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
     return {
         "RuleVariables": {"IPSets": {"HOME_NET": {"Definition": home_net or ["10.0.0.0/16"]}}},
@@ -224,7 +229,9 @@ def test_rule_group_round_trips_by_name_and_by_arn(nfw: Any) -> None:
 def test_rule_group_takes_stateful_rules_or_a_suricata_string(nfw: Any) -> None:
     body = {
         "RuleVariables": {"IPSets": {"HOME_NET": {"Definition": ["10.0.0.0/16", "10.1.0.0/16"]}}},
-        "RulesSource": {"StatefulRules": [rule("DROP", "SSH", 1), rule("PASS", "TCP", "sid:2", "203.0.113.0/24", "443")]},
+        "RulesSource": {
+            "StatefulRules": [rule("DROP", "SSH", 1), rule("PASS", "TCP", "sid:2", "203.0.113.0/24", "443")]
+        },
         "StatefulRuleOptions": {"RuleOrder": "DEFAULT_ACTION_ORDER"},
     }
     arn = make_group(nfw, body)
@@ -249,7 +256,9 @@ INVALID_GROUPS = {
     "a stateful rule without sid": {"RuleGroup": {"RulesSource": {"StatefulRules": [
         {**rule("DROP", "SSH", 1), "RuleOptions": [{"Keyword": "msg", "Settings": ['"x"']}]}
     ]}}},
-    "a duplicate sid": {"RuleGroup": {"RulesSource": {"StatefulRules": [rule("DROP", "SSH", 7), rule("DROP", "FTP", 7)]}}},
+    "a duplicate sid": {
+        "RuleGroup": {"RulesSource": {"StatefulRules": [rule("DROP", "SSH", 7), rule("DROP", "FTP", 7)]}}
+    },
     "HOME_NET that is not a CIDR": {"RuleGroup": domains(home_net=["10.0.0.0/16", "not-a-cidr"])},
     "capacity 0": {"Capacity": 0},
     "capacity above 30000": {"Capacity": 30001},
@@ -314,7 +323,9 @@ def test_update_rule_group_needs_the_current_token(nfw: Any) -> None:
         nfw.update_rule_group, UpdateToken="not-the-token", RuleGroupArn=arn, Type="STATEFUL", RuleGroup=changed
     ) == "InvalidTokenException"
 
-    updated = nfw.update_rule_group(UpdateToken=first["UpdateToken"], RuleGroupArn=arn, Type="STATEFUL", RuleGroup=changed)
+    updated = nfw.update_rule_group(
+        UpdateToken=first["UpdateToken"], RuleGroupArn=arn, Type="STATEFUL", RuleGroup=changed
+    )
     assert updated["UpdateToken"] != first["UpdateToken"]
     described = nfw.describe_rule_group(RuleGroupArn=arn)
     assert described["RuleGroup"] == changed and described["UpdateToken"] == updated["UpdateToken"]
@@ -430,12 +441,16 @@ def test_rule_group_cannot_be_deleted_while_a_policy_references_it(nfw: Any) -> 
     assert error_code(nfw.delete_rule_group, RuleGroupArn=group) == "ResourceNotFoundException"
 
 
-def test_policy_cannot_be_deleted_while_a_firewall_uses_it(nfw: Any, net: dict[str, Any]) -> None:
+def test_policy_cannot_be_deleted_while_a_firewall_uses_it(
+    nfw: Any, net: dict[str, Any], settings: SandboxSettings
+) -> None:
     policy = make_policy(nfw, make_group(nfw))
     name = make_firewall(nfw, net, policy)["Firewall"]["FirewallName"]
     assert error_code(nfw.delete_firewall_policy, FirewallPolicyArn=policy) == "InvalidOperationException"
-    nfw.delete_firewall(FirewallName=name)
-    assert error_code(nfw.delete_firewall_policy, FirewallPolicyArn=policy) == "InvalidOperationException"  # DELETING
+    with held(settings, "firewall_deleting_seconds"):
+        nfw.delete_firewall(FirewallName=name)
+        code = error_code(nfw.delete_firewall_policy, FirewallPolicyArn=policy)
+        assert code == "InvalidOperationException"  # while the firewall is DELETING too
     wait_until(lambda: gone(nfw, name))
     nfw.delete_firewall_policy(FirewallPolicyArn=policy)
 
@@ -461,15 +476,18 @@ def test_firewall_provisions_then_is_ready_with_an_endpoint_per_zone(
     assert described["FirewallStatus"]["ConfigurationSyncStateSummary"] == "IN_SYNC" and described["UpdateToken"]
     assert set(endpoints) == set(net["subnets"])
     for zone, state in described["FirewallStatus"]["SyncStates"].items():
-        assert state["Attachment"] == {"SubnetId": net["subnets"][zone], "EndpointId": endpoints[zone], "Status": "READY"}
+        wanted = {"SubnetId": net["subnets"][zone], "EndpointId": endpoints[zone], "Status": "READY"}
+        assert state["Attachment"] == wanted
         assert state["Config"][policy]["SyncStatus"] == "IN_SYNC"
 
     found = ec2.describe_vpc_endpoints(VpcEndpointIds=list(endpoints.values()))["VpcEndpoints"]
-    assert {e["VpcEndpointType"] for e in found} == {"GatewayLoadBalancer"} and {e["State"] for e in found} == {"available"}
+    assert {(e["VpcEndpointType"], e["State"]) for e in found} == {("GatewayLoadBalancer", "available")}
     for endpoint in found:
         zone = next(z for z, e in endpoints.items() if e == endpoint["VpcEndpointId"])
         assert endpoint["SubnetIds"] == [net["subnets"][zone]] and endpoint["VpcId"] == net["vpc"]
-        [eni] = ec2.describe_network_interfaces(NetworkInterfaceIds=endpoint["NetworkInterfaceIds"])["NetworkInterfaces"]
+        assert endpoint["RequesterManaged"] is True
+        found_enis = ec2.describe_network_interfaces(NetworkInterfaceIds=endpoint["NetworkInterfaceIds"])
+        [eni] = found_enis["NetworkInterfaces"]
         assert eni["SubnetId"] == net["subnets"][zone] and eni["InterfaceType"] == "gateway_load_balancer_endpoint"
         assert eni["RequesterManaged"] is True
 
@@ -488,7 +506,8 @@ INVALID_FIREWALLS: dict[str, Callable[[Any, Any, dict[str, Any]], dict[str, Any]
     "no subnets": lambda ec2, nfw, net: {"SubnetMappings": []},
     "an unknown subnet": lambda ec2, nfw, net: {"SubnetMappings": [{"SubnetId": "subnet-0123456789abcdef0"}]},
     "a subnet of another VPC": lambda ec2, nfw, net: {"SubnetMappings": [{"SubnetId": ec2.create_subnet(
-        VpcId=ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"], CidrBlock="10.1.0.0/28")["Subnet"]["SubnetId"]}]},
+        VpcId=ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"], CidrBlock="10.1.0.0/28"
+    )["Subnet"]["SubnetId"]}]},
     "two subnets in one zone": lambda ec2, nfw, net: {"SubnetMappings": [
         {"SubnetId": net["subnets"][f"{REGION}a"]},
         {"SubnetId": ec2.create_subnet(VpcId=net["vpc"], CidrBlock="10.0.9.0/28",
@@ -545,14 +564,18 @@ def test_firewall_endpoint_is_a_route_target(ec2: Any, nfw: Any, net: dict[str, 
     assert target("0.0.0.0/0")["GatewayId"] == zone_a
 
 
-def test_firewall_subnets_and_vpc_cannot_be_deleted_while_it_exists(ec2: Any, nfw: Any, net: dict[str, Any]) -> None:
-    name = make_firewall(nfw, net)["Firewall"]["FirewallName"]
-    for subnet in net["subnets"].values():  # already while PROVISIONING
-        assert error_code(ec2.delete_subnet, SubnetId=subnet) == "DependencyViolation"
+def test_firewall_subnets_and_vpc_cannot_be_deleted_while_it_exists(
+    ec2: Any, nfw: Any, net: dict[str, Any], settings: SandboxSettings
+) -> None:
+    with held(settings, "firewall_provisioning_seconds"):
+        name = make_firewall(nfw, net)["Firewall"]["FirewallName"]
+        for subnet in net["subnets"].values():  # already while PROVISIONING
+            assert error_code(ec2.delete_subnet, SubnetId=subnet) == "DependencyViolation"
     ready(nfw, name)
     assert error_code(ec2.delete_vpc, VpcId=net["vpc"]) == "DependencyViolation"
-    nfw.delete_firewall(FirewallName=name)
-    assert error_code(ec2.delete_subnet, SubnetId=net["subnets"][f"{REGION}a"]) == "DependencyViolation"
+    with held(settings, "firewall_deleting_seconds"):
+        nfw.delete_firewall(FirewallName=name)
+        assert error_code(ec2.delete_subnet, SubnetId=net["subnets"][f"{REGION}a"]) == "DependencyViolation"
     wait_until(lambda: gone(nfw, name))
     for subnet in net["subnets"].values():
         once_released(ec2.delete_subnet, SubnetId=subnet)
@@ -594,17 +617,21 @@ def test_delete_firewall_refused_while_routes_target_its_endpoints(ec2: Any, nfw
     assert nfw.delete_firewall(FirewallName=name)["FirewallStatus"]["Status"] == "DELETING"
 
 
-def test_deleted_firewall_is_deleting_then_gone_with_its_endpoints(ec2: Any, nfw: Any, net: dict[str, Any]) -> None:
+def test_deleted_firewall_is_deleting_then_gone_with_its_endpoints(
+    ec2: Any, nfw: Any, net: dict[str, Any], settings: SandboxSettings
+) -> None:
     created = make_firewall(nfw, net)["Firewall"]
     name, arn = created["FirewallName"], created["FirewallArn"]
     endpoints = list(ready(nfw, name).values())
-    deleting = nfw.delete_firewall(FirewallArn=arn)
-    assert deleting["Firewall"]["FirewallName"] == name
-    assert deleting["FirewallStatus"]["Status"] == "DELETING"
-    assert {s["Attachment"]["Status"] for s in deleting["FirewallStatus"]["SyncStates"].values()} == {"DELETING"}
-    assert nfw.delete_firewall(FirewallName=name)["FirewallStatus"]["Status"] == "DELETING"  # a retry is fine
-    assert {e["State"] for e in ec2.describe_vpc_endpoints(VpcEndpointIds=endpoints)["VpcEndpoints"]} == {"deleting"}
-    assert name in [f["FirewallName"] for f in nfw.list_firewalls(VpcIds=[net["vpc"]])["Firewalls"]]
+    with held(settings, "firewall_deleting_seconds"):
+        deleting = nfw.delete_firewall(FirewallArn=arn)
+        assert deleting["Firewall"]["FirewallName"] == name
+        assert deleting["FirewallStatus"]["Status"] == "DELETING"
+        assert {s["Attachment"]["Status"] for s in deleting["FirewallStatus"]["SyncStates"].values()} == {"DELETING"}
+        assert nfw.delete_firewall(FirewallName=name)["FirewallStatus"]["Status"] == "DELETING"  # a retry is fine
+        endpoint_states = {e["State"] for e in ec2.describe_vpc_endpoints(VpcEndpointIds=endpoints)["VpcEndpoints"]}
+        assert endpoint_states == {"deleting"}
+        assert name in [f["FirewallName"] for f in nfw.list_firewalls(VpcIds=[net["vpc"]])["Firewalls"]]
 
     wait_until(lambda: gone(nfw, name))
     assert error_code(nfw.describe_firewall, FirewallArn=arn) == "ResourceNotFoundException"

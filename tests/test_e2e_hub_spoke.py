@@ -1,0 +1,135 @@
+"""Hub-and-spoke egress inspection: transit gateway, Network Firewall, several workspaces behind one hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+
+import specs
+from sandbox_inventory import counts, inventory
+
+ACCOUNT = specs.example("hub-spoke")["databricks"]["account_id"]
+
+
+def client(sandbox, service: str):
+    return boto3.client(service, endpoint_url=sandbox.aws_endpoint_url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+
+
+def outputs(tmp_path: Path) -> dict:
+    return {s["id"]: s["outputs"] for s in json.loads((tmp_path / "provision.state.json").read_text())["steps"]}
+
+
+def firewall_inventory(sandbox) -> dict[str, int]:
+    nfw = client(sandbox, "network-firewall")
+    return {
+        "firewall": len(nfw.list_firewalls()["Firewalls"]),
+        "firewall_policy": len(nfw.list_firewall_policies()["FirewallPolicies"]),
+        "rule_group": len(nfw.list_rule_groups()["RuleGroups"]),
+    }
+
+
+def tgw_inventory(sandbox) -> dict[str, int]:
+    ec2 = client(sandbox, "ec2")
+    live = lambda items: [i for i in items if i["State"] not in ("deleted", "deleting")]  # noqa: E731
+    return {
+        "tgw": len(live(ec2.describe_transit_gateways()["TransitGateways"])),
+        "tgw_attachment": len(live(ec2.describe_transit_gateway_vpc_attachments()["TransitGatewayVpcAttachments"])),
+        "tgw_route_table": len(live(ec2.describe_transit_gateway_route_tables()["TransitGatewayRouteTables"])),
+    }
+
+
+def route_to(table: dict, destination: str) -> dict:
+    return next(r for r in table["Routes"] if r.get("DestinationCidrBlock") == destination)
+
+
+def test_hub_spoke_two_spokes_then_a_third_then_teardown(sandbox, cli, tmp_path):
+    data = specs.example("hub-spoke")
+    spec = specs.write(tmp_path / "spec.toml", data)
+    first = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert {w["workspace_name"]: w["workspace_status"] for w in found["databricks_workspaces"]} == {
+        "acme-hub-analytics": "RUNNING", "acme-hub-science": "RUNNING",
+    }
+    assert firewall_inventory(sandbox) == {"firewall": 1, "firewall_policy": 1, "rule_group": 3}
+    assert tgw_inventory(sandbox) == {"tgw": 1, "tgw_attachment": 3, "tgw_route_table": 2}
+    out = outputs(tmp_path)
+    ec2 = client(sandbox, "ec2")
+
+    # The route chain, read from the sandbox: spoke -> TGW -> hub -> NAT -> firewall endpoint -> IGW.
+    tgw_id = out["tgw"]["tgw_id"]
+    tables = {t["RouteTableId"]: t for t in ec2.describe_route_tables()["RouteTables"]}
+    spoke_rt = tables[out["spoke.analytics.rt.private"]["route_table_id"]]
+    assert route_to(spoke_rt, "0.0.0.0/0")["TransitGatewayId"] == tgw_id
+    spokes_tgw_rt = out["tgw.rt.spokes"]["tgw_route_table_id"]
+    default = ec2.search_transit_gateway_routes(TransitGatewayRouteTableId=spokes_tgw_rt, Filters=[{"Name": "type", "Values": ["static"]}])["Routes"]
+    assert [r["TransitGatewayAttachments"][0]["TransitGatewayAttachmentId"] for r in default if r["DestinationCidrBlock"] == "0.0.0.0/0"] == [out["tgw.attach.hub"]["attachment_id"]]
+    hub_tgw_rt = tables[out["hub.rt.tgw"]["route_table_id"]]
+    assert route_to(hub_tgw_rt, "0.0.0.0/0")["NatGatewayId"] == out["hub.nat.0"]["nat_gateway_id"]
+    endpoints = out["fw"]["endpoints"]
+    nat_subnet_zone = out["hub.subnet.public.0"]["zone"]
+    public_rt = tables[out["hub.rt.public.0"]["route_table_id"]]
+    # DescribeRouteTables reports a route to a (firewall) VPC endpoint under GatewayId, as AWS does.
+    assert route_to(public_rt, "0.0.0.0/0")["GatewayId"] == endpoints[nat_subnet_zone]
+    assert route_to(public_rt, "10.20.0.0/16")["TransitGatewayId"] == tgw_id
+    firewall_rt = tables[out["hub.rt.firewall"]["route_table_id"]]
+    assert route_to(firewall_rt, "0.0.0.0/0")["GatewayId"] == out["hub.igw"]["igw_id"]
+    edge = tables[out["hub.rt.edge"]["route_table_id"]]
+    assert any(a.get("GatewayId") == out["hub.igw"]["igw_id"] for a in edge["Associations"])
+    assert route_to(edge, out["hub.subnet.public.0"]["cidr"])["GatewayId"] == endpoints[nat_subnet_zone]
+
+    # The firewall's rule groups hold what the spec asks for.
+    nfw = client(sandbox, "network-firewall")
+    domains = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.domains"]["rule_group_arn"])["RuleGroup"]
+    targets = domains["RulesSource"]["RulesSourceList"]["Targets"]
+    assert {"nvirginia.cloud.databricks.com", "tunnel.us-east-1.cloud.databricks.com", ".pypi.org", ".pythonhosted.org"} <= set(targets)
+    assert domains["RuleVariables"]["IPSets"]["HOME_NET"]["Definition"] == ["10.10.0.0/24", "10.20.0.0/16", "10.30.0.0/16"]
+    deny = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.deny"]["rule_group_arn"])["RuleGroup"]["RulesSource"]["StatefulRules"]
+    assert {(r["Action"], r["Header"]["Protocol"]) for r in deny} == {("DROP", "ICMP"), ("DROP", "FTP"), ("DROP", "SSH")}
+    cp = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.controlplane"]["rule_group_arn"])["RuleGroup"]["RulesSource"]["StatefulRules"]
+    assert [(r["Action"], r["Header"]["Destination"], r["Header"]["DestinationPort"]) for r in cp] == [("PASS", "3.237.73.224/28", "443")]
+
+    # Workspace tokens: the value is in Secrets Manager, and nowhere in our state, logs or output.
+    secrets = client(sandbox, "secretsmanager")
+    arn = out["spoke.analytics.dbx.token"]["secret_arn"]
+    value = secrets.get_secret_value(SecretId=arn)["SecretString"]
+    assert value.startswith("dapi") and len(value) > 20
+    status = cli("status", "--output", "json", check=0)
+    output = cli("output", "--output", "json", check=0)
+    texts = [(tmp_path / "provision.state.json").read_text(), first.stdout, first.stderr, status.stdout, output.stdout,
+             *(p.read_text() for p in (tmp_path / "provision-logs").glob("*.log"))]
+    assert not any(value in text for text in texts)
+    assert json.loads(output.stdout)["spoke.analytics.dbx.token.secret_arn"] == arn
+
+    # A third spoke: only its resources are created; the rule groups learn its CIDR.
+    before = {sid for sid, o in out.items() if o}
+    data["spokes"] = [*data["spokes"], {"name": "finance", "vpc_cidr": "10.40.0.0/16"}]
+    specs.write(spec, data)
+    again = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    created = {line.split("] ", 1)[1].split(":")[0] for line in again.stdout.splitlines() if ": created" in line}
+    assert created and all(sid.startswith(("spoke.finance.", "tgw.attach.finance", "tgw.route.hub.finance")) or sid.endswith(".finance") for sid in created)
+    assert before <= set(outputs(tmp_path))
+    assert tgw_inventory(sandbox)["tgw_attachment"] == 4
+    domains = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.domains"]["rule_group_arn"])["RuleGroup"]
+    assert "10.40.0.0/16" in domains["RuleVariables"]["IPSets"]["HOME_NET"]["Definition"]
+    assert len(inventory(sandbox, account_id=ACCOUNT)["databricks_workspaces"]) == 3
+
+    cli("teardown", "--yes", check=0, timeout=400)
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+    assert firewall_inventory(sandbox) == {"firewall": 0, "firewall_policy": 0, "rule_group": 0}
+    assert tgw_inventory(sandbox) == {"tgw": 0, "tgw_attachment": 0, "tgw_route_table": 0}
+    assert secrets.list_secrets()["SecretList"] == []
+
+
+def test_removing_or_changing_a_spoke_of_a_live_deployment_is_refused(sandbox, cli, tmp_path):
+    data = specs.example("hub-spoke")
+    data["spokes"] = data["spokes"][:1]
+    data["databricks"]["workspace_token"] = False
+    spec = specs.write(tmp_path / "spec.toml", data)
+    cli("up", "--config", str(spec), "--sandbox", env={"PROVISION_FAILPOINTS": "spoke.analytics.vpc:before_create=error"})
+    changed = specs.merged(data)
+    changed["spokes"] = [{"name": "analytics", "vpc_cidr": "10.21.0.0/16"}]
+    result = cli("up", "--config", str(specs.write(tmp_path / "spec.toml", changed)), "--sandbox")
+    assert result.returncode == 2 and "spokes[analytics]" in result.stderr
