@@ -16,6 +16,10 @@ from provision.orchestrator.retry import is_not_found
 from provision.steps.base import TAG_DEPLOYMENT, Context, Outputs, Step
 
 
+# A firewall takes about 6 minutes to create and often over 20 to delete on AWS.
+FIREWALL_SECONDS = 3600.0
+
+
 def _digest(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -192,15 +196,17 @@ class Firewall(_Named):
             return "READY" if ready else described["FirewallStatus"].get("Status", "unknown")
 
         described = ctx.wait(lambda: self._describe(ctx, out["name"]) or {"FirewallStatus": {"Status": "missing"}},
-                             status_of=state, target={"READY"}, failure={"DELETING", "missing"}, what=f"firewall {out['name']}")
+                             status_of=state, target={"READY"}, failure={"DELETING", "missing"}, what=f"firewall {out['name']}",
+                             timeout_seconds=max(ctx.spec.timeouts.resource_seconds, FIREWALL_SECONDS))
         return self._outputs(described)
 
     def delete(self, ctx: Context, out: Outputs) -> None:
         self.client(ctx).delete_firewall(FirewallArn=out["firewall_arn"])
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        # On AWS this takes many minutes; its subnets cannot go until it is gone.
-        ctx.wait_gone(lambda: self._describe(ctx, out["name"]), what=f"firewall {out['name']}")
+        # On AWS this often takes over 20 minutes; its subnets cannot go until it is gone.
+        ctx.wait_gone(lambda: self._describe(ctx, out["name"]), what=f"firewall {out['name']}",
+                      timeout_seconds=max(ctx.spec.timeouts.resource_seconds, FIREWALL_SECONDS))
 
 
 def domain_allowlist(domains: list[str], home_net: list[str]) -> dict[str, Any]:

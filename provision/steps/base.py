@@ -149,7 +149,10 @@ class Context:
             on_poll=polled,
         )
 
-    def wait_gone(self, read: Callable[[], Any], *, what: str, status_of: Callable[[Any], str] | None = None, gone_states: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def wait_gone(
+        self, read: Callable[[], Any], *, what: str, status_of: Callable[[Any], str] | None = None,
+        gone_states: set[str] = frozenset(), timeout_seconds: float | None = None,  # type: ignore[assignment]
+    ) -> None:
         """Poll until `read` says NotFound (or returns None, or a status in gone_states)."""
 
         def probe() -> str:
@@ -164,7 +167,7 @@ class Context:
             status = status_of(value) if status_of else "present"
             return "gone" if status in gone_states else status
 
-        self.wait(probe, status_of=lambda s: s, target={"gone"}, what=f"{what} deletion")
+        self.wait(probe, status_of=lambda s: s, target={"gone"}, what=f"{what} deletion", timeout_seconds=timeout_seconds)
 
 
 class Step:
