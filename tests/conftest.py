@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_support import provision_command
 from provision.sandbox import daemon
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,11 +54,6 @@ def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"real time.sleep({seconds}) in a test that runs on a fake clock")
 
     monkeypatch.setattr(time, "sleep", forbidden)
-
-
-def provision_command() -> list[str]:
-    script = Path(sys.executable).parent / "provision"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "provision.cli"]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import specs
-from conftest import provision_command
+from cli_support import provision_command
 from sandbox_inventory import counts, inventory
 
 ACCOUNT = specs.example()["databricks"]["account_id"]

@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 import specs
-from conftest import provision_command
+from cli_support import provision_command
 from sandbox_inventory import BASIC_SINGLE_NAT, counts, inventory, untagged
 
 ACCOUNT = specs.example()["databricks"]["account_id"]

@@ -116,6 +116,20 @@ def test_hub_spoke_two_spokes_then_a_third_then_teardown(sandbox, cli, tmp_path)
     assert "10.40.0.0/16" in domains["RuleVariables"]["IPSets"]["HOME_NET"]["Definition"]
     assert len(inventory(sandbox, account_id=ACCOUNT)["databricks_workspaces"]) == 3
 
+    # Spokes cannot reach each other around the firewall: spoke CIDRs are blackholed in the spokes' TGW table.
+    blackholes = ec2.search_transit_gateway_routes(TransitGatewayRouteTableId=spokes_tgw_rt, Filters=[{"Name": "state", "Values": ["blackhole"]}])["Routes"]
+    assert {r["DestinationCidrBlock"] for r in blackholes} == {"10.20.0.0/16", "10.30.0.0/16", "10.40.0.0/16"}
+
+    # The allow-list converges in place: no resource is created, the rule group gains the domain.
+    data["firewall"]["allowed_domains"] = [*data["firewall"]["allowed_domains"], ".github.com"]
+    specs.write(spec, data)
+    updated = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    assert ": created" not in updated.stdout and "fw.rg.domains: converged" in updated.stdout
+    targets = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.domains"]["rule_group_arn"])["RuleGroup"]["RulesSource"]["RulesSourceList"]["Targets"]
+    assert ".github.com" in targets
+    rerun = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    assert ": created" not in rerun.stdout and ": converged" not in rerun.stdout
+
     cli("teardown", "--yes", check=0, timeout=400)
     assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
     assert firewall_inventory(sandbox) == {"firewall": 0, "firewall_policy": 0, "rule_group": 0}

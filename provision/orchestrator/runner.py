@@ -130,7 +130,10 @@ def _changed_fields(old: specs.Spec, new: specs.Spec) -> list[str]:
     old_hub, new_hub = before.pop("hub", None), after.pop("hub", None)
     if old_hub and new_hub:
         old_spokes, new_spokes = old_hub.pop("spokes"), new_hub.pop("spokes")
-        changed += [f"hub.{k}" for k in sorted(set(old_hub) | set(new_hub)) if old_hub.get(k) != new_hub.get(k)]
+        # The firewall's allow-list and facts converge in place, and tokens can be turned on; the hub's
+        # network cannot change under a live deployment.
+        fixed = ("vpc_cidr", "az_count", "tgw_subnet_cidrs", "public_subnet_cidrs", "firewall_subnet_cidrs")
+        changed += [f"hub.{k}" for k in fixed if old_hub.get(k) != new_hub.get(k)]
         by_name = {s["name"]: s for s in new_spokes}
         for spoke in old_spokes:
             if by_name.get(spoke["name"]) != spoke:

@@ -330,28 +330,21 @@ def _advance(backend: Any, settings: SandboxSettings) -> None:
             _finish_nat_deletion(backend, nat, at)
         if nat.state == "deleting" and (at := due(nat, settings.nat_gateway_deleting_seconds)) is not None:
             _finish_nat_deletion(backend, nat, at)
-    for endpoint in list(backend.vpc_end_points.values()):
-        if not hasattr(endpoint, "_sandbox_since"):
-            continue
-        if endpoint.state == "pending" and (at := due(endpoint, settings.vpc_endpoint_pending_seconds)) is not None:
-            _enter(endpoint, "available", at)
-        elif endpoint.state == "deleting" and (at := due(endpoint, settings.vpc_endpoint_pending_seconds)) is not None:
-            _finish_endpoint_deletion(backend, endpoint, at)
-    for tgw in list(backend.transit_gateways.values()):
-        if not hasattr(tgw, "_sandbox_since"):
-            continue
-        if tgw.state == "pending" and (at := due(tgw, settings.tgw_pending_seconds)) is not None:
-            _enter(tgw, "available", at)
-        elif tgw.state == "deleting" and (at := due(tgw, settings.tgw_pending_seconds)) is not None:
-            _finish_tgw_deletion(backend, tgw, at)
-    for attachment in list(backend.transit_gateway_attachments.values()):
-        if not hasattr(attachment, "_sandbox_since"):
-            continue
-        at = due(attachment, settings.tgw_attachment_pending_seconds)
-        if attachment.state == "pending" and at is not None:
-            _enter(attachment, "available", at)
-        elif attachment.state == "deleting" and at is not None:
-            _finish_tgw_attachment_deletion(backend, attachment, at)
+    def pending_then_deleting(resources: dict[str, Any], delay: str, finish_deletion: Callable) -> None:
+        """pending -> available and deleting -> finish_deletion, each once `delay` (a setting) has passed."""
+        for resource in list(resources.values()):
+            if not hasattr(resource, "_sandbox_since"):
+                continue
+            if resource.state == "pending" and (at := due(resource, getattr(settings, delay))) is not None:
+                _enter(resource, "available", at)
+            elif resource.state == "deleting" and (at := due(resource, getattr(settings, delay))) is not None:
+                finish_deletion(backend, resource, at)
+
+    pending_then_deleting(backend.vpc_end_points, "vpc_endpoint_pending_seconds", _finish_endpoint_deletion)
+    pending_then_deleting(backend.transit_gateways, "tgw_pending_seconds", _finish_tgw_deletion)
+    pending_then_deleting(
+        backend.transit_gateway_attachments, "tgw_attachment_pending_seconds", _finish_tgw_attachment_deletion
+    )
     for hook in list(_ADVANCE_HOOKS.values()):
         hook(backend, settings)
     lingering = _lingering(backend)

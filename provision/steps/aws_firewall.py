@@ -24,6 +24,15 @@ def _digest(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# AWS normalises documents it returns (added defaults, reshaped options), so comparing a describe with
+# what we sent would update on every run. The digest of what we last applied is kept in a tag instead.
+DIGEST_TAG = "provision:digest"
+
+
+def _tag(tags: list[dict[str, str]], key: str) -> str | None:
+    return next((t["Value"] for t in tags or [] if t["Key"] == key), None)
+
+
 def _owned(ctx: Context, tags: list[dict[str, str]], what: str) -> None:
     owner = next((t["Value"] for t in tags or [] if t["Key"] == TAG_DEPLOYMENT), None)
     if owner != ctx.deployment:
@@ -59,7 +68,7 @@ class RuleGroup(_Named):
 
     def _outputs(self, described: dict[str, Any]) -> Outputs:
         response = described["RuleGroupResponse"]
-        return {"rule_group_arn": response["RuleGroupArn"], "name": response["RuleGroupName"], "digest": _digest(described.get("RuleGroup"))}
+        return {"rule_group_arn": response["RuleGroupArn"], "name": response["RuleGroupName"], "digest": _tag(response.get("Tags", []), DIGEST_TAG)}
 
     def find(self, ctx: Context) -> Outputs | None:
         described = self._describe(ctx)
@@ -72,19 +81,24 @@ class RuleGroup(_Named):
         return out.get("digest") != _digest(self.body(ctx))
 
     def create(self, ctx: Context) -> Outputs:
+        body = self.body(ctx)
         created = self.client(ctx).create_rule_group(
-            RuleGroupName=self.name(ctx), Type="STATEFUL", Capacity=self.capacity, RuleGroup=self.body(ctx),
-            Description=f"{ctx.deployment}: {self.id}", Tags=ctx.tags(self.id),
+            RuleGroupName=self.name(ctx), Type="STATEFUL", Capacity=self.capacity, RuleGroup=body,
+            Description=f"{ctx.deployment}: {self.id}", Tags=ctx.tags(self.id) + [{"Key": DIGEST_TAG, "Value": _digest(body)}],
         )
-        return {"rule_group_arn": created["RuleGroupResponse"]["RuleGroupArn"], "name": self.name(ctx), "digest": _digest(self.body(ctx))}
+        return {"rule_group_arn": created["RuleGroupResponse"]["RuleGroupArn"], "name": self.name(ctx), "digest": _digest(body)}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        described = ctx.call(lambda: self._describe(ctx), f"{self.id} read")
         wanted = self.body(ctx)
-        if described is not None and _digest(described.get("RuleGroup")) != _digest(wanted):
+        if out.get("digest") != _digest(wanted):
+            described = ctx.call(lambda: self._describe(ctx), f"{self.id} read")
+            assert described is not None
             ctx.call(lambda: self.client(ctx).update_rule_group(
                 UpdateToken=described["UpdateToken"], RuleGroupArn=out["rule_group_arn"], Type="STATEFUL", RuleGroup=wanted,
             ), f"{self.id} update")
+            ctx.call(lambda: self.client(ctx).tag_resource(
+                ResourceArn=out["rule_group_arn"], Tags=[{"Key": DIGEST_TAG, "Value": _digest(wanted)}],
+            ), f"{self.id} digest")
         return {**out, "digest": _digest(wanted)}
 
     def delete(self, ctx: Context, out: Outputs) -> None:
@@ -134,7 +148,8 @@ class FirewallPolicy(_Named):
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         described = ctx.call(lambda: self._describe(ctx), f"{self.id} read")
         wanted = self.document(ctx)
-        if described is not None and _digest(described.get("FirewallPolicy")) != _digest(wanted):
+        current = [r.get("ResourceArn") for r in (described or {}).get("FirewallPolicy", {}).get("StatefulRuleGroupReferences", [])]
+        if described is not None and sorted(current) != sorted(r["ResourceArn"] for r in wanted["StatefulRuleGroupReferences"]):
             ctx.call(lambda: self.client(ctx).update_firewall_policy(
                 UpdateToken=described["UpdateToken"], FirewallPolicyArn=out["policy_arn"], FirewallPolicy=wanted,
             ), f"{self.id} update")
@@ -216,18 +231,18 @@ def domain_allowlist(domains: list[str], home_net: list[str]) -> dict[str, Any]:
     }
 
 
-def _rule(action: str, protocol: str, destination: str, port: str, sid: int) -> dict[str, Any]:
+def _rule(action: str, protocol: str, destination: str, port: str, sid: int, direction: str = "FORWARD") -> dict[str, Any]:
     return {
         "Action": action,
-        "Header": {"Protocol": protocol, "Source": "ANY", "SourcePort": "ANY", "Direction": "FORWARD", "Destination": destination, "DestinationPort": port},
-        "RuleOptions": [{"Keyword": f"sid:{sid}"}],
+        "Header": {"Protocol": protocol, "Source": "ANY", "SourcePort": "ANY", "Direction": direction, "Destination": destination, "DestinationPort": port},
+        "RuleOptions": [{"Keyword": "sid", "Settings": [str(sid)]}],
     }
 
 
 def deny_protocols(home_net: list[str]) -> dict[str, Any]:
     return {
         "RuleVariables": {"IPSets": {"HOME_NET": {"Definition": home_net}}},
-        "RulesSource": {"StatefulRules": [_rule("DROP", p, "ANY", "ANY", i + 1) for i, p in enumerate(("ICMP", "FTP", "SSH"))]},
+        "RulesSource": {"StatefulRules": [_rule("DROP", p, "ANY", "ANY", i + 1, direction="ANY") for i, p in enumerate(("ICMP", "FTP", "SSH"))]},
     }
 
 

@@ -146,8 +146,9 @@ class TransitGatewayRoute(Step):
 
     kind = "ec2.transit_gateway_route"
 
-    def __init__(self, step_id: str, *, route_table: str, destination: str, attachment: str):
-        super().__init__(step_id, needs=(route_table, attachment))
+    def __init__(self, step_id: str, *, route_table: str, destination: str, attachment: str | None):
+        """attachment None: a blackhole route (traffic to `destination` is dropped)."""
+        super().__init__(step_id, needs=(route_table, *((attachment,) if attachment else ())))
         self.route_table, self.destination, self.attachment = route_table, destination, attachment
 
     def _table(self, ctx: Context) -> str | None:
@@ -167,13 +168,19 @@ class TransitGatewayRoute(Step):
         return {"tgw_route_table_id": table_id, "destination": self.destination, "attachment_id": attachments[0] if attachments else None}
 
     def create(self, ctx: Context) -> Outputs:
-        table_id, attachment_id = ctx.out(self.route_table, "tgw_route_table_id"), ctx.out(self.attachment, "attachment_id")
+        table_id = ctx.out(self.route_table, "tgw_route_table_id")
+        if self.attachment is None:
+            ctx.ec2.create_transit_gateway_route(DestinationCidrBlock=self.destination, TransitGatewayRouteTableId=table_id, Blackhole=True)
+            return {"tgw_route_table_id": table_id, "destination": self.destination, "attachment_id": None}
+        attachment_id = ctx.out(self.attachment, "attachment_id")
         ctx.ec2.create_transit_gateway_route(
             DestinationCidrBlock=self.destination, TransitGatewayRouteTableId=table_id, TransitGatewayAttachmentId=attachment_id,
         )
         return {"tgw_route_table_id": table_id, "destination": self.destination, "attachment_id": attachment_id}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        if self.attachment is None:
+            return out
         attachment_id = ctx.out(self.attachment, "attachment_id")
         if out.get("attachment_id") != attachment_id:
             ctx.call(lambda: ctx.ec2.replace_transit_gateway_route(

@@ -251,6 +251,8 @@ def _spoke(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
     steps += [
         TransitGatewayAttachment(attachment, tgw="tgw", vpc=f"{p}.vpc", subnets=tgw_subnets, route_table="tgw.rt.spokes"),
         TransitGatewayRoute(f"tgw.route.hub.{label}", route_table="tgw.rt.hub", destination=spoke.vpc_cidr, attachment=attachment),
+        # Spokes must not reach each other around the firewall (via the hub's NAT): drop spoke-to-spoke.
+        TransitGatewayRoute(f"tgw.route.spokes.blackhole.{label}", route_table="tgw.rt.spokes", destination=spoke.vpc_cidr, attachment=None),
         *(VpcRoute(f"hub.route.public.{i}.{label}", route_table=f"hub.rt.public.{i}", destination=spoke.vpc_cidr,
                    target_key="TransitGatewayId", target_step="tgw", needs=("tgw.attach.hub",)) for i in zones),
         RouteTable(f"{p}.rt.private", vpc=f"{p}.vpc", subnets=private, default_route=("TransitGatewayId", "tgw"), needs=(attachment,)),
@@ -262,7 +264,9 @@ def _spoke(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
         Credentials(f"{p}.dbx.credentials", role="iam.crossaccount", suffix=f"{label}-credentials"),
         StorageConfiguration(f"{p}.dbx.storage", bucket=f"{p}.s3.root", suffix=f"{label}-storage"),
         Network(f"{p}.dbx.network", vpc=f"{p}.vpc", subnets=private, security_group=f"{p}.sg.workspace", suffix=f"{label}-network",
-                after=(f"{p}.rt.private", f"{p}.vpce.s3", f"{p}.vpce.sts", f"{p}.vpce.kinesis", f"tgw.route.hub.{label}")),
+                # The whole egress path exists before the workspace, so its first clusters can reach the control plane.
+                after=(f"{p}.rt.private", f"{p}.vpce.s3", f"{p}.vpce.sts", f"{p}.vpce.kinesis", f"tgw.route.hub.{label}",
+                       "fw", "hub.rt.edge", *(f"hub.rt.public.{i}" for i in zones), *(f"hub.route.public.{i}.{label}" for i in zones))),
         Workspace(f"{p}.dbx.workspace", credentials=f"{p}.dbx.credentials", storage=f"{p}.dbx.storage", network=f"{p}.dbx.network",
                   workspace_name=spoke.workspace_name),
     ]

@@ -9,20 +9,17 @@ for RELEASE (rule 12), so teardown steps after them retry as a real teardown has
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.ec2.models import EC2Backend, ec2_backends
-from werkzeug.serving import make_server
+from sandbox_helpers import aws_client, delays, error_code, once_released, wait_until
 
 from provision.sandbox import aws
 from provision.sandbox.aws import make_aws_app
@@ -46,33 +43,8 @@ def settings() -> SandboxSettings:
 
 
 @pytest.fixture(scope="module")
-def endpoint_url(settings: SandboxSettings) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, make_aws_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-def _client(service: str, endpoint_url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture(scope="module")
-def ec2(endpoint_url: str) -> Any:
-    return _client("ec2", endpoint_url)
-
-
-@pytest.fixture(scope="module")
-def s3(endpoint_url: str) -> Any:
-    return _client("s3", endpoint_url)
+def s3(aws_url: str) -> Any:
+    return aws_client("s3", aws_url)
 
 
 @pytest.fixture
@@ -81,41 +53,6 @@ def net(ec2: Any) -> dict[str, str]:
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
     return {"vpc": vpc, "subnet": subnet}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
-def error_code(call: Callable[..., Any], **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value.response["Error"]["Code"]
-
-
-def once_released(call: Callable[..., Any], timeout: float = 5.0, **kwargs: Any) -> Any:
-    """Retry `call` while it fails with DependencyViolation (lingering interfaces), bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "DependencyViolation" or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def delays(settings: SandboxSettings, **values: float) -> Iterator[None]:
-    before = {key: getattr(settings, key) for key in values}
-    settings.update(values)
-    try:
-        yield
-    finally:
-        settings.update(before)
 
 
 def nat_state(ec2: Any, nat_id: str) -> str:

@@ -3,16 +3,14 @@ created through boto3 in moto's in-process backends (the same ones the emulator 
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import boto3
 import pytest
 import requests
+import sandbox_helpers as helpers
 from databricks.sdk import AccountClient
 from databricks.sdk.config import Config
 from databricks.sdk.errors import (
@@ -33,101 +31,42 @@ from databricks.sdk.service.provisioning import (
     Workspace,
     WorkspaceStatus,
 )
-from moto import mock_aws
-from werkzeug.serving import make_server
+from sandbox_helpers import account_client, settled, trust_policy
 
 from provision.sandbox import databricks as emulator
-from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
+from provision.sandbox.settings import (
+    DATABRICKS_AWS_ACCOUNT_ID,
+    SANDBOX_AWS_ACCOUNT_ID,
+    SandboxSettings,
+)
 
 REGION = "us-east-1"
-PROVISIONING = 0.3
+PROVISIONING = 0.3  # the emulator_under_moto fixture (conftest.py) sets it before each test
 
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[None]:
-    # One mock for the module: mock_aws resets moto's global backends only when it starts and stops.
-    with mock_aws():
-        yield
-
-
-@pytest.fixture(scope="module")
-def settings() -> SandboxSettings:
-    return SandboxSettings()
-
-
-@pytest.fixture(scope="module")
-def base_url(settings: SandboxSettings) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, emulator.make_databricks_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def fresh(aws: None, settings: SandboxSettings) -> None:
-    emulator.reset()
-    settings.workspace_provisioning_seconds = PROVISIONING
-    settings.iam_propagation_seconds = 0.0
-
-
-def account_client(base_url: str, account_id: str, token: str) -> AccountClient:
-    config = Config(
-        host=base_url,
-        account_id=account_id,
-        token=token,
-        auth_type="pat",
-        retry_timeout_seconds=10,
-        http_timeout_seconds=5,
-    )
-    return AccountClient(config=config)
-
-
-@pytest.fixture
-def acc(base_url: str, settings: SandboxSettings) -> AccountClient:
-    return account_client(base_url, settings.account_id, settings.token)
+pytestmark = pytest.mark.usefixtures("emulator_under_moto")
 
 
 # --- AWS helpers (boto3 against moto) ---------------------------------------------------------------
 
 
-def trust_policy(principal: str, external_id: str | None) -> str:
-    statement: dict = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
-    if external_id is not None:
-        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
 def make_role(policy: str) -> str:
-    name = f"cross-account-{uuid.uuid4().hex[:8]}"
-    return boto3.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=policy)["Role"]["Arn"]
+    return helpers.make_role(boto3.client("iam"), policy)
 
 
 def good_role(settings: SandboxSettings) -> str:
-    return make_role(trust_policy(f"arn:aws:iam::{DATABRICKS_AWS_ACCOUNT_ID}:root", settings.account_id))
+    return helpers.databricks_role(boto3.client("iam"), settings.account_id)
 
 
 def make_bucket() -> str:
-    name = f"root-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
-    return name
+    return helpers.make_bucket(boto3.client("s3", region_name=REGION))
 
 
 def make_vpc(
     region: str = REGION, dns_hostnames: bool = True, prefix: int = 24, zones: tuple[str, str] = ("a", "b")
 ) -> tuple[str, list[str], str]:
     ec2 = boto3.client("ec2", region_name=region)
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    if dns_hostnames:
-        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-    subnets = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{i * 64}.0/{prefix}", AvailabilityZone=f"{region}{zone}")[
-            "Subnet"
-        ]["SubnetId"]
-        for i, zone in enumerate(zones)
-    ]
-    sg = ec2.create_security_group(GroupName=f"sg-{uuid.uuid4().hex[:6]}", Description="ws", VpcId=vpc_id)["GroupId"]
-    return vpc_id, subnets, sg
+    made = helpers.databricks_vpc(ec2, region, dns_hostnames, prefix, zones, spacing=64)
+    return made["vpc"], made["subnets"], made["sg"]
 
 
 # --- Databricks helpers ---------------------------------------------------------------------------------
@@ -164,23 +103,13 @@ def create_workspace(acc: AccountClient, creds, storage, network, region: str = 
     ).response
 
 
-def poll_until_settled(acc: AccountClient, workspace_id: int) -> Workspace:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        ws = acc.workspaces.get(workspace_id)
-        if ws.workspace_status != WorkspaceStatus.PROVISIONING:
-            return ws
-        time.sleep(0.05)
-    raise AssertionError(f"workspace {workspace_id} still PROVISIONING")
-
-
 # --- tests ------------------------------------------------------------------------------------------
 
 
-def test_host_metadata_probe_fills_account_id(base_url: str, settings: SandboxSettings) -> None:
-    meta = requests.get(f"{base_url}/.well-known/databricks-config", timeout=5).json()
+def test_host_metadata_probe_fills_account_id(dbx_url: str, settings: SandboxSettings) -> None:
+    meta = requests.get(f"{dbx_url}/.well-known/databricks-config", timeout=5).json()
     assert meta["account_id"] == settings.account_id and meta["cloud"] == "AWS" and "workspace_id" not in meta
-    config = Config(host=base_url, token=settings.token, auth_type="pat", retry_timeout_seconds=10)
+    config = Config(host=dbx_url, token=settings.token, auth_type="pat", retry_timeout_seconds=10)
     assert config.account_id == settings.account_id
 
 
@@ -216,11 +145,11 @@ def test_happy_path_reaches_running(acc: AccountClient, settings: SandboxSetting
     assert [w.workspace_id for w in acc.workspaces.list()] == [ws.workspace_id]
 
 
-def test_lists_are_bare_arrays(acc: AccountClient, base_url: str, settings: SandboxSettings) -> None:
+def test_lists_are_bare_arrays(acc: AccountClient, dbx_url: str, settings: SandboxSettings) -> None:
     create_stack(acc, settings)
     headers = {"Authorization": f"Bearer {settings.token}"}
     for segment in ("credentials", "storage-configurations", "networks", "workspaces"):
-        resp = requests.get(f"{base_url}/api/2.0/accounts/{settings.account_id}/{segment}", headers=headers, timeout=5)
+        resp = requests.get(f"{dbx_url}/api/2.0/accounts/{settings.account_id}/{segment}", headers=headers, timeout=5)
         assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
         assert isinstance(resp.json(), list)
         assert len(resp.json()) == (0 if segment == "workspaces" else 1)
@@ -292,7 +221,7 @@ def test_in_use_deletes_refused_until_workspace_deleted(acc: AccountClient, sett
     assert acc.credentials.list() == [] and acc.networks.list() == []
 
 
-def test_unknown_ids_are_404(acc: AccountClient, base_url: str, settings: SandboxSettings) -> None:
+def test_unknown_ids_are_404(acc: AccountClient, dbx_url: str, settings: SandboxSettings) -> None:
     missing = str(uuid.uuid4())
     for call in (
         lambda: acc.credentials.get(missing),
@@ -306,7 +235,7 @@ def test_unknown_ids_are_404(acc: AccountClient, base_url: str, settings: Sandbo
             call()
         assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     resp = requests.get(
-        f"{base_url}/api/2.0/accounts/{settings.account_id}/workspaces/1234",
+        f"{dbx_url}/api/2.0/accounts/{settings.account_id}/workspaces/1234",
         headers={"Authorization": f"Bearer {settings.token}"},
         timeout=5,
     )
@@ -324,10 +253,10 @@ def test_workspace_references_must_exist(acc: AccountClient, settings: SandboxSe
         create_workspace(acc, creds, storage, network)
 
 
-def test_auth_refused(base_url: str, settings: SandboxSettings) -> None:
+def test_auth_refused(dbx_url: str, settings: SandboxSettings) -> None:
     with pytest.raises(Unauthenticated):
-        account_client(base_url, settings.account_id, "dapi-wrong").credentials.list()
-    resp = requests.get(f"{base_url}/api/2.0/accounts/{settings.account_id}/credentials", timeout=5)
+        account_client(dbx_url, settings.account_id, "dapi-wrong").credentials.list()
+    resp = requests.get(f"{dbx_url}/api/2.0/accounts/{settings.account_id}/credentials", timeout=5)
     assert resp.status_code == 401 and resp.json()["error_code"] == "UNAUTHENTICATED"
 
 
@@ -360,7 +289,7 @@ def test_network_found_in_other_region(acc: AccountClient, settings: SandboxSett
     network = create_network(acc, make_vpc(region="eu-west-1"))
     creds, storage, _ = create_stack(acc, settings)
     ws = create_workspace(acc, creds, storage, network, region="eu-west-1")
-    assert poll_until_settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
+    assert settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
 
 
 @pytest.mark.parametrize(
@@ -373,7 +302,7 @@ def test_workspace_fails_on_bad_network_then_recovers(
     vpc = make_vpc(**vpc_kwargs)
     creds, storage, network = create_stack(acc, settings, vpc)
     ws = create_workspace(acc, creds, storage, network)
-    failed = poll_until_settled(acc, ws.workspace_id)
+    failed = settled(acc, ws.workspace_id)
     assert failed.workspace_status == WorkspaceStatus.FAILED and message in failed.workspace_status_message
     broken = acc.networks.get(network.network_id)
     assert broken.vpc_status == VpcStatus.BROKEN
@@ -386,7 +315,7 @@ def test_workspace_fails_on_bad_network_then_recovers(
         ws.workspace_id, Workspace(network_id=good.network_id), update_mask="network_id"
     ).response
     assert patched.workspace_status == WorkspaceStatus.PROVISIONING and patched.network_id == good.network_id
-    assert poll_until_settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
+    assert settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
     assert acc.networks.get(network.network_id).vpc_status == VpcStatus.UNATTACHED
 
 
@@ -410,7 +339,7 @@ def test_running_workspace_writes_its_root_bucket(acc: AccountClient, settings: 
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     ws = create_workspace(acc, creds, storage, network)
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0  # nothing before RUNNING
-    assert poll_until_settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
+    assert settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.RUNNING
 
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     prefix = f"{REGION}-prod/{ws.workspace_id}/"
@@ -422,9 +351,9 @@ def test_running_workspace_writes_its_root_bucket(acc: AccountClient, settings: 
     assert err.value.response["Error"]["Code"] == "BucketNotEmpty"
 
 
-def test_accounts_are_separate_and_inventory(acc: AccountClient, base_url: str, settings: SandboxSettings) -> None:
+def test_accounts_are_separate_and_inventory(acc: AccountClient, dbx_url: str, settings: SandboxSettings) -> None:
     other_account = str(uuid.uuid4())
-    other = account_client(base_url, other_account, settings.token)
+    other = account_client(dbx_url, other_account, settings.token)
     role = make_role(trust_policy(DATABRICKS_AWS_ACCOUNT_ID, other_account))
     assert create_credentials(other, role).account_id == other_account
     with pytest.raises(BadRequest, match="trust policy"):  # the role trusts the other account only

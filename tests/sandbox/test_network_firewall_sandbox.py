@@ -8,24 +8,20 @@ ListFirewalls and the logging configuration: each test needs a rule group or pol
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from werkzeug.serving import make_server
+from sandbox_helpers import aws_client, delays, held, once_released, wait_until
 
-from provision.sandbox.aws import make_aws_app
 from provision.sandbox.settings import SandboxSettings
 
 REGION = "us-east-1"
@@ -43,33 +39,8 @@ def settings() -> SandboxSettings:
 
 
 @pytest.fixture(scope="module")
-def endpoint_url(settings: SandboxSettings) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, make_aws_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-def _client(service: str, endpoint_url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture(scope="module")
-def ec2(endpoint_url: str) -> Any:
-    return _client("ec2", endpoint_url)
-
-
-@pytest.fixture(scope="module")
-def nfw(endpoint_url: str) -> Any:
-    return _client("network-firewall", endpoint_url)
+def nfw(aws_url: str) -> Any:
+    return aws_client("network-firewall", aws_url)
 
 
 @pytest.fixture
@@ -87,14 +58,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def client_error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+    """The error, which the service reports with status 400."""
     with pytest.raises(ClientError) as info:
         call(**kwargs)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
@@ -103,33 +68,6 @@ def client_error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
 
 def error_code(call: Callable[..., Any], **kwargs: Any) -> str:
     return client_error(call, **kwargs)["Code"]
-
-
-def once_released(call: Callable[..., Any], timeout: float = 5.0, **kwargs: Any) -> Any:
-    """Retry `call` while it fails with DependencyViolation (lingering interfaces), bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "DependencyViolation" or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def delays(settings: SandboxSettings, **values: float) -> Iterator[None]:
-    before = {key: getattr(settings, key) for key in values}
-    settings.update(values)
-    try:
-        yield
-    finally:
-        settings.update(before)
-
-
-def held(settings: SandboxSettings, *keys: str) -> contextlib.AbstractContextManager[None]:
-    """Transitions of these delays wait until the block ends (states count from when they began)."""
-    return delays(settings, **{key: 60 for key in keys})
 
 
 def domains(home_net: list[str] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
@@ -714,10 +652,10 @@ def test_tags_on_every_resource(nfw: Any, net: dict[str, Any]) -> None:
 # --- rule 9: the wire protocol ------------------------------------------------------------------------------
 
 
-def test_errors_are_json_1_0_with_the_service_type(endpoint_url: str) -> None:
+def test_errors_are_json_1_0_with_the_service_type(aws_url: str) -> None:
     body = json.dumps({"FirewallName": unique("missing")})
     request = AWSRequest(
-        "POST", f"{endpoint_url}/", data=body,
+        "POST", f"{aws_url}/", data=body,
         headers={"X-Amz-Target": "NetworkFirewall_20201112.DescribeFirewall",
                  "Content-Type": "application/x-amz-json-1.0"},
     )

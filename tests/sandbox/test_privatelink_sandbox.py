@@ -9,20 +9,18 @@ network lists endpoints that are not `available` with private DNS fails to deplo
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from botocore.exceptions import ClientError
 from databricks.sdk import AccountClient
-from databricks.sdk.config import Config
-from databricks.sdk.errors import InvalidParameterValue, InvalidState, ResourceDoesNotExist
+from databricks.sdk.errors import (
+    InvalidParameterValue,
+    InvalidState,
+    ResourceDoesNotExist,
+)
 from databricks.sdk.service.provisioning import (
     CreateCredentialAwsCredentials,
     CreateCredentialStsRole,
@@ -35,12 +33,23 @@ from databricks.sdk.service.provisioning import (
     Workspace,
     WorkspaceStatus,
 )
-from werkzeug.serving import make_server
+from sandbox_helpers import (
+    aws_client,
+    client_error,
+    databricks_role,
+    databricks_vpc,
+    make_bucket,
+    settled,
+    wait_until,
+)
 
 from provision.regions import PRIVATELINK_SERVICES
 from provision.sandbox import databricks as emulator
-from provision.sandbox.aws import make_aws_app
-from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
+from provision.sandbox.settings import (
+    DATABRICKS_AWS_ACCOUNT_ID,
+    SANDBOX_AWS_ACCOUNT_ID,
+    SandboxSettings,
+)
 
 REGION = "us-east-1"
 WORKSPACE_SERVICE = PRIVATELINK_SERVICES[REGION].workspace
@@ -62,87 +71,18 @@ def settings() -> SandboxSettings:
     )
 
 
-def _serve(app: Callable) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def aws_url(settings: SandboxSettings) -> Iterator[str]:
-    yield from _serve(make_aws_app(settings))
-
-
-@pytest.fixture(scope="module")
-def dbx_url(settings: SandboxSettings) -> Iterator[str]:
-    yield from _serve(emulator.make_databricks_app(settings))
-
-
-def _client(service: str, aws_url: str, region: str = REGION) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws_url,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture(scope="module")
-def ec2(aws_url: str) -> Any:
-    return _client("ec2", aws_url)
-
-
 @pytest.fixture(autouse=True)
 def fresh() -> None:
     emulator.reset()  # AWS objects of earlier tests live in VPCs of their own
 
 
 @pytest.fixture
-def acc(dbx_url: str, settings: SandboxSettings) -> AccountClient:
-    config = Config(
-        host=dbx_url,
-        account_id=settings.account_id,
-        token=settings.token,
-        auth_type="pat",
-        retry_timeout_seconds=10,
-        http_timeout_seconds=5,
-    )
-    return AccountClient(config=config)
-
-
-@pytest.fixture
 def vpc(ec2: Any) -> dict[str, Any]:
     """A fresh VPC Databricks accepts: DNS hostnames on, two /24 subnets in two zones, a group."""
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-    subnets = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, zone in enumerate("ab")
-    ]
-    group = ec2.create_security_group(GroupName=f"sg-{uuid.uuid4().hex[:6]}", Description="ws", VpcId=vpc_id)
-    return {"vpc": vpc_id, "subnets": subnets, "sg": group["GroupId"]}
+    return databricks_vpc(ec2)
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
-def client_error(call: Callable[..., Any], **kwargs: Any) -> dict[str, str]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value.response["Error"]
 
 
 def make_endpoint(ec2: Any, vpc: dict[str, Any], service: str, **kwargs: Any) -> str:
@@ -190,19 +130,8 @@ def create_pas(acc: AccountClient, region: str = REGION, **kwargs: Any):
 
 
 def create_workspace(acc: AccountClient, aws_url: str, settings: SandboxSettings, network_id: str, pas_id: str):
-    iam, s3 = _client("iam", aws_url), _client("s3", aws_url)
-    statement = {
-        "Effect": "Allow",
-        "Principal": {"AWS": f"arn:aws:iam::{DATABRICKS_AWS_ACCOUNT_ID}:root"},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"sts:ExternalId": settings.account_id}},
-    }
-    role = iam.create_role(
-        RoleName=f"cross-account-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
-    )["Role"]["Arn"]
-    bucket = f"root-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=bucket)
+    role = databricks_role(aws_client("iam", aws_url), settings.account_id)
+    bucket = make_bucket(aws_client("s3", aws_url))
     creds = acc.credentials.create(
         credentials_name="creds",
         aws_credentials=CreateCredentialAwsCredentials(sts_role=CreateCredentialStsRole(role_arn=role)),
@@ -217,16 +146,6 @@ def create_workspace(acc: AccountClient, aws_url: str, settings: SandboxSettings
         private_access_settings_id=pas_id,
         pricing_tier=PricingTier.ENTERPRISE,
     ).response
-
-
-def settled(acc: AccountClient, workspace_id: int) -> Workspace:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        ws = acc.workspaces.get(workspace_id)
-        if ws.workspace_status != WorkspaceStatus.PROVISIONING:
-            return ws
-        time.sleep(0.05)
-    raise AssertionError(f"workspace {workspace_id} still PROVISIONING")
 
 
 # --- AWS half -------------------------------------------------------------------------------------------

@@ -9,19 +9,20 @@ always associated with a default route table, and route answers lose their attac
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
-from werkzeug.serving import make_server
+from sandbox_helpers import (
+    client_error,
+    delays,
+    error_code,
+    held,
+    once_released,
+    wait_until,
+)
 
-from provision.sandbox.aws import make_aws_app
 from provision.sandbox.settings import SandboxSettings
 
 REGION = "us-east-1"
@@ -35,71 +36,6 @@ def settings() -> SandboxSettings:
     return SandboxSettings(
         tgw_pending_seconds=PENDING, tgw_attachment_pending_seconds=PENDING, eni_release_seconds=RELEASE
     )
-
-
-@pytest.fixture(scope="module")
-def endpoint_url(settings: SandboxSettings) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, make_aws_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def ec2(endpoint_url: str) -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
-def client_error(call: Callable[..., Any], **kwargs: Any) -> dict[str, str]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value.response["Error"]
-
-
-def error_code(call: Callable[..., Any], **kwargs: Any) -> str:
-    return client_error(call, **kwargs)["Code"]
-
-
-def once_released(call: Callable[..., Any], timeout: float = 5.0, **kwargs: Any) -> Any:
-    """Retry `call` while it fails with DependencyViolation (lingering interfaces), bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "DependencyViolation" or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def delays(settings: SandboxSettings, **values: float) -> Iterator[None]:
-    before = {key: getattr(settings, key) for key in values}
-    settings.update(values)
-    try:
-        yield
-    finally:
-        settings.update(before)
-
-
-def held(settings: SandboxSettings, *keys: str) -> contextlib.AbstractContextManager[None]:
-    """Transitions of these delays wait until the block ends (states count from when they began)."""
-    return delays(settings, **{key: 60 for key in keys})
 
 
 def tgw_state(ec2: Any, tgw_id: str) -> str:

@@ -6,10 +6,7 @@ backends (the same ones the emulator reads)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -32,61 +29,21 @@ from databricks.sdk.service.provisioning import (
     Workspace,
     WorkspaceStatus,
 )
-from moto import mock_aws
-from werkzeug.serving import make_server
+from sandbox_helpers import databricks_role, databricks_vpc, make_bucket, settled
 
 from provision.sandbox import databricks as emulator
 from provision.sandbox.databricks import workspace_host
-from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SandboxSettings
+from provision.sandbox.settings import SandboxSettings
 
 REGION = "us-east-1"
-PROVISIONING = 0.3
+PROVISIONING = 0.3  # the emulator_under_moto fixture (conftest.py) sets it before each test
+
+pytestmark = pytest.mark.usefixtures("emulator_under_moto")
 
 
-@pytest.fixture(scope="module")
-def aws() -> Iterator[None]:
-    # One mock for the module: mock_aws resets moto's global backends only when it starts and stops.
-    with mock_aws():
-        yield
-
-
-@pytest.fixture(scope="module")
-def settings() -> SandboxSettings:
-    return SandboxSettings()
-
-
-@pytest.fixture(scope="module")
-def base_url(settings: SandboxSettings) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, emulator.make_databricks_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def fresh(aws: None, settings: SandboxSettings) -> None:
-    emulator.reset()
-    settings.workspace_provisioning_seconds = PROVISIONING
-    settings.iam_propagation_seconds = 0.0
-
-
-@pytest.fixture
-def acc(base_url: str, settings: SandboxSettings) -> AccountClient:
+def workspace_client(dbx_url: str, deployment: str, token: str, retry_timeout_seconds: int = 10) -> WorkspaceClient:
     config = Config(
-        host=base_url,
-        account_id=settings.account_id,
-        token=settings.token,
-        auth_type="pat",
-        retry_timeout_seconds=10,
-        http_timeout_seconds=5,
-    )
-    return AccountClient(config=config)
-
-
-def workspace_client(base_url: str, deployment: str, token: str, retry_timeout_seconds: int = 10) -> WorkspaceClient:
-    config = Config(
-        host=workspace_host(base_url, deployment),
+        host=workspace_host(dbx_url, deployment),
         token=token,
         auth_type="pat",
         retry_timeout_seconds=retry_timeout_seconds,
@@ -100,36 +57,18 @@ def workspace_client(base_url: str, deployment: str, token: str, retry_timeout_s
 
 def make_workspace(acc: AccountClient, settings: SandboxSettings, dns_hostnames: bool = True, **kwargs) -> Workspace:
     """A workspace on a fresh role, bucket and VPC; PROVISIONING when returned."""
-    trust = {
-        "Effect": "Allow",
-        "Principal": {"AWS": f"arn:aws:iam::{DATABRICKS_AWS_ACCOUNT_ID}:root"},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"sts:ExternalId": settings.account_id}},
-    }
-    role = boto3.client("iam").create_role(
-        RoleName=f"cross-account-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
-    )["Role"]["Arn"]
-    bucket = f"root-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=bucket)
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    if dns_hostnames:
-        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-    subnets = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, zone in enumerate("ab")
-    ]
-    sg = ec2.create_security_group(GroupName=f"sg-{uuid.uuid4().hex[:6]}", Description="ws", VpcId=vpc_id)["GroupId"]
+    role = databricks_role(boto3.client("iam"), settings.account_id)
+    bucket = make_bucket(boto3.client("s3", region_name=REGION))
+    vpc = databricks_vpc(boto3.client("ec2", region_name=REGION), dns_hostnames=dns_hostnames)
 
     creds = acc.credentials.create(
         credentials_name="creds",
         aws_credentials=CreateCredentialAwsCredentials(sts_role=CreateCredentialStsRole(role_arn=role)),
     )
     storage = acc.storage.create(storage_configuration_name="root", root_bucket_info=RootBucketInfo(bucket))
-    network = acc.networks.create(network_name="net", vpc_id=vpc_id, subnet_ids=subnets, security_group_ids=[sg])
+    network = acc.networks.create(
+        network_name="net", vpc_id=vpc["vpc"], subnet_ids=vpc["subnets"], security_group_ids=[vpc["sg"]]
+    )
     return acc.workspaces.create(
         workspace_name="Analytics Prod",
         aws_region=REGION,
@@ -139,16 +78,6 @@ def make_workspace(acc: AccountClient, settings: SandboxSettings, dns_hostnames:
         pricing_tier=PricingTier.PREMIUM,
         **kwargs,
     ).response
-
-
-def settled(acc: AccountClient, workspace_id: int) -> Workspace:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        ws = acc.workspaces.get(workspace_id)
-        if ws.workspace_status != WorkspaceStatus.PROVISIONING:
-            return ws
-        time.sleep(0.05)
-    raise AssertionError(f"workspace {workspace_id} still PROVISIONING")
 
 
 @pytest.fixture
@@ -161,9 +90,9 @@ def running(acc: AccountClient, settings: SandboxSettings) -> Workspace:
 # --- tests ------------------------------------------------------------------------------------------
 
 
-def test_workspace_host_and_metadata(base_url: str, settings: SandboxSettings, running: Workspace) -> None:
-    host = workspace_host(base_url + "/", running.deployment_name)
-    assert host == f"{base_url}/workspaces/{running.deployment_name}"
+def test_workspace_host_and_metadata(dbx_url: str, settings: SandboxSettings, running: Workspace) -> None:
+    host = workspace_host(dbx_url + "/", running.deployment_name)
+    assert host == f"{dbx_url}/workspaces/{running.deployment_name}"
     meta = requests.get(f"{host}/.well-known/databricks-config", timeout=5)  # no auth, like a real host
     assert meta.status_code == 200 and meta.json() == {
         "oidc_endpoint": f"{host}/oidc",
@@ -177,8 +106,8 @@ def test_workspace_host_and_metadata(base_url: str, settings: SandboxSettings, r
     assert not config.is_account_client and config.token_audience is None
 
 
-def test_tokens_create_list_delete(base_url: str, settings: SandboxSettings, running: Workspace) -> None:
-    w = workspace_client(base_url, running.deployment_name, settings.token)
+def test_tokens_create_list_delete(dbx_url: str, settings: SandboxSettings, running: Workspace) -> None:
+    w = workspace_client(dbx_url, running.deployment_name, settings.token)
     before = int(time.time() * 1000)
     created = w.tokens.create(comment="provision", lifetime_seconds=3600)
     value, info = created.token_value, created.token_info
@@ -190,7 +119,7 @@ def test_tokens_create_list_delete(base_url: str, settings: SandboxSettings, run
 
     assert {t.token_id for t in w.tokens.list()} == {info.token_id, default.token_id}
     listed = requests.get(
-        f"{workspace_host(base_url, running.deployment_name)}/api/2.0/token/list",
+        f"{workspace_host(dbx_url, running.deployment_name)}/api/2.0/token/list",
         headers={"Authorization": f"Bearer {settings.token}"},
         timeout=5,
     )
@@ -198,7 +127,7 @@ def test_tokens_create_list_delete(base_url: str, settings: SandboxSettings, run
     assert value not in listed.text and all("token_value" not in t for t in listed.json()["token_infos"])
 
     # The new token is a credential for this workspace (and the identity is the same user).
-    as_pat = workspace_client(base_url, running.deployment_name, value)
+    as_pat = workspace_client(dbx_url, running.deployment_name, value)
     assert as_pat.current_user.me().user_name == w.current_user.me().user_name == "sandbox-admin@example.com"
     assert w.get_workspace_id() == running.workspace_id
 
@@ -214,29 +143,29 @@ def test_tokens_create_list_delete(base_url: str, settings: SandboxSettings, run
 
 
 def test_expired_tokens_vanish(
-    base_url: str, settings: SandboxSettings, running: Workspace, monkeypatch: pytest.MonkeyPatch
+    dbx_url: str, settings: SandboxSettings, running: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w = workspace_client(base_url, running.deployment_name, settings.token)
+    w = workspace_client(dbx_url, running.deployment_name, settings.token)
     value = w.tokens.create(comment="short", lifetime_seconds=60).token_value
     later = time.time() * 1000 + 61_000
     monkeypatch.setattr(emulator, "_now_ms", lambda: int(later))  # the server thread reads the module global
     assert w.tokens.list() == []
     with pytest.raises(Unauthenticated):
-        workspace_client(base_url, running.deployment_name, value).tokens.list()
+        workspace_client(dbx_url, running.deployment_name, value).tokens.list()
 
 
-def test_auth_required(base_url: str, settings: SandboxSettings, acc: AccountClient, running: Workspace) -> None:
+def test_auth_required(dbx_url: str, settings: SandboxSettings, acc: AccountClient, running: Workspace) -> None:
     with pytest.raises(Unauthenticated):
-        workspace_client(base_url, running.deployment_name, "dapi-wrong").tokens.list()
-    host = workspace_host(base_url, running.deployment_name)
+        workspace_client(dbx_url, running.deployment_name, "dapi-wrong").tokens.list()
+    host = workspace_host(dbx_url, running.deployment_name)
     resp = requests.get(f"{host}/api/2.0/token/list", timeout=5)
     assert resp.status_code == 401 and resp.json()["error_code"] == "UNAUTHENTICATED"
     # A token of one workspace opens that workspace only.
     other = make_workspace(acc, settings, deployment_name="other-ws")
     settled(acc, other.workspace_id)
-    value = workspace_client(base_url, "other-ws", settings.token).tokens.create().token_value
+    value = workspace_client(dbx_url, "other-ws", settings.token).tokens.create().token_value
     with pytest.raises(Unauthenticated):
-        workspace_client(base_url, running.deployment_name, value).tokens.list()
+        workspace_client(dbx_url, running.deployment_name, value).tokens.list()
     # The workspace id the SDK sends back must be this host's.
     resp = requests.get(
         f"{host}/api/2.0/token/list",
@@ -246,11 +175,11 @@ def test_auth_required(base_url: str, settings: SandboxSettings, acc: AccountCli
     assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
-def test_unknown_deployment_and_endpoint_are_404(base_url: str, settings: SandboxSettings, running: Workspace) -> None:
+def test_unknown_deployment_and_endpoint_are_404(dbx_url: str, settings: SandboxSettings, running: Workspace) -> None:
     with pytest.raises(ResourceDoesNotExist) as err:
-        workspace_client(base_url, "no-such-workspace", settings.token).tokens.list()
+        workspace_client(dbx_url, "no-such-workspace", settings.token).tokens.list()
     assert "no-such-workspace" in str(err.value)
-    host = workspace_host(base_url, running.deployment_name)
+    host = workspace_host(dbx_url, running.deployment_name)
     headers = {"Authorization": f"Bearer {settings.token}"}
     for method, path in (("GET", "api/2.0/clusters/list"), ("GET", "api/2.0/token/create")):
         resp = requests.request(method, f"{host}/{path}", headers=headers, timeout=5)
@@ -262,39 +191,39 @@ def test_unknown_deployment_and_endpoint_are_404(base_url: str, settings: Sandbo
 
 
 def test_provisioning_workspace_unavailable_then_served(
-    base_url: str, settings: SandboxSettings, acc: AccountClient
+    dbx_url: str, settings: SandboxSettings, acc: AccountClient
 ) -> None:
     settings.workspace_provisioning_seconds = 60
     ws = make_workspace(acc, settings)
     created = time.monotonic()
-    host = workspace_host(base_url, ws.deployment_name)
+    host = workspace_host(dbx_url, ws.deployment_name)
     for path in (".well-known/databricks-config", "api/2.0/token/list"):
         resp = requests.get(f"{host}/{path}", headers={"Authorization": f"Bearer {settings.token}"}, timeout=5)
         assert resp.status_code == 503 and resp.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         assert resp.headers["Retry-After"] == "1"
     # The SDK retries a 503 like an unresolvable host, and gives up at its retry timeout.
     with pytest.raises(TimeoutError) as err:
-        workspace_client(base_url, ws.deployment_name, settings.token, retry_timeout_seconds=1).tokens.list()
+        workspace_client(dbx_url, ws.deployment_name, settings.token, retry_timeout_seconds=1).tokens.list()
     assert isinstance(err.value.__cause__, TemporarilyUnavailable)
     assert emulator.inventory(settings)[settings.account_id]["tokens"] == []
 
     # A client that outlasts provisioning gets through: its first probe meets a 503, its retry RUNNING.
     settings.workspace_provisioning_seconds = time.monotonic() - created + 0.5
     assert requests.get(f"{host}/.well-known/databricks-config", timeout=5).status_code == 503
-    w = workspace_client(base_url, ws.deployment_name, settings.token)
+    w = workspace_client(dbx_url, ws.deployment_name, settings.token)
     assert w.config.workspace_id == str(ws.workspace_id)
     assert w.tokens.create(comment="after provisioning").token_info.comment == "after provisioning"
 
 
-def test_failed_workspace_refused(base_url: str, settings: SandboxSettings, acc: AccountClient) -> None:
+def test_failed_workspace_refused(dbx_url: str, settings: SandboxSettings, acc: AccountClient) -> None:
     ws = make_workspace(acc, settings, dns_hostnames=False)
     assert settled(acc, ws.workspace_id).workspace_status == WorkspaceStatus.FAILED
     with pytest.raises(InvalidState) as err:
-        workspace_client(base_url, ws.deployment_name, settings.token).tokens.create(comment="x")
+        workspace_client(dbx_url, ws.deployment_name, settings.token).tokens.create(comment="x")
     assert err.value.error_code == "INVALID_STATE" and "FAILED" in str(err.value)
 
 
-def test_running_workspace_serves_through_update(base_url: str, settings: SandboxSettings, acc: AccountClient) -> None:
+def test_running_workspace_serves_through_update(dbx_url: str, settings: SandboxSettings, acc: AccountClient) -> None:
     ws = make_workspace(acc, settings)
     settled(acc, ws.workspace_id)
     settings.workspace_provisioning_seconds = 60
@@ -307,13 +236,13 @@ def test_running_workspace_serves_through_update(base_url: str, settings: Sandbo
         ws.workspace_id, Workspace(credentials_id=other.credentials_id), update_mask="credentials_id"
     ).response
     assert updated.workspace_status == WorkspaceStatus.PROVISIONING  # redeploying, yet still served
-    assert workspace_client(base_url, ws.deployment_name, settings.token).tokens.list() == []
+    assert workspace_client(dbx_url, ws.deployment_name, settings.token).tokens.list() == []
 
 
-def test_deleted_workspace_forgets_tokens(base_url: str, settings: SandboxSettings, acc: AccountClient) -> None:
+def test_deleted_workspace_forgets_tokens(dbx_url: str, settings: SandboxSettings, acc: AccountClient) -> None:
     ws = make_workspace(acc, settings, deployment_name="acme-prod")
     settled(acc, ws.workspace_id)
-    w = workspace_client(base_url, "acme-prod", settings.token)
+    w = workspace_client(dbx_url, "acme-prod", settings.token)
     created = w.tokens.create(comment="ci", lifetime_seconds=600)
 
     inv = emulator.inventory(settings)
@@ -325,13 +254,13 @@ def test_deleted_workspace_forgets_tokens(base_url: str, settings: SandboxSettin
     with pytest.raises(ResourceDoesNotExist):
         w.tokens.list()
     with pytest.raises(ResourceDoesNotExist):
-        workspace_client(base_url, "acme-prod", created.token_value).current_user.me()
+        workspace_client(dbx_url, "acme-prod", created.token_value).current_user.me()
     assert emulator.inventory(settings)[settings.account_id]["tokens"] == []
 
     # A new workspace under the same name starts without tokens; the old client still names the old
     # workspace in X-Databricks-Workspace-Id (learnt from host metadata), so it is refused.
     again = make_workspace(acc, settings, deployment_name="acme-prod")
     settled(acc, again.workspace_id)
-    assert workspace_client(base_url, "acme-prod", settings.token).tokens.list() == []
+    assert workspace_client(dbx_url, "acme-prod", settings.token).tokens.list() == []
     with pytest.raises(InvalidParameterValue, match="X-Databricks-Workspace-Id"):
         w.tokens.list()
