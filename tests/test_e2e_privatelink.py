@@ -207,3 +207,29 @@ def test_fewer_than_two_existing_subnets_is_refused_before_any_call(sandbox, cli
     result = cli("up", "--config", str(spec), "--sandbox")
     assert result.returncode == 2 and "existing.subnet_ids" in result.stderr and "at least 2" in result.stderr
     assert not (tmp_path / "provision.state.json").exists()
+
+
+def test_an_existing_private_dns_endpoint_to_databricks_is_reported_before_anything_is_created(sandbox, cli, tmp_path):
+    existing = _existing_network(sandbox)
+    ec2 = aws(sandbox, "ec2")
+    # Another workspace's endpoint to the relay service, already registered (accepted) with private DNS on.
+    other = ec2.create_vpc_endpoint(
+        VpcEndpointType="Interface", VpcId=existing["vpc_id"], ServiceName="com.amazonaws.vpce.us-east-1.vpce-svc-00018a8c3ff62ffdf",
+        SubnetIds=[existing["subnet_ids"][0]], PrivateDnsEnabled=False,
+    )["VpcEndpoint"]["VpcEndpointId"]
+    from databricks.sdk import AccountClient
+    from databricks.sdk.config import Config
+
+    account = AccountClient(config=Config(host=sandbox.databricks_host, account_id=ACCOUNT, token=sandbox.databricks_token, auth_type="pat"))
+    account.vpc_endpoints.create(vpc_endpoint_name="someone-else", aws_vpc_endpoint_id=other, region="us-east-1")
+    import time
+
+    deadline = time.monotonic() + 10
+    while ec2.describe_vpc_endpoints(VpcEndpointIds=[other])["VpcEndpoints"][0]["State"] != "available" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ec2.modify_vpc_endpoint(VpcEndpointId=other, PrivateDnsEnabled=True)
+    before = counts(inventory(sandbox, account_id=ACCOUNT))
+
+    result = cli("up", "--config", str(_existing_spec(tmp_path, existing)), "--sandbox")
+    assert result.returncode == 2 and "privatelink.relay_service" in result.stderr and other in result.stderr
+    assert counts(inventory(sandbox, account_id=ACCOUNT)) == before

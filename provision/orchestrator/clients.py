@@ -167,9 +167,12 @@ class Clients:
         do = api_client.do
 
         def counted(method: str, path: str | None = None, *args: Any, **kwargs: Any) -> Any:
-            # /api/2.0/accounts/<id>/workspaces/123 -> GET workspaces
-            parts = (path or "").split("/accounts/", 1)[-1].split("/")[1:]
-            operation = f"{method} {parts[0] if parts else path}"
+            # /api/2.0/accounts/<id>/workspaces/123 -> "GET workspaces"; /api/2.0/token/create -> "POST token/create"
+            if "/accounts/" in (path or ""):
+                parts = path.split("/accounts/", 1)[1].split("/")[1:]
+                operation = f"{method} {parts[0] if parts else path}"
+            else:
+                operation = f"{method} {(path or '').split('/api/2.0/', 1)[-1]}"
             began = time.monotonic()
             status: Any = None
             try:

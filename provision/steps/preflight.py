@@ -72,6 +72,8 @@ def check(spec: Spec, aws: Callable[[str], Any], source: str, call: Callable[[Ca
 
     if spec.privatelink is not None:
         problems += _endpoint_services(spec, aws("ec2"), call)
+        if existing.vpc_id and not problems:
+            problems += _conflicting_private_dns(spec, aws("ec2"), call)
 
     if problems:
         raise PreflightError(source, problems)
@@ -150,3 +152,25 @@ def _security_group(spec: Spec, ec2: Any, call: Callable) -> list[FieldProblem]:
     if groups[0]["VpcId"] != vpc_id:
         return [FieldProblem("existing.security_group_id", f"security group {group_id} is in {groups[0]['VpcId']}, not existing.vpc_id {vpc_id}")]
     return []
+
+
+def _conflicting_private_dns(spec: Spec, ec2: Any, call: Callable) -> list[FieldProblem]:
+    """An existing VPC may already have an endpoint, with private DNS, to a Databricks service (another
+    workspace's). AWS then refuses private DNS on a second one, so say so before creating anything."""
+    assert spec.privatelink is not None
+    problems = []
+    for key, name in (("workspace_service", spec.privatelink.workspace_service), ("relay_service", spec.privatelink.relay_service)):
+        filters = [
+            {"Name": "vpc-id", "Values": [spec.existing.vpc_id]}, {"Name": "service-name", "Values": [name]},
+            {"Name": "vpc-endpoint-state", "Values": ["pendingAcceptance", "pending", "available"]},
+        ]
+        endpoints = call(lambda: ec2.describe_vpc_endpoints(Filters=filters)["VpcEndpoints"], "preflight existing endpoints")
+        for endpoint in endpoints:
+            tags = {t["Key"]: t["Value"] for t in endpoint.get("Tags", [])}
+            if endpoint.get("PrivateDnsEnabled") and tags.get("provision:deployment") != spec.name:
+                problems.append(FieldProblem(
+                    f"privatelink.{key}",
+                    f"VPC {spec.existing.vpc_id} already has endpoint {endpoint['VpcEndpointId']} to {name} with private DNS; "
+                    "AWS allows only one, so this deployment cannot add its own (reusing existing endpoints is not supported yet)",
+                ))
+    return problems
