@@ -7,6 +7,10 @@ Databricks plus the control endpoints on the other:
     GET  /_sandbox/config      -> the live settings
     POST /_sandbox/config      -> change settings (JSON object of numeric fields)
     POST /_sandbox/reset       -> forget every AWS resource and Databricks object
+    GET  /_sandbox/faults      -> {"injected": {kind: count}, "lost_responses": n} (faults.py)
+    POST /_sandbox/faults/reset -> zero those counters and reseed the fault RNG from fault_seed
+
+Both apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0.
 
 Run as `python -m provision.sandbox.server --runtime-dir DIR`; it writes DIR/sandbox.json once both
 ports listen, and removes it on SIGTERM.
@@ -23,12 +27,13 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from provision.sandbox.faults import FaultInjector
 from provision.sandbox.settings import SandboxSettings
 
 INFO_FILE = "sandbox.json"
 
 
-def _control(settings: SandboxSettings, databricks_app: Callable) -> Callable:
+def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultInjector | None = None) -> Callable:
     from werkzeug.wrappers import Request, Response
 
     from provision.sandbox import databricks
@@ -41,7 +46,10 @@ def _control(settings: SandboxSettings, databricks_app: Callable) -> Callable:
         if not path.startswith("/_sandbox/"):
             return databricks_app(environ, start_response)
         request = Request(environ)
-        if path == "/_sandbox/health":
+        fault_reply = faults.control(request.method, path) if faults is not None else None
+        if fault_reply is not None:
+            response = reply(fault_reply[1], fault_reply[0])
+        elif path == "/_sandbox/health":
             response = reply({"ok": True, "pid": os.getpid()})
         elif path == "/_sandbox/config" and request.method == "GET":
             response = reply(settings.public_fields())
@@ -81,8 +89,10 @@ def serve(runtime_dir: Path, overrides: dict[str, Any], port: int = 0) -> None:
 
     settings = SandboxSettings()
     settings.update(overrides)
-    aws_server = make_server("127.0.0.1", port, make_aws_app(settings), threaded=True)
-    dbx_server = make_server("127.0.0.1", 0, _control(settings, make_databricks_app(settings)), threaded=True)
+    faults = FaultInjector(settings)
+    aws_server = make_server("127.0.0.1", port, faults.wrap(make_aws_app(settings), "aws"), threaded=True)
+    dbx_app = _control(settings, faults.wrap(make_databricks_app(settings), "databricks"), faults)
+    dbx_server = make_server("127.0.0.1", 0, dbx_app, threaded=True)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (aws_server, dbx_server)]
     for thread in threads:
         thread.start()

@@ -16,6 +16,9 @@ SANDBOX_AWS_ACCOUNT_ID = "123456789012"
 # Databricks' own AWS account, the principal a cross-account role must trust.
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID  # noqa: E402,F401  (re-exported for the emulator)
 
+_RATES = frozenset({"fault_rate", "lost_response_rate"})
+_INTEGERS = frozenset({"fault_seed"})
+
 
 @dataclass
 class SandboxSettings:
@@ -40,6 +43,12 @@ class SandboxSettings:
     # Transit gateways: pending -> available and deleting -> deleted; VPC attachments likewise.
     tgw_pending_seconds: float = 0.5
     tgw_attachment_pending_seconds: float = 0.5
+    # Fault injection (faults.py), all off by default: the fraction of requests failed before the backend
+    # (throttling, 500, dropped connection; Databricks 429/503), the fraction of mutating requests applied
+    # but answered with a 503 or a dropped connection, and the seed of the one RNG deciding both.
+    fault_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    fault_seed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def public_fields(self) -> dict:
@@ -54,5 +63,12 @@ class SandboxSettings:
                     raise ValueError(f"unknown or read-only sandbox setting: {key}")
                 if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"sandbox setting {key} must be a number >= 0")
-                setattr(self, key, float(value))
+                if key in _RATES and value > 1:
+                    raise ValueError(f"sandbox setting {key} must be between 0 and 1")
+                if key in _INTEGERS:
+                    if value != int(value):
+                        raise ValueError(f"sandbox setting {key} must be an integer")
+                    setattr(self, key, int(value))
+                else:
+                    setattr(self, key, float(value))
         return self.public_fields()

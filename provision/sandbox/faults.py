@@ -1,0 +1,322 @@
+"""Seeded, reproducible fault injection for the sandbox: a WSGI middleware around both apps.
+
+Settings (SandboxSettings, read at request time, so POST /_sandbox/config switches them on and off):
+
+- fault_rate (0..1): the fraction of requests that fail *before* reaching the backend (nothing is applied).
+  AWS requests get one of, chosen with the seeded RNG:
+    * "throttling", in the protocol's own shape:
+        EC2 (query, EC2 XML)        503  <Response><Errors><Error><Code>RequestLimitExceeded</Code>...
+        other query services (IAM)  400  <ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>...
+        JSON (X-Amz-Target: network-firewall, secretsmanager, ...)
+                                    400  {"__type": "ThrottlingException", "message": ...}
+        S3 (REST-XML)               503  <Error><Code>SlowDown</Code>...
+        other REST services         400  JSON {"__type"/"code": "ThrottlingException"} + X-Amzn-ErrorType
+    * "internal_error": HTTP 500 with code InternalError, in the same shapes;
+    * "dropped_connection": the socket is shut down without any response (see below).
+  Databricks API requests (paths containing /api/, never /.well-known) get one of
+    * "too_many_requests": 429, Retry-After: 1, {"error_code": "TOO_MANY_REQUESTS", "message": ...}
+    * "temporarily_unavailable": 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": ...}
+- lost_response_rate (0..1): the fraction of *mutating* requests (AWS actions such as Create*/Delete*/Tag*...,
+  S3 and other REST PUT/POST/PATCH/DELETE; Databricks POST/PATCH/PUT/DELETE) that the backend applies, but
+  whose successful response the client never sees: it gets a 503 in the protocol's shape (AWS
+  ServiceUnavailable, Databricks TEMPORARILY_UNAVAILABLE) or a dropped connection, chosen with the RNG.
+  A backend error (4xx/5xx) is passed through unchanged: there was nothing to lose.
+- fault_seed (int): seeds the one RNG (guarded by a lock). The same seed and the same request sequence
+  inject the same faults. The RNG is reseeded when fault_seed changes and by POST /_sandbox/faults/reset.
+
+Never faulted: /_sandbox/* (control and health), moto's /moto-api/*, and the well-known config probe.
+When both rates are 0 a request costs one float comparison.
+
+Dropped connection: werkzeug puts the client socket in environ["werkzeug.socket"]. The middleware reads
+the request body, calls socket.shutdown(SHUT_RDWR) and raises ConnectionAbortedError; werkzeug treats a
+ConnectionError from the app as "connection dropped" (logs nothing, sends nothing) and, reading EOF on the
+next keep-alive read, closes the connection. The client sees the connection closed with no status line:
+urllib3 raises ProtocolError(RemoteDisconnected), which botocore surfaces as
+botocore.exceptions.ConnectionClosedError ("Connection was closed before we received a valid response")
+-- retryable by botocore's standard and legacy retry modes -- and `requests` (the Databricks SDK) as
+requests.exceptions.ConnectionError.
+
+Counters: GET /_sandbox/faults -> {"injected": {kind: count}, "lost_responses": n}; POST
+/_sandbox/faults/reset zeroes them (both served by server.py's control app via FaultInjector.control).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import socket
+import threading
+import uuid
+from collections import Counter
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+
+from provision.sandbox.settings import SandboxSettings
+
+_MUTATING_PREFIXES = (
+    "Create", "Allocate", "Associate", "Attach", "Put", "Modify", "Delete", "Release", "Update", "Register",
+    "Tag", "Untag", "Disassociate", "Detach", "Deregister", "Accept", "Reject", "Replace", "Enable", "Disable",
+    "Run", "Terminate", "Start", "Stop", "Revoke", "Authorize", "Add", "Remove", "Set", "Import", "Copy",
+    "Assign", "Unassign", "Reset", "Restore", "Rotate", "Upload", "Attach",
+)  # fmt: skip
+_MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/]+/([^/]+)/")
+_NEVER = ("/_sandbox/", "/moto-api/")
+
+# kind -> (status, code) per AWS protocol shape
+_AWS_CODES = {
+    "ec2": {"throttling": (503, "RequestLimitExceeded"), "internal_error": (500, "InternalError"),
+            "unavailable": (503, "ServiceUnavailable")},
+    "query": {"throttling": (400, "Throttling"), "internal_error": (500, "InternalError"),
+              "unavailable": (503, "ServiceUnavailable")},
+    "json": {"throttling": (400, "ThrottlingException"), "internal_error": (500, "InternalError"),
+             "unavailable": (503, "ServiceUnavailable")},
+    "s3": {"throttling": (503, "SlowDown"), "internal_error": (500, "InternalError"),
+           "unavailable": (503, "ServiceUnavailable")},
+    "rest": {"throttling": (400, "ThrottlingException"), "internal_error": (500, "InternalError"),
+             "unavailable": (503, "ServiceUnavailable")},
+}  # fmt: skip
+_AWS_KINDS = ("throttling", "internal_error", "dropped_connection")
+_DBX_KINDS = ("too_many_requests", "temporarily_unavailable")
+_STATUS_TEXT = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class DroppedConnection(ConnectionAbortedError):
+    """Raised out of the WSGI app after the socket is shut down; werkzeug then sends nothing."""
+
+
+class FaultInjector:
+    """One seeded RNG and one set of counters, shared by every app it wraps."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._seed = int(settings.fault_seed)
+        self._rng = random.Random(self._seed)
+        self._injected: Counter[str] = Counter()
+        self._lost = 0
+
+    # --- counters -------------------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, Any]:
+        with self._lock:
+            return {"injected": dict(self._injected), "lost_responses": self._lost}
+
+    def reset(self) -> dict[str, Any]:
+        """Zero the counters and reseed the RNG from the current fault_seed."""
+        with self._lock:
+            self._injected.clear()
+            self._lost = 0
+            self._seed = int(self.settings.fault_seed)
+            self._rng = random.Random(self._seed)
+        return self.counters()
+
+    def control(self, method: str, path: str) -> tuple[int, dict] | None:
+        """The /_sandbox/faults endpoints; None when the path is not one of them."""
+        if path == "/_sandbox/faults" and method == "GET":
+            return 200, self.counters()
+        if path == "/_sandbox/faults/reset" and method == "POST":
+            return 200, self.reset()
+        return None
+
+    # --- decisions ------------------------------------------------------------------------------------------
+
+    def _decide(self, fault_choices: tuple[str, ...], mutating: bool) -> tuple[str | None, str | None]:
+        """(fault kind or None, lost-response mode or None), drawn from the seeded RNG."""
+        s = self.settings
+        with self._lock:
+            seed = int(s.fault_seed)
+            if seed != self._seed:
+                self._seed, self._rng = seed, random.Random(seed)
+            rng = self._rng
+            if s.fault_rate > 0 and rng.random() < s.fault_rate:
+                return fault_choices[rng.randrange(len(fault_choices))], None
+            if mutating and s.lost_response_rate > 0 and rng.random() < s.lost_response_rate:
+                return None, ("unavailable" if rng.random() < 0.5 else "dropped_connection")
+        return None, None
+
+    def _count(self, kind: str | None = None, lost: bool = False) -> None:
+        with self._lock:
+            if kind:
+                self._injected[kind] += 1
+            if lost:
+                self._lost += 1
+
+    # --- middleware -----------------------------------------------------------------------------------------
+
+    def wrap(self, app: Callable, kind: str) -> Callable:
+        """kind: "aws" (moto's server) or "databricks" (the emulator)."""
+        if kind not in ("aws", "databricks"):
+            raise ValueError(f"unknown app kind {kind!r}")
+        settings = self.settings
+        handle = self._aws if kind == "aws" else self._databricks
+
+        def middleware(environ: dict, start_response: Callable) -> Iterable[bytes]:
+            if settings.fault_rate + settings.lost_response_rate <= 0.0:  # off: one comparison
+                return app(environ, start_response)
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(_NEVER) or "/.well-known/" in path:
+                return app(environ, start_response)
+            return handle(app, environ, start_response)
+
+        for attr in ("sandbox_settings",):  # keep what helpers look up on the wrapped app
+            if hasattr(app, attr):
+                setattr(middleware, attr, getattr(app, attr))
+        middleware.wrapped_app = app  # type: ignore[attr-defined]
+        return middleware
+
+    def _databricks(self, app: Callable, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if "/api/" not in environ.get("PATH_INFO", ""):
+            return app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        fault, lost = self._decide(_DBX_KINDS, method in _MUTATING_METHODS)
+        if fault == "too_many_requests":
+            self._count(fault)
+            return _dbx_error(start_response, 429, "TOO_MANY_REQUESTS", "sandbox fault: request limit exceeded")
+        if fault == "temporarily_unavailable":
+            self._count(fault)
+            return _dbx_error(start_response, 503, "TEMPORARILY_UNAVAILABLE", "sandbox fault: temporarily unavailable")
+        if lost is None:
+            return app(environ, start_response)
+        return self._lose(app, environ, start_response, lost, lambda: _dbx_error(
+            start_response, 503, "TEMPORARILY_UNAVAILABLE", "sandbox fault: temporarily unavailable"))
+
+    def _aws(self, app: Callable, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        shape, action = _classify_aws(environ)
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if shape in ("s3", "rest"):
+            mutating = method in _MUTATING_METHODS
+        else:
+            mutating = bool(action) and action.startswith(_MUTATING_PREFIXES)
+        fault, lost = self._decide(_AWS_KINDS, mutating)
+        if fault == "dropped_connection":
+            self._count(fault)
+            _drop(environ)
+        if fault is not None:
+            self._count(fault)
+            return _aws_error(start_response, shape, fault)
+        if lost is None:
+            return app(environ, start_response)
+        return self._lose(app, environ, start_response, lost, lambda: _aws_error(start_response, shape, "unavailable"))
+
+    def _lose(
+        self, app: Callable, environ: dict, start_response: Callable, mode: str, unavailable: Callable
+    ) -> Iterable[bytes]:
+        """Apply the request on the backend; if it succeeded, lose the response."""
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list, exc_info: Any = None) -> Callable:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        result = app(environ, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        if not captured["status"].startswith("2"):
+            start_response(captured["status"], captured["headers"])
+            return [body]
+        self._count(lost=True)
+        if mode == "dropped_connection":
+            _drop(environ)
+        return unavailable()
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _buffer_body(environ: dict) -> bytes:
+    """Read the request body and put it back, so the backend can still read it."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def _classify_aws(environ: dict) -> tuple[str, str]:
+    """(shape, action): shape is ec2 | query | json | s3 | rest; action may be ""."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return "json", target.rsplit(".", 1)[-1]
+    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = match.group(1) if match else ""
+    if service == "s3":
+        return "s3", ""
+    action = ""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        action = query["Action"][0]
+    elif environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        form = parse_qs(_buffer_body(environ).decode("utf-8", "replace"))
+        action = form.get("Action", [""])[0]
+    if action:
+        return ("ec2" if service == "ec2" else "query"), action
+    if not service:  # unsigned and not a query call: most likely S3 (presigned or anonymous)
+        return "s3", ""
+    return "rest", ""
+
+
+def _drop(environ: dict) -> None:
+    """Close the connection without a response (see the module docstring)."""
+    if "CONTENT_LENGTH" in environ and not isinstance(environ.get("wsgi.input"), io.BytesIO):
+        _buffer_body(environ)  # drain the body so the client is not reset mid-send
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    raise DroppedConnection("sandbox fault: dropped connection")
+
+
+def _status(code: int) -> str:
+    return f"{code} {_STATUS_TEXT.get(code, 'Error')}"
+
+
+def _aws_error(start_response: Callable, shape: str, kind: str) -> list[bytes]:
+    status, code = _AWS_CODES[shape][kind]
+    message = f"sandbox fault: {kind.replace('_', ' ')}"
+    request_id = str(uuid.uuid4())
+    headers: list[tuple[str, str]] = [("x-amzn-RequestId", request_id)]
+    if shape == "ec2":
+        body = (
+            f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+        ctype = "text/xml"
+    elif shape == "query":
+        body = (
+            f"<ErrorResponse><Error><Type>{'Sender' if status < 500 else 'Receiver'}</Type><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        ctype = "text/xml"
+    elif shape == "s3":
+        body = (
+            f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
+        ctype = "application/xml"
+    else:
+        body = json.dumps({"__type": code, "message": message})
+        ctype = "application/x-amz-json-1.0" if shape == "json" else "application/json"
+        headers.append(("x-amzn-ErrorType", code))
+    data = body.encode()
+    start_response(_status(status), [("Content-Type", ctype), ("Content-Length", str(len(data))), *headers])
+    return [data]
+
+
+def _dbx_error(start_response: Callable, status: int, error_code: str, message: str) -> list[bytes]:
+    data = json.dumps({"error_code": error_code, "message": message}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    if status in (429, 503):
+        headers.append(("Retry-After", "1"))
+    start_response(_status(status), headers)
+    return [data]
