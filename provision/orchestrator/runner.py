@@ -66,10 +66,10 @@ def log_path_for(state_path: Path, deployment: str, command: str) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(state_path: Path) -> Iterator[None]:
+def _locked(state_path: Path) -> Iterator[StateLock]:
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    with StateLock(state_path):
-        yield
+    with StateLock(state_path) as lock:
+        yield lock
 
 
 def _engine(command: str, spec: specs.Spec, state: StateFile, target: Target, opts: RunOptions, reporter_factory: ReporterFactory | None) -> tuple[Engine, Any, Any]:
@@ -99,11 +99,17 @@ def _finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
     log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary())
 
 
-def _run(command: str, operation: str, spec: specs.Spec, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None) -> None:
+def _run(
+    command: str, operation: str, spec: specs.Spec, state: StateFile, opts: RunOptions,
+    reporter_factory: ReporterFactory | None, lock: StateLock,
+) -> None:
     """Run `operation` ("up" or "teardown"); `command` is what the user typed (it may be "resume")."""
     state.last_command = operation
     target = resolve_target(state.target)
     engine, reporter, log = _engine(command, spec, state, target, opts, reporter_factory)
+    if lock.taken_over_from is not None:
+        # flock released the dead holder's lock; the user should know that run ended unfinished.
+        log.warning("the previous run died without finishing; its lock was released and this run takes over", pid=lock.taken_over_from)
     state.save()
     outcome = "failed"
     try:
@@ -172,7 +178,7 @@ def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: Repor
     target_kind = "sandbox" if sandbox else "aws"
     # Before the state file or anything else exists: a bad existing resource must leave no trace.
     preflight(spec, resolve_target(target_kind), str(config))
-    with _locked(opts.state_path):
+    with _locked(opts.state_path) as lock:
         if opts.state_path.exists():
             state = StateFile.load(opts.state_path)
             if state.deployment != spec.name:
@@ -196,7 +202,7 @@ def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: Repor
             state.spec, state.spec_path = spec.to_json(), str(config)
         else:
             state = StateFile.new(opts.state_path, deployment=spec.name, target=target_kind, spec=spec.to_json(), spec_path=str(config))
-        _run("up", "up", spec, state, opts, reporter_factory)
+        _run("up", "up", spec, state, opts, reporter_factory, lock)
         return flat_outputs(state)
 
 
@@ -209,17 +215,17 @@ def _load_state(opts: RunOptions) -> tuple[StateFile, specs.Spec]:
 def resume(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> tuple[str, dict[str, Any]]:
     """Continue the interrupted operation: an `up` is finished, a `teardown` is carried through.
     Returns the operation continued and the outputs."""
-    with _locked(opts.state_path):
+    with _locked(opts.state_path) as lock:
         state, spec = _load_state(opts)
         operation = state.last_command if state.last_command in ("up", "teardown") else "up"
-        _run("resume", operation, spec, state, opts, reporter_factory)
+        _run("resume", operation, spec, state, opts, reporter_factory, lock)
         return operation, flat_outputs(state)
 
 
 def teardown(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> None:
-    with _locked(opts.state_path):
+    with _locked(opts.state_path) as lock:
         state, spec = _load_state(opts)
-        _run("teardown", "teardown", spec, state, opts, reporter_factory)
+        _run("teardown", "teardown", spec, state, opts, reporter_factory, lock)
 
 
 def plan(config: Path, opts: RunOptions, *, sandbox: bool) -> list[PlanItem]:

@@ -206,6 +206,8 @@ class FaultInjector:
     ) -> Iterable[bytes]:
         """Apply the request on the backend; if it succeeded, lose the response."""
         captured: dict[str, Any] = {}
+        if not isinstance(environ.get("wsgi.input"), io.BytesIO):
+            _buffer_body(environ)  # so a later drop does not wait for a body the backend already read
 
         def capture(status: str, headers: list, exc_info: Any = None) -> Callable:
             captured["status"], captured["headers"] = status, headers

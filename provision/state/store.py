@@ -62,12 +62,23 @@ class StepRecord:
         return cls(**{**data, "status": Status(data["status"])})
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class StateLock:
     """Exclusive, non-blocking lock beside the state file; the holder's pid is written for the message."""
 
     def __init__(self, state_path: Path):
         self.path = state_path.with_name(state_path.name + ".lock")
         self._fd: int | None = None
+        self.taken_over_from: int | None = None
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -82,7 +93,11 @@ class StateLock:
                     "wait for it to finish"
                 ) from None
             raise
+        previous = os.read(fd, 64).decode(errors="replace").strip()
+        # The kernel dropped a dead holder's lock; say so, since its run ended without finishing.
+        self.taken_over_from = int(previous) if previous.isdigit() and int(previous) != os.getpid() and not _alive(int(previous)) else None
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
