@@ -164,6 +164,19 @@ class Clients:
         base = getattr(api_client, "_api_client", None)
         if base is not None and hasattr(base, "_is_retryable"):
             base._is_retryable = lambda err: None
+            perform = base._perform
+
+            def perform_once(method: str, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return perform(method, *args, **kwargs)
+                except Exception as exc:
+                    # The SDK re-sends any request whose error carries Retry-After (429/503). A 503 on a
+                    # create may come after the create happened; our retry re-reads by name first instead.
+                    if method.upper() != "GET" and getattr(exc, "retry_after_secs", None) is not None:
+                        exc.retry_after_secs = None
+                    raise
+
+            base._perform = perform_once
         do = api_client.do
 
         def counted(method: str, path: str | None = None, *args: Any, **kwargs: Any) -> Any:

@@ -16,7 +16,8 @@ Settings (SandboxSettings, read at request time, so POST /_sandbox/config switch
   Databricks API requests (paths containing /api/, never /.well-known) get one of
     * "too_many_requests": 429, Retry-After: 1, {"error_code": "TOO_MANY_REQUESTS", "message": ...}
     * "temporarily_unavailable": 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": ...}
-- lost_response_rate (0..1): the fraction of *mutating* requests (AWS actions such as Create*/Delete*/Tag*...,
+- lost_response_rate (0..1): the fraction of *create* requests (Create*/Allocate*/Run*, S3 CreateBucket,
+  Databricks POSTs that create) (AWS actions such as Create*/Delete*/Tag*...,
   S3 and other REST PUT/POST/PATCH/DELETE; Databricks POST/PATCH/PUT/DELETE) that the backend applies, but
   whose successful response the client never sees: it gets a 503 in the protocol's shape (AWS
   ServiceUnavailable, Databricks TEMPORARILY_UNAVAILABLE) or a dropped connection, chosen with the RNG.
@@ -55,13 +56,10 @@ from urllib.parse import parse_qs
 
 from provision.sandbox.settings import SandboxSettings
 
-_MUTATING_PREFIXES = (
-    "Create", "Allocate", "Associate", "Attach", "Put", "Modify", "Delete", "Release", "Update", "Register",
-    "Tag", "Untag", "Disassociate", "Detach", "Deregister", "Accept", "Reject", "Replace", "Enable", "Disable",
-    "Run", "Terminate", "Start", "Stop", "Revoke", "Authorize", "Add", "Remove", "Set", "Import", "Copy",
-    "Assign", "Unassign", "Reset", "Restore", "Rotate", "Upload", "Attach",
-)  # fmt: skip
 _MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Lost responses hit creates only: that is the "created but never recorded" case R1 must survive. An
+# idempotent put or modify whose every response is lost could never be confirmed, on AWS or here.
+_CREATE_PREFIXES = ("Create", "Allocate", "Run")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/]+/([^/]+)/")
 _NEVER = ("/_sandbox/", "/moto-api/")
 
@@ -171,7 +169,8 @@ class FaultInjector:
         if "/api/" not in environ.get("PATH_INFO", ""):
             return app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        fault, lost = self._decide(_DBX_KINDS, method in _MUTATING_METHODS)
+        path = environ.get("PATH_INFO", "")
+        fault, lost = self._decide(_DBX_KINDS, method == "POST" and not path.rstrip("/").endswith("/delete"))
         if fault == "too_many_requests":
             self._count(fault)
             return _dbx_error(start_response, 429, "TOO_MANY_REQUESTS", "sandbox fault: request limit exceeded")
@@ -187,10 +186,10 @@ class FaultInjector:
         shape, action = _classify_aws(environ)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         if shape in ("s3", "rest"):
-            mutating = method in _MUTATING_METHODS
+            creating = method == "PUT" and not environ.get("QUERY_STRING") and environ.get("PATH_INFO", "").strip("/").count("/") == 0
         else:
-            mutating = bool(action) and action.startswith(_MUTATING_PREFIXES)
-        fault, lost = self._decide(_AWS_KINDS, mutating)
+            creating = bool(action) and action.startswith(_CREATE_PREFIXES)
+        fault, lost = self._decide(_AWS_KINDS, creating)
         if fault == "dropped_connection":
             self._count(fault)
             _drop(environ)

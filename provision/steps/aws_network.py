@@ -116,7 +116,14 @@ class InternetGateway(Step):
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         vpc_id = ctx.out(self.vpc, "vpc_id")
         if out.get("attached_vpc_id") != vpc_id:
-            ctx.call(lambda: ctx.ec2.attach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id), f"{self.id} attach")
+            def attach() -> None:
+                try:
+                    ctx.ec2.attach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id)
+                except Exception as exc:
+                    if error_code(exc) != "Resource.AlreadyAssociated":  # our own retried attach
+                        raise
+
+            ctx.call(attach, f"{self.id} attach")
         return {**out, "attached_vpc_id": vpc_id}
 
     def delete(self, ctx: Context, out: Outputs) -> None:
@@ -209,6 +216,32 @@ def target(step_id: str, key: str) -> Callable[[Context], str]:
     return lambda ctx: ctx.out(step_id, key)
 
 
+def create_route(ctx: Context, route: dict[str, Any]) -> None:
+    """create_route, where "already exists" (our own earlier call whose response was lost) means: make
+    sure it points where it should."""
+    try:
+        ctx.ec2.create_route(**route)
+    except Exception as exc:
+        if error_code(exc) != "RouteAlreadyExists":
+            raise
+        ctx.ec2.replace_route(**route)
+
+
+def associate(ctx: Context, table_id: str, **target: str) -> str:
+    """associate_route_table, where "already associated" (a lost response) means: read the association."""
+    try:
+        return ctx.ec2.associate_route_table(RouteTableId=table_id, **target)["AssociationId"]
+    except Exception as exc:
+        if error_code(exc) != "Resource.AlreadyAssociated":
+            raise
+        table = ctx.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0]
+        (key, value), = target.items()
+        found = [a["RouteTableAssociationId"] for a in table.get("Associations", []) if a.get(key) == value]
+        if not found:
+            raise  # associated with another table: a real conflict
+        return found[0]
+
+
 class RouteTable(Step):
     """A route table with its routes and associations (subnets, and optionally a gateway for an edge route
     table), converged whenever the step runs (create, adopt, resume of an unfinished step)."""
@@ -261,7 +294,7 @@ class RouteTable(Step):
             route = {"RouteTableId": table_id, "DestinationCidrBlock": destination, key: target_id}
             existing = current.get(destination)
             if existing is None:
-                ctx.call(lambda: ctx.ec2.create_route(**route), f"{self.id} route {destination}")
+                ctx.call(lambda: create_route(ctx, route), f"{self.id} route {destination}")
             elif existing.get(READ_KEY.get(key, key)) != target_id:
                 ctx.call(lambda: ctx.ec2.replace_route(**route), f"{self.id} route {destination}")
         associations = dict(self._outputs(table)["associations"])
@@ -269,15 +302,13 @@ class RouteTable(Step):
             subnet_id = ctx.out(subnet_step, "subnet_id")
             if subnet_id not in associations:
                 associations[subnet_id] = ctx.call(
-                    lambda: ctx.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)["AssociationId"],
-                    f"{self.id} associate {subnet_id}",
+                    lambda: associate(ctx, table_id, SubnetId=subnet_id), f"{self.id} associate {subnet_id}",
                 )
         if self.gateway:
             gateway_id = ctx.out(self.gateway, "igw_id")
             if gateway_id not in associations:
                 associations[gateway_id] = ctx.call(
-                    lambda: ctx.ec2.associate_route_table(RouteTableId=table_id, GatewayId=gateway_id)["AssociationId"],
-                    f"{self.id} edge association {gateway_id}",
+                    lambda: associate(ctx, table_id, GatewayId=gateway_id), f"{self.id} edge association {gateway_id}",
                 )
         return {"route_table_id": table_id, "associations": associations}
 
@@ -364,11 +395,20 @@ class SecurityGroup(Step):
             remove = [r for r in have - want if r[0] == direction]
             if add:
                 perms = [self._permission(r, group_id) for r in add]
-                ctx.call(lambda: getattr(ctx.ec2, f"authorize_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} authorize {direction}")
+                ctx.call(lambda: self._authorize(ctx, direction, group_id, perms), f"{self.id} authorize {direction}")
             if remove:
                 perms = [self._permission(r, group_id) for r in remove]
                 ctx.call(lambda: getattr(ctx.ec2, f"revoke_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} revoke {direction}")
         return out
+
+    @staticmethod
+    def _authorize(ctx: Context, direction: str, group_id: str, perms: list[dict[str, Any]]) -> None:
+        try:
+            getattr(ctx.ec2, f"authorize_security_group_{direction}")(GroupId=group_id, IpPermissions=perms)
+        except Exception as exc:
+            # A retried call whose first response was lost: the rules are there; the next converge re-reads.
+            if error_code(exc) != "InvalidPermission.Duplicate":
+                raise
 
     @staticmethod
     def _rules(group: dict[str, Any], group_id: str) -> set[Rule]:
@@ -444,7 +484,7 @@ class VpcRoute(Step):
 
     def create(self, ctx: Context) -> Outputs:
         table_id, target_id = ctx.out(self.route_table, "route_table_id"), ctx.out(self.target_step, TARGET_OUTPUT[self.target_key])
-        ctx.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock=self.destination, **{self.target_key: target_id})
+        create_route(ctx, {"RouteTableId": table_id, "DestinationCidrBlock": self.destination, self.target_key: target_id})
         return {"route_table_id": table_id, "destination": self.destination, "target": target_id}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from provision.orchestrator.retry import error_code
 from provision.steps.base import Context, Outputs, Step, single
 
 LIVE = ["pending", "available", "modifying"]
@@ -173,9 +174,13 @@ class TransitGatewayRoute(Step):
             ctx.ec2.create_transit_gateway_route(DestinationCidrBlock=self.destination, TransitGatewayRouteTableId=table_id, Blackhole=True)
             return {"tgw_route_table_id": table_id, "destination": self.destination, "attachment_id": None}
         attachment_id = ctx.out(self.attachment, "attachment_id")
-        ctx.ec2.create_transit_gateway_route(
-            DestinationCidrBlock=self.destination, TransitGatewayRouteTableId=table_id, TransitGatewayAttachmentId=attachment_id,
-        )
+        route = {"DestinationCidrBlock": self.destination, "TransitGatewayRouteTableId": table_id, "TransitGatewayAttachmentId": attachment_id}
+        try:
+            ctx.ec2.create_transit_gateway_route(**route)
+        except Exception as exc:
+            if error_code(exc) != "RouteAlreadyExists":  # our own earlier call whose response was lost
+                raise
+            ctx.ec2.replace_transit_gateway_route(**route)
         return {"tgw_route_table_id": table_id, "destination": self.destination, "attachment_id": attachment_id}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
