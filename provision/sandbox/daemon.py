@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.orchestrator.errors import SandboxError
+from provision.procs import alive
 
 INFO_FILE = "sandbox.json"
 LOG_FILE = "sandbox.log"
@@ -51,13 +52,7 @@ def _alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return alive(pid)
 
 
 def request(host: str, path: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0) -> Any:

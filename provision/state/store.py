@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.orchestrator.errors import StateFileError, StateLockedError
+from provision.procs import alive
 
 SCHEMA_VERSION = 1
 
@@ -62,16 +63,6 @@ class StepRecord:
         return cls(**{**data, "status": Status(data["status"])})
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class StateLock:
     """Exclusive, non-blocking lock beside the state file; the holder's pid is written for the message."""
 
@@ -95,7 +86,7 @@ class StateLock:
             raise
         previous = os.read(fd, 64).decode(errors="replace").strip()
         # The kernel dropped a dead holder's lock; say so, since its run ended without finishing.
-        self.taken_over_from = int(previous) if previous.isdigit() and int(previous) != os.getpid() and not _alive(int(previous)) else None
+        self.taken_over_from = int(previous) if previous.isdigit() and int(previous) != os.getpid() and not alive(int(previous)) else None
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, str(os.getpid()).encode())
