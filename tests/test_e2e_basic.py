@@ -67,6 +67,9 @@ def test_up_rerun_and_teardown_leave_exactly_what_they_should(sandbox, cli, tmp_
 
 
 def test_state_file_is_private_and_holds_no_secret(sandbox, cli, tmp_path):
+    """A regression guard: the sandbox authenticates with its own local token, so these environment secrets
+    are never used in this run; the test shows they are never echoed into the state file, logs or output.
+    The scrubbing of secrets that do reach a log event is tested in test_logging.py."""
     secret = "dose-not-leak-4f9c2e7a1b"
     env = {"DATABRICKS_CLIENT_SECRET": secret, "DATABRICKS_CLIENT_ID": "sp-client-id", "AWS_SECRET_ACCESS_KEY": secret + "aws"}
     result = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", "--log-format", "json", "--verbose", env=env, check=0)

@@ -134,8 +134,12 @@ def test_corrupt_file_raises_and_is_left_untouched(tmp_path, content, why):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
 
 
-def test_state_file_error_is_exit_code_2():
-    assert StateFileError.exit_code == 2
+def test_state_file_error_is_exit_code_2(tmp_path):
+    path = tmp_path / "provision.state.json"
+    path.write_text("{truncated")
+    with pytest.raises(StateFileError) as err:
+        StateFile.load(path)
+    assert err.value.exit_code == 2 and str(path) in str(err.value)
 
 
 # --- StateLock ---------------------------------------------------------------------------------
