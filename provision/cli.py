@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import typer
 
+from provision.constants import DEFAULT_PARALLELISM
 from provision.orchestrator.errors import ProvisionError, StepFailed, UsageError
 
 app = typer.Typer(
@@ -46,12 +47,16 @@ SandboxOpt = typer.Option(False, "--sandbox", help="Run against the local sandbo
 LogFormatOpt = typer.Option(LogFormat.human, "--log-format", help="human: progress view; json: structured log lines on stderr.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Also show info/debug events (every API call) on stderr.")
 OutputOpt = typer.Option(OutputFormat.text, "--output", "-o", help="text or json.")
+ParallelismOpt = typer.Option(
+    DEFAULT_PARALLELISM, "--parallelism", "-p", min=1, max=64,
+    help="Steps run at once (independent branches of the step graph); 1 runs them one by one.",
+)
 
 
-def _options(state: Path, log_format: LogFormat, verbose: bool) -> Any:
+def _options(state: Path, log_format: LogFormat, verbose: bool, parallelism: int = DEFAULT_PARALLELISM) -> Any:
     from provision.orchestrator.runner import RunOptions
 
-    return RunOptions(state_path=state, log_format=log_format.value, verbose=verbose)
+    return RunOptions(state_path=state, log_format=log_format.value, verbose=verbose, parallelism=parallelism)
 
 
 def _reporter(log_format: LogFormat) -> Any:
@@ -73,20 +78,23 @@ def up(
     sandbox: bool = SandboxOpt,
     log_format: LogFormat = LogFormatOpt,
     verbose: bool = VerboseOpt,
+    parallelism: int = ParallelismOpt,
 ) -> None:
     """Create (or complete) the deployment described by the spec."""
     from provision.orchestrator import runner
 
-    outputs = runner.up(config, _options(state, log_format, verbose), sandbox=sandbox, reporter_factory=_reporter(log_format))
+    outputs = runner.up(config, _options(state, log_format, verbose, parallelism), sandbox=sandbox, reporter_factory=_reporter(log_format))
     _echo_outputs(outputs)
 
 
 @app.command()
-def resume(state: Path = StateOpt, log_format: LogFormat = LogFormatOpt, verbose: bool = VerboseOpt) -> None:
+def resume(
+    state: Path = StateOpt, log_format: LogFormat = LogFormatOpt, verbose: bool = VerboseOpt, parallelism: int = ParallelismOpt
+) -> None:
     """Continue a run from its state file; the spec and target come from the state file."""
     from provision.orchestrator import runner
 
-    operation, outputs = runner.resume(_options(state, log_format, verbose), reporter_factory=_reporter(log_format))
+    operation, outputs = runner.resume(_options(state, log_format, verbose, parallelism), reporter_factory=_reporter(log_format))
     if operation == "teardown":
         typer.echo("teardown completed")
     else:
@@ -99,11 +107,12 @@ def teardown(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     log_format: LogFormat = LogFormatOpt,
     verbose: bool = VerboseOpt,
+    parallelism: int = ParallelismOpt,
 ) -> None:
     """Delete everything the deployment owns, in reverse dependency order. Resumable."""
     from provision.orchestrator import runner
 
-    opts = _options(state, log_format, verbose)
+    opts = _options(state, log_format, verbose, parallelism)
     current = runner.read_state(opts)
     if not yes:
         if not sys.stdin.isatty():
@@ -214,11 +223,22 @@ def sandbox_start(
     iam_propagation_seconds: Optional[float] = typer.Option(None, help="How long a new IAM role stays unusable to Databricks."),
     workspace_seconds: Optional[float] = typer.Option(None, help="How long a workspace stays PROVISIONING."),
     nat_seconds: Optional[float] = typer.Option(None, help="How long a NAT gateway stays pending (and deleting)."),
+    latency: Optional[str] = typer.Option(
+        None, "--latency", help="A latency profile: 'realistic' (pending times and call latency of real AWS and Databricks)."
+    ),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", min=0.0001, help="Multiply the latency profile by this (0.02: a 6-minute wait takes 7.2 s)."
+    ),
 ) -> None:
     """Start the sandbox for this directory (no-op if running; new settings are applied)."""
     from provision.sandbox import daemon
+    from provision.sandbox.latency import PROFILES, settings_for
 
     settings: dict[str, float] = {}
+    if latency is not None:
+        if latency not in PROFILES:
+            raise UsageError(f"--latency: unknown profile {latency!r}; known: {', '.join(PROFILES)}")
+        settings.update(settings_for(latency, time_scale))
     if iam_propagation_seconds is not None:
         settings["iam_propagation_seconds"] = iam_propagation_seconds
     if workspace_seconds is not None:
@@ -262,6 +282,8 @@ def _report(error: ProvisionError) -> None:
     from provision.orchestrator.logging import scrub, secret_values
 
     typer.echo(f"error: {scrub(str(error), secret_values())}", err=True)
+    if isinstance(error, StepFailed) and error.others:
+        typer.echo(f"also failed, on parallel branches: {', '.join(error.others)} (see the log or `provision status`)", err=True)
     if isinstance(error, StepFailed) and error.state_path is not None:
         what = "carry the teardown through" if error.operation == "teardown" else "finish the deployment"
         typer.echo(

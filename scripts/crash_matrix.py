@@ -4,12 +4,15 @@ For each topology:
   1. A reference run: `up` uninterrupted; its sandbox inventory (counts per resource kind) is the target.
   2. For every owned step and every create point (before_create, after_create, after_checkpoint): a
      fresh sandbox, `up` killed there with SIGKILL, then `resume`. The inventory must equal the
-     reference exactly and every EC2 resource must carry our tags. Then `teardown` must leave zero.
-  3. For every owned step and every delete point (before_delete, after_delete): `up`, `teardown` killed
-     there, then `teardown` again: zero left.
+     reference exactly and every EC2 resource must carry our tags.
+  3. For every owned step and every delete point (before_delete, after_delete): `teardown` killed there,
+     then `teardown` again: zero left.
+A delete point rides on the teardown of a create point's cycle (same step), so a step costs three
+`up`s, not five; every one of the five points is still a separate kill and counted on its own.
+Cycles run on `--workers` sandboxes at once (each its own daemon and ports).
 It prints `recovered N/N crash points` per topology and exits 1 if any point did not recover.
 
-    python scripts/crash_matrix.py                          # every topology, every point (minutes)
+    python scripts/crash_matrix.py --workers 2              # every topology, every point (tens of minutes)
     python scripts/crash_matrix.py --topology basic --sample 6 --seed 1
 """
 
@@ -24,7 +27,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,55 +85,71 @@ def points_for(topology: str) -> tuple[Path, list[tuple[str, str]], str, str]:
     return path, points, spec.name, spec.databricks.account_id
 
 
-def run_topology(runner: Runner, topology: str, sample: int | None, rng: random.Random) -> tuple[int, int, list[str]]:
-    path, points, deployment, account = points_for(topology)
-    if sample is not None and sample < len(points):
-        points = rng.sample(points, sample)
+def cycles(points: list[tuple[str, str]]) -> list[tuple[tuple[str, str] | None, tuple[str, str] | None]]:
+    """Pair each step's delete points with its create points: (create point, delete point) per cycle."""
+    creates = [p for p in points if p[1] in CREATE_POINTS]
+    deletes = [p for p in points if p[1] in DELETE_POINTS]
+    paired: list[tuple[tuple[str, str] | None, tuple[str, str] | None]] = []
+    for create in creates:
+        match = next((d for d in deletes if d[0] == create[0]), None)
+        if match:
+            deletes.remove(match)
+        paired.append((create, match))
+    paired.extend((None, d) for d in deletes)
+    return paired
+
+
+class Topology:
+    def __init__(self, name: str):
+        self.name = name
+        self.path, self.points, self.deployment, self.account = points_for(name)
+        self.reference: dict | None = None
+
+    def run_cycle(self, runner: Runner, create: tuple[str, str] | None, delete: tuple[str, str] | None) -> list[str]:
+        """One fresh sandbox: `up` (killed at `create`, then resumed), check, `teardown` (killed at `delete`,
+        then run again), check zero. Returns the failed points' messages."""
+        runner.reset()
+        failures: list[str] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            up = ["up", "--config", str(self.path), "--sandbox"]
+            if create:
+                label = ":".join(create)
+                killed = runner.cli(work, *up, failpoints=f"{label}=kill")
+                if killed != -signal.SIGKILL:
+                    return [f"{label}: up exited {killed}, expected SIGKILL"]
+                if runner.cli(work, "resume") != 0:
+                    return [f"{label}: resume failed"]
+                found = inventory(runner.info, account_id=self.account)
+                if counts(found) != self.reference:
+                    failures.append(f"{label}: inventory {dict(counts(found))} != {dict(self.reference or {})}")
+                elif untagged(found, self.deployment):
+                    failures.append(f"{label}: untagged resources {untagged(found, self.deployment)[:3]}")
+            elif runner.cli(work, *up) != 0:
+                return [f"{':'.join(delete or ())}: up failed"]
+            # The teardown half: killed at the delete point if there is one, then run again.
+            if delete:
+                label = ":".join(delete)
+                killed = runner.cli(work, "teardown", "--yes", failpoints=f"{label}=kill")
+                if killed != -signal.SIGKILL:
+                    return failures + [f"{label}: teardown exited {killed}, expected SIGKILL"]
+            if runner.cli(work, "teardown", "--yes") != 0:
+                return failures + [f"{':'.join(p)}: teardown failed" for p in (create, delete) if p]
+            left = counts(inventory(runner.info, account_id=self.account))
+            if left:
+                failures += [f"{':'.join(p)}: teardown left {dict(left)}" for p in (create, delete) if p]
+        return failures
+
+
+def measure_reference(runner: Runner, topology: Topology) -> str | None:
     runner.reset()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if runner.cli(work, "up", "--config", str(path), "--sandbox") != 0:
-            return 0, len(points), ["reference run failed"]
-        reference = counts(inventory(runner.info, account_id=account))
+        if runner.cli(work, "up", "--config", str(topology.path), "--sandbox") != 0:
+            return "reference run failed"
+        topology.reference = counts(inventory(runner.info, account_id=topology.account))
         runner.cli(work, "teardown", "--yes")
-    failures = []
-    for step_id, point in points:
-        runner.reset()
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            label = f"{step_id}:{point}"
-            failpoint = f"{label}=kill"
-            if point in CREATE_POINTS:
-                killed = runner.cli(work, "up", "--config", str(path), "--sandbox", failpoints=failpoint)
-                if killed != -signal.SIGKILL:
-                    failures.append(f"{label}: up exited {killed}, expected SIGKILL")
-                    continue
-                if runner.cli(work, "resume") != 0:
-                    failures.append(f"{label}: resume failed")
-                    continue
-                found = inventory(runner.info, account_id=account)
-                if counts(found) != reference:
-                    failures.append(f"{label}: inventory {dict(counts(found))} != {dict(reference)}")
-                    continue
-                if untagged(found, deployment):
-                    failures.append(f"{label}: untagged resources {untagged(found, deployment)[:3]}")
-                    continue
-                runner.cli(work, "teardown", "--yes")
-            else:
-                if runner.cli(work, "up", "--config", str(path), "--sandbox") != 0:
-                    failures.append(f"{label}: up failed")
-                    continue
-                killed = runner.cli(work, "teardown", "--yes", failpoints=failpoint)
-                if killed != -signal.SIGKILL:
-                    failures.append(f"{label}: teardown exited {killed}, expected SIGKILL")
-                    continue
-                if runner.cli(work, "teardown", "--yes") != 0:
-                    failures.append(f"{label}: second teardown failed")
-                    continue
-            left = counts(inventory(runner.info, account_id=account))
-            if left:
-                failures.append(f"{label}: teardown left {dict(left)}")
-    return len(points) - len(failures), len(points), failures
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,24 +157,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topology", choices=[*EXAMPLES, "all"], default="all")
     parser.add_argument("--sample", type=int, default=None, help="check N random points per topology instead of all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="sandboxes (and cycles) run at once")
     parser.add_argument("--output", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    sandbox_dir = Path(tempfile.mkdtemp(prefix="crash-matrix-"))
-    runner = Runner(sandbox_dir)
+    root = Path(tempfile.mkdtemp(prefix="crash-matrix-"))
+    runners: list[Runner] = []
+    idle: list[Runner] = []
+    lock = threading.Lock()
     results = {}
     try:
-        for topology in (EXAMPLES if args.topology == "all" else [args.topology]):
+        for index in range(max(1, args.workers)):
+            runners.append(Runner(root / f"sandbox-{index}"))
+        idle.extend(runners)
+        for name in (EXAMPLES if args.topology == "all" else [args.topology]):
             started = time.monotonic()
-            ok, total, failures = run_topology(runner, topology, args.sample, rng)
-            results[topology] = {"recovered": ok, "total": total, "failures": failures, "seconds": round(time.monotonic() - started, 1)}
+            topology = Topology(name)
+            points = topology.points
+            if args.sample is not None and args.sample < len(points):
+                points = rng.sample(points, args.sample)
+            problem = measure_reference(runners[0], topology)
+            failures: list[str] = [problem] if problem else []
+
+            def work(pair, topology=topology):
+                with lock:
+                    runner = idle.pop()
+                try:
+                    return topology.run_cycle(runner, *pair)
+                finally:
+                    with lock:
+                        idle.append(runner)
+
+            if not problem:
+                with ThreadPoolExecutor(max_workers=len(runners)) as pool:
+                    for found in pool.map(work, cycles(points)):
+                        failures.extend(found)
+            failed = len({f.split(": ", 1)[0] for f in failures}) if not problem else len(points)
+            ok = len(points) - failed
+            results[name] = {"recovered": ok, "total": len(points), "failures": failures,
+                             "seconds": round(time.monotonic() - started, 1)}
             if args.output == "text":
-                print(f"{topology}: recovered {ok}/{total} crash points ({results[topology]['seconds']}s)", flush=True)
+                print(f"{name}: recovered {ok}/{len(points)} crash points ({results[name]['seconds']}s)", flush=True)
                 for failure in failures:
                     print(f"  FAILED {failure}", flush=True)
     finally:
-        runner.stop()
-        shutil.rmtree(sandbox_dir, ignore_errors=True)
+        for runner in runners:
+            runner.stop()
+        shutil.rmtree(root, ignore_errors=True)
     if args.output == "json":
         print(json.dumps(results, indent=2))
     return 0 if all(r["recovered"] == r["total"] for r in results.values()) else 1

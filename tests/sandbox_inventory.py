@@ -25,3 +25,44 @@ BASIC_SINGLE_NAT = Counter(
         "databricks_workspaces": 1,
     }
 )
+
+# The privatelink example (new VPC): basic plus the endpoint subnet, its route table and security group,
+# the workspace and relay endpoints and their registrations, and the private access settings.
+PRIVATELINK_NEW_VPC = BASIC_SINGLE_NAT + Counter(
+    {
+        "subnet": 1,  # the endpoint subnet
+        "route_table": 1,
+        "security_group": 1,
+        "vpc_endpoint": 2,  # workspace (REST API) and relay
+        "databricks_vpc-endpoints": 2,
+        "databricks_private-access-settings": 1,
+    }
+)
+
+# The hub-spoke example: a hub VPC (firewall, NAT, TGW) and two spokes, each with a workspace and a token.
+HUB_SPOKE_TWO_SPOKES = Counter(
+    {
+        "vpc": 3,
+        "subnet": 14,
+        "internet_gateway": 1,
+        "nat_gateway": 1,
+        "elastic_ip": 1,
+        "route_table": 7,
+        "security_group": 2,
+        "vpc_endpoint": 6,
+        "transit_gateway": 1,
+        "tgw_attachment": 3,
+        "tgw_route_table": 2,
+        "firewall": 1,
+        "firewall_policy": 1,
+        "rule_group": 3,
+        "secret": 2,
+        "bucket": 2,
+        "iam_role": 1,
+        "databricks_credentials": 2,
+        "databricks_storage-configurations": 2,
+        "databricks_networks": 2,
+        "databricks_workspaces": 2,
+        "databricks_tokens": 2,
+    }
+)

@@ -5,6 +5,7 @@ Every check of what exists reads the sandbox itself (sandbox_inventory), never o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import boto3
 import pytest
 
 import specs
+from provision.sandbox import daemon
 from cli_support import provision_command
 from sandbox_inventory import BASIC_SINGLE_NAT, counts, inventory, untagged
 
@@ -67,10 +69,11 @@ def test_up_rerun_and_teardown_leave_exactly_what_they_should(sandbox, cli, tmp_
 
 
 def test_state_file_is_private_and_holds_no_secret(sandbox, cli, tmp_path):
-    """A regression guard: the sandbox authenticates with its own local token, so these environment secrets
-    are never used in this run; the test shows they are never echoed into the state file, logs or output.
-    The scrubbing of secrets that do reach a log event is tested in test_logging.py."""
+    """The service principal's secret signs in (OAuth M2M against the sandbox) and is never echoed into the
+    state file, logs or output; the sandbox signs AWS calls with fixed dummy keys, never the user's. Every
+    command, failures included, is covered in test_secrets.py; scrubbing itself in test_logging.py."""
     secret = "dose-not-leak-4f9c2e7a1b"
+    daemon.configure(sandbox, {"oauth_clients": {"sp-client-id": hashlib.sha256(secret.encode()).hexdigest()}})
     env = {"DATABRICKS_CLIENT_SECRET": secret, "DATABRICKS_CLIENT_ID": "sp-client-id", "AWS_SECRET_ACCESS_KEY": secret + "aws"}
     result = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", "--log-format", "json", "--verbose", env=env, check=0)
     state_path = tmp_path / "provision.state.json"

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import boto3
 import pytest
 
 import specs
-from sandbox_inventory import BASIC_SINGLE_NAT, counts, inventory, untagged
+from sandbox_inventory import PRIVATELINK_NEW_VPC, counts, inventory, untagged
 
 ACCOUNT = specs.example("privatelink")["databricks"]["account_id"]
-
-PRIVATELINK_NEW_VPC = BASIC_SINGLE_NAT + Counter(
-    {
-        "subnet": 1,  # the endpoint subnet
-        "route_table": 1,
-        "security_group": 1,
-        "vpc_endpoint": 2,  # workspace (REST API) and relay
-        "databricks_vpc-endpoints": 2,
-        "databricks_private-access-settings": 1,
-    }
-)
 
 
 def aws(sandbox, service: str):

@@ -192,10 +192,12 @@ class World:
             log=structlog.wrap_logger(self.logger, processors=[merge_contextvars]),
         )
 
-    def engine(self, failpoints: Failpoints | None = None, steps: list[Step] | None = None) -> Engine:
+    def engine(self, failpoints: Failpoints | None = None, steps: list[Step] | None = None, parallelism: int = 1) -> Engine:
+        """Parallelism 1 unless asked: these tests pin exact call orders (test_engine_parallel.py covers the rest)."""
         self.ctx = self.new_ctx()
         self.reporter = RecordingReporter()
-        return Engine(steps if steps is not None else chain(self.cloud), self.state(), self.ctx, failpoints=failpoints, reporter=self.reporter)
+        return Engine(steps if steps is not None else chain(self.cloud), self.state(), self.ctx, failpoints=failpoints,
+                      reporter=self.reporter, parallelism=parallelism)
 
     def seed(self, records: dict[str, tuple[Status, Outputs]]) -> None:
         state = self.state()

@@ -1,5 +1,6 @@
 """Fault tolerance against the sandbox's seeded fault injection: transient faults on every service and
-lost responses on creates end in exactly the inventory of a clean run, never a duplicate."""
+lost responses on creates end in exactly the inventory of a clean run, never a duplicate, for every
+topology."""
 
 from __future__ import annotations
 
@@ -9,59 +10,65 @@ import pytest
 
 import specs
 from provision.sandbox import daemon
-from sandbox_inventory import BASIC_SINGLE_NAT, counts, inventory, untagged
+from sandbox_inventory import BASIC_SINGLE_NAT, HUB_SPOKE_TWO_SPOKES, PRIVATELINK_NEW_VPC, counts, inventory, untagged
 
-ACCOUNT = specs.example()["databricks"]["account_id"]
+EXPECTED = {"basic": BASIC_SINGLE_NAT, "privatelink": PRIVATELINK_NEW_VPC, "hub-spoke": HUB_SPOKE_TWO_SPOKES}
 
 
 def faults(sandbox) -> dict:
     return daemon.request(sandbox.databricks_host, "/_sandbox/faults")
 
 
-def spec_file(tmp_path):
+def spec_file(tmp_path, topology: str):
     # A generous retry deadline: at 20% faults some calls need several attempts.
-    return specs.write(tmp_path / "spec.toml", specs.merged(specs.example(), timeouts={"retry_deadline_seconds": 120}))
+    data = specs.merged(specs.example(topology), timeouts={"retry_deadline_seconds": 120})
+    return specs.write(tmp_path / "spec.toml", data), data["name"], data["databricks"]["account_id"]
 
 
-@pytest.mark.parametrize("seed", [7, 21])
-def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path, seed):
+def inventory_clean(sandbox, account: str):
+    """Read the inventory with faults paused (the test's own reads must not be faulted)."""
+    settings = daemon.request(sandbox.databricks_host, "/_sandbox/config")
+    daemon.configure(sandbox, {"fault_rate": 0, "lost_response_rate": 0})
+    try:
+        return inventory(sandbox, account_id=account)
+    finally:
+        daemon.configure(sandbox, {"fault_rate": settings["fault_rate"], "lost_response_rate": settings["lost_response_rate"]})
+
+
+@pytest.mark.parametrize("topology, seed", [("basic", 7), ("basic", 21), ("privatelink", 5), ("hub-spoke", 9)])
+def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path, topology, seed):
+    spec, deployment, account = spec_file(tmp_path, topology)
     daemon.request(sandbox.databricks_host, "/_sandbox/faults/reset", "POST", {})
     daemon.configure(sandbox, {"fault_rate": 0.2, "fault_seed": seed})
     try:
-        cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0, timeout=600)
-        injected = faults(sandbox)["injected"]
-        found = inventory_clean(sandbox)
-        assert counts(found) == BASIC_SINGLE_NAT and untagged(found, "acme-basic") == []
+        cli("up", "--config", str(spec), "--sandbox", check=0, timeout=600)
+        injected_up = sum(faults(sandbox)["injected"].values())
+        found = inventory_clean(sandbox, account)
+        assert counts(found) == EXPECTED[topology] and untagged(found, deployment) == []
         cli("teardown", "--yes", check=0, timeout=600)
+        injected = faults(sandbox)["injected"]
     finally:
         daemon.configure(sandbox, {"fault_rate": 0})
-    assert sum(injected.values()) > 10, injected  # the faults really happened
-    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+    # The faults really happened, on the way up and on the way down.
+    assert injected_up > 10 and sum(injected.values()) - injected_up > 5, injected
+    assert counts(inventory(sandbox, account_id=account)) == {}
     log = "".join(p.read_text() for p in (tmp_path / "provision-logs").glob("*-up.log"))
     reasons = {json.loads(line)["reason"] for line in log.splitlines() if '"event": "retrying"' in line}
     assert reasons  # each retry is logged with its reason
 
 
-def inventory_clean(sandbox):
-    """Read the inventory with faults paused (the test's own reads must not be faulted)."""
-    settings = daemon.request(sandbox.databricks_host, "/_sandbox/config")
-    daemon.configure(sandbox, {"fault_rate": 0, "lost_response_rate": 0})
-    try:
-        return inventory(sandbox, account_id=ACCOUNT)
-    finally:
-        daemon.configure(sandbox, {"fault_rate": settings["fault_rate"], "lost_response_rate": settings["lost_response_rate"]})
-
-
-def test_lost_responses_on_every_create_make_no_duplicates(sandbox, cli, tmp_path):
+@pytest.mark.parametrize("topology", ["basic", "privatelink", "hub-spoke"])
+def test_lost_responses_on_every_create_make_no_duplicates(sandbox, cli, tmp_path, topology):
+    spec, deployment, account = spec_file(tmp_path, topology)
     daemon.request(sandbox.databricks_host, "/_sandbox/faults/reset", "POST", {})
     daemon.configure(sandbox, {"lost_response_rate": 1.0, "fault_seed": 3})
     try:
-        cli("up", "--config", str(spec_file(tmp_path)), "--sandbox", check=0, timeout=600)
+        cli("up", "--config", str(spec), "--sandbox", check=0, timeout=600)
         lost = faults(sandbox)["lost_responses"]
     finally:
         daemon.configure(sandbox, {"lost_response_rate": 0})
     assert lost > 20, lost
-    found = inventory(sandbox, account_id=ACCOUNT)
-    assert counts(found) == BASIC_SINGLE_NAT and untagged(found, "acme-basic") == []
+    found = inventory(sandbox, account_id=account)
+    assert counts(found) == EXPECTED[topology] and untagged(found, deployment) == []
     cli("teardown", "--yes", check=0, timeout=600)
-    assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
+    assert counts(inventory(sandbox, account_id=account)) == {}

@@ -7,12 +7,14 @@ with its reason and where a retried create re-reads before creating again.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-READ_PREFIXES = ("Describe", "Get", "List", "Head")
+READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search")
 ACCOUNTS_HOST = "https://accounts.cloud.databricks.com"
 
 
@@ -24,6 +26,8 @@ class Target:
     aws_endpoint_url: str | None = None
     databricks_host: str | None = None
     databricks_token: str | None = field(default=None, repr=False)
+    # A sandbox running a latency profile at this time scale (0: none); waits and backoff scale alike.
+    time_scale: float = 0.0
 
     @property
     def is_sandbox(self) -> bool:
@@ -35,9 +39,11 @@ class CallStats:
     """API calls per service and operation, for logs and benchmarks."""
 
     calls: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, service: str, operation: str) -> None:
-        self.calls[(service, operation)] += 1
+        with self._lock:  # steps run on several threads
+            self.calls[(service, operation)] += 1
 
     def summary(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -69,12 +75,18 @@ class Clients:
         self._clients: dict[str, Any] = {}
         self._account: Any = None
         self._workspaces: dict[str, Any] = {}
+        # Steps run on several threads: clients are shared (boto3 clients are thread-safe), but making one
+        # from the session is not, so creation is serialized.
+        self._lock = threading.RLock()
 
     # AWS ----------------------------------------------------------------------------------------
     def aws(self, service: str) -> Any:
         client = self._clients.get(service)
         if client is None:
-            client = self._clients[service] = self._make_aws(service)
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    client = self._clients[service] = self._make_aws(service)
         return client
 
     def _make_aws(self, service: str) -> Any:
@@ -89,7 +101,8 @@ class Clients:
                 )
             else:
                 self._session = boto3.session.Session(region_name=self.region)
-        config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+        # A connection per concurrent step, so parallel steps never wait on botocore's pool of 10.
+        config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60, max_pool_connections=64)
         client = self._session.client(service, endpoint_url=self.target.aws_endpoint_url, config=config)
         self._register_hooks(client)
         return client
@@ -116,6 +129,10 @@ class Clients:
     # Databricks ---------------------------------------------------------------------------------
     @property
     def account(self) -> Any:
+        with self._lock:
+            return self._account_locked()
+
+    def _account_locked(self) -> Any:
         if self._account is None:
             from databricks.sdk import AccountClient
             from databricks.sdk.config import Config
@@ -124,8 +141,7 @@ class Clients:
                 config = Config(
                     host=self.target.databricks_host,
                     account_id=self.account_id,
-                    token=self.target.databricks_token,
-                    auth_type="pat",
+                    **self._sandbox_auth(),
                     # A dead local host must fail in seconds, not after the SDK's default 300 s.
                     retry_timeout_seconds=15,
                     http_timeout_seconds=10,
@@ -140,6 +156,10 @@ class Clients:
 
     def workspace(self, deployment_name: str) -> Any:
         """A client of one workspace's own REST API, with the same credentials as the account client."""
+        with self._lock:
+            return self._workspace_locked(deployment_name)
+
+    def _workspace_locked(self, deployment_name: str) -> Any:
         client = self._workspaces.get(deployment_name)
         if client is None:
             from databricks.sdk import WorkspaceClient
@@ -148,14 +168,23 @@ class Clients:
             if self.target.is_sandbox:
                 # The emulator serves each workspace under /workspaces/<deployment name>.
                 config = Config(
-                    host=f"{self.target.databricks_host}/workspaces/{deployment_name}", token=self.target.databricks_token,
-                    auth_type="pat", retry_timeout_seconds=15, http_timeout_seconds=10,
+                    host=f"{self.target.databricks_host}/workspaces/{deployment_name}", **self._sandbox_auth(),
+                    retry_timeout_seconds=15, http_timeout_seconds=10,
                 )
             else:
                 config = Config(host=f"https://{deployment_name}.cloud.databricks.com", profile=self.databricks_profile, retry_timeout_seconds=60)
             client = self._workspaces[deployment_name] = WorkspaceClient(config=config)
             self._hook_databricks(client.api_client)
         return client
+
+    def _sandbox_auth(self) -> dict[str, Any]:
+        """A service principal from DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET signs in with OAuth M2M, as it
+        would against Databricks (the sandbox issues tokens to principals registered in its settings); without
+        one, the sandbox's own local token."""
+        client_id, secret = os.environ.get("DATABRICKS_CLIENT_ID"), os.environ.get("DATABRICKS_CLIENT_SECRET")
+        if client_id and secret:
+            return {"client_id": client_id, "client_secret": secret, "auth_type": "oauth-m2m"}
+        return {"token": self.target.databricks_token, "auth_type": "pat"}
 
     def _hook_databricks(self, api_client: Any) -> None:
         """Count and log every Account API call, as the botocore hooks do for AWS. And stop the SDK from

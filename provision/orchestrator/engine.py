@@ -8,23 +8,34 @@ up:        for each step: find -> create if absent -> checkpoint ids -> wait rea
 teardown:  reverse dependency order; find (authoritative, catches a create that was never checkpointed)
            -> delete (NotFound counts as done) -> wait until gone -> checkpoint deleted.
 
-Steps run one at a time for now; the graph is explicit (`needs`) so a scheduler can run independent
-branches concurrently later without touching the steps.
+Scheduling: up to `parallelism` steps run at once, each as soon as every step it `needs` is done (in
+teardown: as soon as every step that needs it is deleted), in declaration order among the ready ones. The
+state file serializes its own writes, so each checkpoint stays atomic. When a step fails, no new step
+starts; the steps already running finish their work (their resources are checkpointed), then the run
+stops with the first failure. Ctrl-C interrupts every running step at its next wait. With parallelism 1
+the steps run one by one on the calling thread, in declaration order.
 """
 
 from __future__ import annotations
 
+import contextvars
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
+from provision.constants import DEFAULT_PARALLELISM
 from provision.orchestrator.errors import OwnershipConflict, ProvisionError, StateFileError, StepFailed
 from provision.orchestrator.failpoints import Failpoints
 from provision.orchestrator.logging import scrub, secret_values
 from provision.orchestrator.retry import CONVERGING, DELETING, is_not_found, phase
 from provision.state.store import StateFile, Status, now_iso
 from provision.steps.base import Context, Outputs, Step
+
+_real_sleep = time.sleep
 
 
 class Reporter(Protocol):
@@ -38,6 +49,10 @@ class NullReporter:
 
 class GraphError(ProvisionError):
     """The topology's step graph is broken: a programming error, not a user one."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in a running step's wait when the run was interrupted (Ctrl-C) on the main thread."""
 
 
 def ordered(steps: list[Step]) -> list[Step]:
@@ -70,8 +85,11 @@ class Engine:
         *,
         failpoints: Failpoints | None = None,
         reporter: Reporter | None = None,
+        parallelism: int = DEFAULT_PARALLELISM,
     ):
         self.steps = ordered(steps)
+        self.parallelism = max(1, parallelism)
+        self._interrupted = threading.Event()
         self.state = state
         self.ctx = ctx
         self.failpoints = failpoints or Failpoints()
@@ -98,10 +116,7 @@ class Engine:
 
     # up ------------------------------------------------------------------------------------------
     def up(self) -> dict[str, Outputs]:
-        for step in self.steps:
-            # Every log line of the step carries its id and resource id (resource_id is re-bound once known).
-            with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
-                self._up_step(step)
+        self._schedule(self.steps, lambda step: step.needs, self._up_step)
         return {s.id: self.ctx.outputs[s.id] for s in self.steps}
 
     def _up_step(self, step: Step) -> None:
@@ -202,9 +217,88 @@ class Engine:
                 f"state file {self.state.path} records steps that may still exist but that the spec as run has no "
                 f"step for: {', '.join(unknown)}; the state file does not match its spec"
             )
-        for step in reversed(self.steps):
+        dependents: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        for step in self.steps:
+            for need in step.needs:
+                dependents[need].append(step.id)
+        self._schedule(list(reversed(self.steps)), lambda step: dependents[step.id], self._teardown_step)
+
+    # scheduling ------------------------------------------------------------------------------------
+    def _schedule(self, order: list[Step], after: Callable[[Step], Iterable[str]], work: Callable[[Step], None]) -> None:
+        """Run `work` for every step once all of `after(step)` have run, up to `parallelism` at once."""
+
+        def run(step: Step) -> None:
+            # Every log line of the step carries its id and resource id (resource_id is re-bound once known).
             with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
-                self._teardown_step(step)
+                work(step)
+
+        if self.parallelism == 1:
+            for step in order:
+                run(step)
+            return
+        pending, finished = list(order), set()
+        failures: list[StepFailed] = []
+        running: dict[Future, Step] = {}
+        restore = self._interruptible_sleeps()
+        pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="step")
+        try:
+            while True:
+                if not failures:
+                    for step in [s for s in pending if all(d in finished for d in after(s))]:
+                        if len(running) >= self.parallelism:
+                            break
+                        pending.remove(step)
+                        # Each step runs in a copy of this context: the run's bound log fields go with it.
+                        running[pool.submit(contextvars.copy_context().run, run, step)] = step
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        finished.add(step.id)
+                    elif isinstance(error, StepFailed):
+                        failures.append(error)
+                    else:
+                        raise error
+        except BaseException:
+            # Ctrl-C (or a bug): every running step stops at its next wait and records itself interrupted.
+            self._interrupted.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            restore()
+        if failures:
+            first = failures[0]
+            first.others = [f.step_id for f in failures[1:]]
+            raise first
+        if pending:  # unreachable with a valid graph (ordered() checked it)
+            raise GraphError(f"steps never became ready: {', '.join(s.id for s in pending)}")
+
+    def _interruptible_sleeps(self) -> Callable[[], None]:
+        """Make the waits of worker threads return at once (raising Interrupted) when the run is interrupted."""
+        poll, retry = self.ctx.poll, self.ctx.retry
+        originals = (poll.sleep, retry.sleep)
+
+        def make(original: Callable[[float], None]) -> Callable[[float], None]:
+            def sleep(seconds: float) -> None:
+                if self._interrupted.is_set():
+                    raise Interrupted()
+                if original is _real_sleep:
+                    if self._interrupted.wait(seconds):
+                        raise Interrupted()
+                else:  # an injected (test) sleep keeps its own behaviour
+                    original(seconds)
+
+            return sleep
+
+        poll.sleep, retry.sleep = make(poll.sleep), make(retry.sleep)
+
+        def restore() -> None:
+            poll.sleep, retry.sleep = originals
+
+        return restore
 
     def _teardown_step(self, step: Step) -> None:
         record = self.state.record(step.id)

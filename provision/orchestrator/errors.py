@@ -69,7 +69,19 @@ class StepFailed(ProvisionError):
         # Filled in by the runner, for the message that tells the user how to continue.
         self.state_path: object | None = None
         self.operation: str | None = None
-        super().__init__(f"step {step_id} failed: {cause}")
+        # Other steps that failed in the same run, on parallel branches.
+        self.others: list[str] = []
+        super().__init__(f"step {step_id} failed: {describe(cause)}")
+
+
+def describe(cause: BaseException) -> str:
+    """The API's own words; a Databricks error leads with its error code (PERMISSION_DENIED, QUOTA_EXCEEDED),
+    which the SDK leaves out of str()."""
+    code = getattr(cause, "error_code", None)
+    text = str(cause)
+    if isinstance(code, str) and code and not text.startswith(code):
+        return f"{code}: {text}"
+    return text
 
 
 class RetryDeadlineExceeded(ProvisionError):

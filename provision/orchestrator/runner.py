@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from provision import spec as specs
+from provision.constants import DEFAULT_PARALLELISM
 from provision.orchestrator.clients import Clients, Target
 from provision.orchestrator.engine import Engine, PlanItem
 from provision.orchestrator.errors import StepFailed, UsageError
@@ -34,6 +35,7 @@ class RunOptions:
     log_format: str = "human"
     verbose: bool = False
     console_write: Callable[[str], None] | None = None
+    parallelism: int = DEFAULT_PARALLELISM
 
 
 def resolve_target(kind: str) -> Target:
@@ -41,12 +43,21 @@ def resolve_target(kind: str) -> Target:
         from provision.sandbox import daemon
 
         info, _ = daemon.start()
-        return Target("sandbox", info.aws_endpoint_url, info.databricks_host, info.databricks_token)
+        time_scale = float(daemon.request(info.databricks_host, "/_sandbox/config").get("time_scale") or 0.0)
+        return Target("sandbox", info.aws_endpoint_url, info.databricks_host, info.databricks_token, time_scale)
     return Target("aws")
 
 
 def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]:
     deadline = spec.timeouts.retry_deadline_seconds
+    if target.is_sandbox and target.time_scale:
+        # A latency-profiled sandbox is a time-scaled replica of the real clouds: so are the intervals.
+        s = target.time_scale
+        return (
+            RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0 * s, max_seconds=20.0 * s),
+            PollPolicy(initial_seconds=2.0 * s, factor=1.5, max_seconds=15.0 * s, timeout_seconds=spec.timeouts.resource_seconds,
+                       visibility_seconds=15.0 * s),
+        )
     if target.is_sandbox:
         # Local calls answer in milliseconds: poll and back off on the same curve, scaled down.
         limits = {EVENTUAL_CONSISTENCY: 3.0, DEPENDENCY_RELEASE: 5.0}
@@ -88,7 +99,7 @@ def _engine(command: str, spec: specs.Spec, state: StateFile, target: Target, op
     ctx = Context(spec=spec, clients=clients, retry=retry, poll=poll, log=log)
     steps = build(spec)
     reporter = reporter_factory([(s.id, s.kind) for s in steps]) if reporter_factory else None
-    engine = Engine(steps, state, ctx, failpoints=Failpoints.from_env(), reporter=reporter)
+    engine = Engine(steps, state, ctx, failpoints=Failpoints.from_env(), reporter=reporter, parallelism=opts.parallelism)
     log.info("run started", state=str(opts.state_path), log_file=str(log_path))
     return engine, reporter, log
 

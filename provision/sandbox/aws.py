@@ -321,23 +321,24 @@ def _advance(backend: Any, settings: SandboxSettings) -> None:
         if not hasattr(nat, "_sandbox_since"):
             continue  # made outside the sandbox: leave moto's state alone
         # Plain `if`s, not `elif`: a NAT noticed late may pass several due states in one go.
-        if nat.state == "pending" and (at := due(nat, settings.nat_gateway_pending_seconds)) is not None:
+        if nat.state == "pending" and (at := due(nat, settings.delay("nat_gateway_pending_seconds", nat.id))) is not None:
             if getattr(nat, "_sandbox_failure", None):
                 _fail_nat(backend, nat, at)
             else:
                 _enter(nat, "available", at)
         if nat.state == "failed" and (at := due(nat, settings.nat_gateway_failed_seconds)) is not None:
             _finish_nat_deletion(backend, nat, at)
-        if nat.state == "deleting" and (at := due(nat, settings.nat_gateway_deleting_seconds)) is not None:
+        if nat.state == "deleting" and (at := due(nat, settings.delay("nat_gateway_deleting_seconds", nat.id))) is not None:
             _finish_nat_deletion(backend, nat, at)
     def pending_then_deleting(resources: dict[str, Any], delay: str, finish_deletion: Callable) -> None:
         """pending -> available and deleting -> finish_deletion, each once `delay` (a setting) has passed."""
         for resource in list(resources.values()):
             if not hasattr(resource, "_sandbox_since"):
                 continue
-            if resource.state == "pending" and (at := due(resource, getattr(settings, delay))) is not None:
+            key = str(getattr(resource, "id", ""))
+            if resource.state == "pending" and (at := due(resource, settings.delay(delay, key))) is not None:
                 _enter(resource, "available", at)
-            elif resource.state == "deleting" and (at := due(resource, getattr(settings, delay))) is not None:
+            elif resource.state == "deleting" and (at := due(resource, settings.delay(delay, key + "/delete"))) is not None:
                 finish_deletion(backend, resource, at)
 
     pending_then_deleting(backend.vpc_end_points, "vpc_endpoint_pending_seconds", _finish_endpoint_deletion)

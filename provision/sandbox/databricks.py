@@ -82,6 +82,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from provision.regions import PRIVATELINK_SERVICES
+from provision.sandbox import oauth
 from provision.sandbox.settings import DATABRICKS_AWS_ACCOUNT_ID, SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
 
 KINDS = (
@@ -175,8 +176,9 @@ STORE = _Store()
 
 
 def reset() -> None:
-    """Forget every emulated Databricks object (moto's AWS state is untouched)."""
+    """Forget every emulated Databricks object and issued OAuth token (moto's AWS state is untouched)."""
     STORE.clear()
+    oauth.reset()
 
 
 def _public(record: dict) -> dict:
@@ -383,7 +385,7 @@ def _create_credentials(settings: SandboxSettings, account_id: str, body: dict) 
         raise refuse(f"Verify the trust policy of role {role_arn}: {problem}.")
     # moto's create_date is naive UTC; until the role is "propagated" STS would refuse to assume it.
     age = (datetime.now(UTC).replace(tzinfo=None) - role.create_date).total_seconds()
-    if age < settings.iam_propagation_seconds:
+    if age < settings.delay("iam_propagation_seconds", role_arn):
         raise refuse(
             f"Databricks could not assume role {role_arn} (sts:AssumeRole was denied). Verify that the role "
             "exists and its trust policy allows Databricks; new IAM roles can take a few seconds to propagate."
@@ -699,7 +701,7 @@ def _advance(settings: SandboxSettings, account_id: str, ws: dict) -> None:
     """Finish provisioning lazily: once the delay has passed, validate and go RUNNING or FAILED."""
     if ws["workspace_status"] != "PROVISIONING":
         return
-    if time.monotonic() - ws["_provisioning_since"] < settings.workspace_provisioning_seconds:
+    if time.monotonic() - ws["_provisioning_since"] < settings.delay("workspace_provisioning_seconds", str(ws["workspace_id"])):
         return
     problems: list[str] = []
     storage = STORE.kind(account_id, "storage_configurations").get(ws["storage_configuration_id"])
@@ -915,9 +917,12 @@ def _served_workspace(settings: SandboxSettings, deployment: str) -> dict:
 
 
 def _authenticate(settings: SandboxSettings, request: Request, ws: dict) -> None:
-    """The sandbox token, or a live personal access token of this very workspace."""
+    """The sandbox token, an OAuth token from this workspace's issuer, or a live personal access token of
+    this very workspace."""
     auth = request.headers.get("Authorization", "")
     if hmac.compare_digest(auth.encode(), f"Bearer {settings.token}".encode()):
+        return
+    if oauth.accepts(auth, f"workspace:{ws['workspace_id']}"):
         return
     if auth.startswith("Bearer "):
         digest = _token_hash(auth[len("Bearer ") :])
@@ -978,6 +983,11 @@ def _handle_workspace(settings: SandboxSettings, request: Request, endpoint: str
             "cloud": "AWS",
         }
         return Response(json.dumps(body), mimetype="application/json", headers=org_id)
+    if endpoint == "ws_oidc_discovery":
+        issuer = f"{workspace_host(request.host_url, ws['deployment_name'])}/oidc"
+        return Response(json.dumps(oauth.discovery(issuer)), mimetype="application/json", headers=org_id)
+    if endpoint == "ws_oidc_token":
+        return _token_response(settings, request, f"workspace:{ws['workspace_id']}")
     if endpoint == "ws_unknown":
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} /{args['rest']}'.", org_id)
     try:
@@ -1032,6 +1042,14 @@ _URLS = Map(
         Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/token/list", endpoint="ws_token_list", methods=["GET"]),
         Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/token/delete", endpoint="ws_token_delete", methods=["POST"]),
         Rule(f"{_WORKSPACE_PREFIX}/<deployment>/api/2.0/preview/scim/v2/Me", endpoint="ws_me", methods=["GET"]),
+        Rule("/oidc/accounts/<account_id>/.well-known/oauth-authorization-server", endpoint="oidc_discovery", methods=["GET"]),
+        Rule("/oidc/accounts/<account_id>/v1/token", endpoint="oidc_token", methods=["POST"]),
+        Rule(
+            f"{_WORKSPACE_PREFIX}/<deployment>/oidc/.well-known/oauth-authorization-server",
+            endpoint="ws_oidc_discovery",
+            methods=["GET"],
+        ),
+        Rule(f"{_WORKSPACE_PREFIX}/<deployment>/oidc/v1/token", endpoint="ws_oidc_token", methods=["POST"]),
         Rule(f"{_WORKSPACE_PREFIX}/<deployment>/<path:rest>", endpoint="ws_unknown"),
     ],
     strict_slashes=False,
@@ -1058,7 +1076,19 @@ def _refresh(settings: SandboxSettings, account_id: str, kind: str, record: dict
 _UPDATE_METHODS = {"workspaces": "PATCH", "private_access_settings": "PUT"}
 
 
+def _token_response(settings: SandboxSettings, request: Request, audience: str) -> Response:
+    try:
+        body = oauth.issue(settings.oauth_clients, request.headers.get("Authorization", ""), request.get_data(), audience)
+    except oauth.OAuthError as e:
+        return _json(e.body(), e.status)
+    return Response(json.dumps(body), mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
 def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: dict) -> Response:
+    if endpoint == "oidc_discovery":
+        return _json(oauth.discovery(f"{request.host_url.rstrip('/')}/oidc/accounts/{args['account_id']}"))
+    if endpoint == "oidc_token":
+        return _token_response(settings, request, f"account:{args['account_id']}")
     if endpoint == "host_metadata":
         # What an account host answers: no workspace_id, so the SDK treats it as account-level.
         host = request.host_url.rstrip("/")
@@ -1130,8 +1160,14 @@ def make_databricks_app(settings: SandboxSettings) -> Callable:
         request = Request(environ)
         try:
             if request.path.startswith("/api/"):
+                # The sandbox token, or an OAuth token from the issuer of the account in the path.
                 auth = request.headers.get("Authorization", "")
-                if not hmac.compare_digest(auth.encode(), f"Bearer {settings.token}".encode()):
+                parts = request.path.split("/")
+                account = parts[4] if len(parts) > 4 and parts[3] == "accounts" else ""
+                if not (
+                    hmac.compare_digest(auth.encode(), f"Bearer {settings.token}".encode())
+                    or oauth.accepts(auth, f"account:{account}")
+                ):
                     raise ApiError(401, "UNAUTHENTICATED", "Invalid access token: send Authorization: Bearer <token>.")
             try:
                 endpoint, args = _URLS.bind_to_environ(environ).match()

@@ -22,6 +22,18 @@ Settings (SandboxSettings, read at request time, so POST /_sandbox/config switch
   whose successful response the client never sees: it gets a 503 in the protocol's shape (AWS
   ServiceUnavailable, Databricks TEMPORARILY_UNAVAILABLE) or a dropped connection, chosen with the RNG.
   A backend error (4xx/5xx) is passed through unchanged: there was nothing to lose.
+  One exception: a create whose response is the only copy of a one-time secret (a workspace token's
+  value) cannot be recovered by re-reading, here or on the real service, so at rate 1.0 it could never
+  succeed. Such a create is never lost twice in a row for the same path: the response after a lost one is
+  delivered. What must hold there is that the orphaned token is revoked, not that the value is recovered.
+- refuse ({operation: kind}): terminal refusals, not random: every call of a listed operation is refused
+  before the backend with the service's own error for kind access_denied, invalid_parameter or
+  quota_exceeded (EC2 UnauthorizedOperation / InvalidParameterValue / <Resource>LimitExceeded; IAM
+  AccessDenied / InvalidInput / LimitExceeded; S3 AccessDenied / InvalidArgument / TooManyBuckets; JSON
+  services AccessDeniedException / InvalidRequestException / LimitExceededException; Databricks 403
+  PERMISSION_DENIED / 400 INVALID_PARAMETER_VALUE / 400 QUOTA_EXCEEDED). Operations are AWS action names
+  (S3's bucket PUT is "CreateBucket") and Databricks "<collection>.<create|update|delete>". The fix for the
+  cause is removing the entry; R1 proves a run fails fast on these and `resume` completes afterwards.
 - fault_seed (int): seeds the one RNG (guarded by a lock). The same seed and the same request sequence
   inject the same faults. The RNG is reseeded when fault_seed changes and by POST /_sandbox/faults/reset.
 
@@ -49,6 +61,7 @@ import random
 import re
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any, Callable, Iterable
@@ -62,6 +75,7 @@ _MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CREATE_PREFIXES = ("Create", "Allocate", "Run")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/]+/([^/]+)/")
 _NEVER = ("/_sandbox/", "/moto-api/")
+_ONE_TIME_SECRET_CREATES = ("/api/2.0/token/create",)
 
 # kind -> (status, code) per AWS protocol shape
 _AWS_CODES = {
@@ -78,7 +92,7 @@ _AWS_CODES = {
 }  # fmt: skip
 _AWS_KINDS = ("throttling", "internal_error", "dropped_connection")
 _DBX_KINDS = ("too_many_requests", "temporarily_unavailable")
-_STATUS_TEXT = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class DroppedConnection(ConnectionAbortedError):
@@ -95,6 +109,7 @@ class FaultInjector:
         self._rng = random.Random(self._seed)
         self._injected: Counter[str] = Counter()
         self._lost = 0
+        self._secret_lost: set[str] = set()  # one-time-secret create paths whose last response was lost
 
     # --- counters -------------------------------------------------------------------------------------------
 
@@ -107,6 +122,7 @@ class FaultInjector:
         with self._lock:
             self._injected.clear()
             self._lost = 0
+            self._secret_lost.clear()
             self._seed = int(self.settings.fault_seed)
             self._rng = random.Random(self._seed)
         return self.counters()
@@ -151,12 +167,19 @@ class FaultInjector:
         settings = self.settings
         handle = self._aws if kind == "aws" else self._databricks
 
+        latency = "aws_call_seconds" if kind == "aws" else "databricks_call_seconds"
+
         def middleware(environ: dict, start_response: Callable) -> Iterable[bytes]:
-            if settings.fault_rate + settings.lost_response_rate <= 0.0:  # off: one comparison
+            call_seconds = getattr(settings, latency)
+            if settings.fault_rate + settings.lost_response_rate + call_seconds <= 0.0 and not settings.refuse:  # off
                 return app(environ, start_response)
             path = environ.get("PATH_INFO", "")
             if path.startswith(_NEVER) or "/.well-known/" in path:
                 return app(environ, start_response)
+            if call_seconds > 0:  # a latency profile's per-call time (latency.py)
+                time.sleep(call_seconds * (1 + settings.latency_jitter * (2 * random.random() - 1)))
+                if settings.fault_rate + settings.lost_response_rate <= 0.0 and not settings.refuse:
+                    return app(environ, start_response)
             return handle(app, environ, start_response)
 
         for attr in ("sandbox_settings",):  # keep what helpers look up on the wrapped app
@@ -170,6 +193,11 @@ class FaultInjector:
             return app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "")
+        refusal = self.settings.refuse.get(_databricks_operation(method, path)) if self.settings.refuse else None
+        if refusal:
+            self._count(f"refused {refusal}")
+            status, code, message = _DBX_REFUSALS[refusal]
+            return _dbx_error(start_response, status, code, message)
         fault, lost = self._decide(_DBX_KINDS, method == "POST" and not path.rstrip("/").endswith("/delete"))
         if fault == "too_many_requests":
             self._count(fault)
@@ -177,6 +205,13 @@ class FaultInjector:
         if fault == "temporarily_unavailable":
             self._count(fault)
             return _dbx_error(start_response, 503, "TEMPORARILY_UNAVAILABLE", "sandbox fault: temporarily unavailable")
+        if lost is not None and path.endswith(_ONE_TIME_SECRET_CREATES):
+            with self._lock:
+                if path in self._secret_lost:
+                    self._secret_lost.discard(path)
+                    lost = None
+                else:
+                    self._secret_lost.add(path)
         if lost is None:
             return app(environ, start_response)
         return self._lose(app, environ, start_response, lost, lambda: _dbx_error(
@@ -189,6 +224,13 @@ class FaultInjector:
             creating = method == "PUT" and not environ.get("QUERY_STRING") and environ.get("PATH_INFO", "").strip("/").count("/") == 0
         else:
             creating = bool(action) and action.startswith(_CREATE_PREFIXES)
+        refusal = None
+        if self.settings.refuse:
+            operation = "CreateBucket" if shape == "s3" and creating else action
+            refusal = self.settings.refuse.get(operation) if operation else None
+        if refusal:
+            self._count(f"refused {refusal}")
+            return _aws_refusal(start_response, environ, shape, operation, refusal)
         fault, lost = self._decide(_AWS_KINDS, creating)
         if fault == "dropped_connection":
             self._count(fault)
@@ -282,9 +324,10 @@ def _status(code: int) -> str:
     return f"{code} {_STATUS_TEXT.get(code, 'Error')}"
 
 
-def _aws_error(start_response: Callable, shape: str, kind: str) -> list[bytes]:
-    status, code = _AWS_CODES[shape][kind]
-    message = f"sandbox fault: {kind.replace('_', ' ')}"
+def _aws_error(start_response: Callable, shape: str, kind: str, status: int = 0, code: str = "", message: str = "") -> list[bytes]:
+    if kind:
+        status, code = _AWS_CODES[shape][kind]
+        message = f"sandbox fault: {kind.replace('_', ' ')}"
     request_id = str(uuid.uuid4())
     headers: list[tuple[str, str]] = [("x-amzn-RequestId", request_id)]
     if shape == "ec2":
@@ -312,6 +355,59 @@ def _aws_error(start_response: Callable, shape: str, kind: str) -> list[bytes]:
     data = body.encode()
     start_response(_status(status), [("Content-Type", ctype), ("Content-Length", str(len(data))), *headers])
     return [data]
+
+
+_DBX_REFUSALS = {
+    "access_denied": (403, "PERMISSION_DENIED", "User is not authorized to perform this operation (sandbox refusal)."),
+    "invalid_parameter": (400, "INVALID_PARAMETER_VALUE", "A request parameter is invalid (sandbox refusal)."),
+    "quota_exceeded": (400, "QUOTA_EXCEEDED", "The account has reached its limit for this resource (sandbox refusal)."),
+}
+
+
+def _databricks_operation(method: str, path: str) -> str:
+    """"workspaces.create" for POST .../accounts/<id>/workspaces; "token.create" for .../api/2.0/token/create."""
+    parts = [p for p in path.split("/api/", 1)[-1].split("/") if p][1:]  # drop the version
+    if parts[:1] == ["accounts"]:
+        parts = parts[2:]
+    if not parts:
+        return ""
+    if method == "POST":
+        verb = parts[-1] if len(parts) > 1 and parts[-1] in ("create", "delete") else "create"
+    else:
+        verb = {"PATCH": "update", "PUT": "update", "DELETE": "delete"}.get(method, "get")
+    return f"{parts[0]}.{verb}"
+
+
+def _aws_refusal(start_response: Callable, environ: dict, shape: str, operation: str, kind: str) -> list[bytes]:
+    """A terminal refusal in the service's own shape and words."""
+    principal = "arn:aws:iam::123456789012:user/sandbox"
+    if shape == "ec2":
+        resource = operation.removeprefix("Create").removeprefix("Allocate") or "Resource"
+        status, code, message = {
+            "access_denied": (403, "UnauthorizedOperation", f"You are not authorized to perform this operation. User: {principal} is not authorized to perform: ec2:{operation} (sandbox refusal)"),
+            "invalid_parameter": (400, "InvalidParameterValue", f"Value for a parameter of {operation} is invalid (sandbox refusal)"),
+            "quota_exceeded": (400, f"{resource}LimitExceeded", f"The maximum number of {resource} resources has been reached (sandbox refusal)"),
+        }[kind]
+    elif shape == "query":
+        status, code, message = {
+            "access_denied": (403, "AccessDenied", f"User: {principal} is not authorized to perform: iam:{operation} (sandbox refusal)"),
+            "invalid_parameter": (400, "InvalidInput", f"Invalid input for {operation} (sandbox refusal)"),
+            "quota_exceeded": (409, "LimitExceeded", f"Cannot exceed quota for {operation} (sandbox refusal)"),
+        }[kind]
+    elif shape == "s3":
+        status, code, message = {
+            "access_denied": (403, "AccessDenied", "Access Denied (sandbox refusal)"),
+            "invalid_parameter": (400, "InvalidArgument", "Invalid argument (sandbox refusal)"),
+            "quota_exceeded": (400, "TooManyBuckets", "You have attempted to create more buckets than allowed (sandbox refusal)"),
+        }[kind]
+    else:
+        invalid = "InvalidParameterException" if "secretsmanager" in environ.get("HTTP_X_AMZ_TARGET", "") else "InvalidRequestException"
+        status, code, message = {
+            "access_denied": (400, "AccessDeniedException", f"User: {principal} is not authorized to perform: {operation} (sandbox refusal)"),
+            "invalid_parameter": (400, invalid, f"Invalid parameter for {operation} (sandbox refusal)"),
+            "quota_exceeded": (400, "LimitExceededException", f"Limit exceeded for {operation} (sandbox refusal)"),
+        }[kind]
+    return _aws_error(start_response, shape, "", status=status, code=code, message=message)
 
 
 def _dbx_error(start_response: Callable, status: int, error_code: str, message: str) -> list[bytes]:

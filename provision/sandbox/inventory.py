@@ -12,13 +12,14 @@ DBX_KINDS = ("credentials", "storage-configurations", "networks", "workspaces", 
 OWNED_EC2 = ("vpc", "subnet", "internet_gateway", "nat_gateway", "elastic_ip", "route_table", "security_group", "vpc_endpoint")
 
 
-def _dbx(info: Any, account_id: str, kind: str) -> list[dict]:
-    request = urllib.request.Request(
-        f"{info.databricks_host}/api/2.0/accounts/{account_id}/{kind}",
-        headers={"Authorization": f"Bearer {info.databricks_token}"},
-    )
+def _get(info: Any, path: str) -> Any:
+    request = urllib.request.Request(f"{info.databricks_host}{path}", headers={"Authorization": f"Bearer {info.databricks_token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def _dbx(info: Any, account_id: str, kind: str) -> list[dict]:
+    return _get(info, f"/api/2.0/accounts/{account_id}/{kind}")
 
 
 def inventory(info: Any, *, account_id: str, region: str = "us-east-1") -> dict[str, list[dict]]:
@@ -66,6 +67,12 @@ def inventory(info: Any, *, account_id: str, region: str = "us-east-1") -> dict[
     }
     for kind in DBX_KINDS:
         found[f"databricks_{kind}"] = _dbx(info, account_id, kind)
+    # Workspace tokens, through each running workspace's own API (an orphaned token is a leak too).
+    found["databricks_tokens"] = [
+        {**token, "workspace_id": ws["workspace_id"]}
+        for ws in found["databricks_workspaces"] if ws.get("workspace_status") == "RUNNING"
+        for token in _get(info, f"/workspaces/{ws['deployment_name']}/api/2.0/token/list").get("token_infos", [])
+    ]
     return found
 
 

@@ -807,10 +807,10 @@ def advance(backend: Any, settings: SandboxSettings) -> None:
         return
     now = time.monotonic()
     for firewall in list(store.firewalls.values()):
-        if firewall.status == "PROVISIONING" and now >= (at := firewall.since + settings.firewall_provisioning_seconds):
+        if firewall.status == "PROVISIONING" and now >= (at := firewall.since + settings.delay("firewall_provisioning_seconds", firewall.arn)):
             firewall.status, firewall.since = "READY", at
             _set_endpoint_state(backend, firewall, "available")
-        if firewall.status == "DELETING" and now >= (at := firewall.since + settings.firewall_deleting_seconds):
+        if firewall.status == "DELETING" and now >= (at := firewall.since + settings.delay("firewall_deleting_seconds", firewall.arn)):
             for _subnet_id, vpce_id in firewall.endpoints.values():
                 endpoint = backend.vpc_end_points.pop(vpce_id, None)
                 if endpoint is not None:

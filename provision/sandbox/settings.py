@@ -4,6 +4,8 @@ request time, so tests can change a delay with POST /_sandbox/config without res
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -16,7 +18,9 @@ SANDBOX_AWS_ACCOUNT_ID = "123456789012"
 # Databricks' own AWS account, the principal a cross-account role must trust.
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID  # noqa: E402,F401  (re-exported for the emulator)
 
-_RATES = frozenset({"fault_rate", "lost_response_rate"})
+_RATES = frozenset({"fault_rate", "lost_response_rate", "latency_jitter"})
+# What a refused call looks like (faults.py renders each in the service's own error shape).
+REFUSAL_KINDS = ("access_denied", "invalid_parameter", "quota_exceeded")
 _INTEGERS = frozenset({"fault_seed"})
 
 
@@ -49,10 +53,34 @@ class SandboxSettings:
     fault_rate: float = 0.0
     lost_response_rate: float = 0.0
     fault_seed: int = 0
+    # Latency (latency.py): each resource's delay above is drawn once, per resource, from
+    # delay x (1 +/- latency_jitter) with the seeded hash of its id; every API call first waits
+    # aws_call_seconds / databricks_call_seconds (jittered the same way). time_scale is what a latency
+    # profile was multiplied by: clients read it to scale their poll and backoff intervals alike.
+    latency_jitter: float = 0.0
+    aws_call_seconds: float = 0.0
+    databricks_call_seconds: float = 0.0
+    time_scale: float = 0.0
+    # Terminal refusals: operation -> one of REFUSAL_KINDS, refused on every call until removed. An operation
+    # is an AWS action ("CreateNatGateway", "CreateRole", "CreateFirewall", "CreateBucket" for S3's PUT
+    # bucket) or a Databricks "<collection>.<create|update|delete>" ("workspaces.create").
+    refuse: dict = field(default_factory=dict)
+    # OAuth service principals the emulator accepts (oauth.py): client_id -> SHA-256 hex of its secret.
+    oauth_clients: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def delay(self, name: str, key: str) -> float:
+        """The delay setting `name` for the resource `key`: fixed without jitter; with it, drawn once per
+        resource (a seeded hash of the key, so a resource's ready time never moves between reads)."""
+        base = float(getattr(self, name))
+        if not self.latency_jitter or not key:
+            return base
+        draw = int(hashlib.sha256(f"{self.fault_seed}/{name}/{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return base * (1 + self.latency_jitter * (2 * draw - 1))
+
     def public_fields(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        return {**fields, "refuse": dict(self.refuse), "oauth_clients": dict(self.oauth_clients)}
 
     def update(self, values: dict) -> dict:
         """Apply known numeric fields; raises ValueError naming an unknown or bad field."""
@@ -61,6 +89,12 @@ class SandboxSettings:
             for key, value in values.items():
                 if key not in known or key in ("account_id", "token"):
                     raise ValueError(f"unknown or read-only sandbox setting: {key}")
+                if key == "refuse":
+                    self.refuse = _refusals(value)
+                    continue
+                if key == "oauth_clients":
+                    self.oauth_clients = _oauth_clients(value)
+                    continue
                 if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"sandbox setting {key} must be a number >= 0")
                 if key in _RATES and value > 1:
@@ -72,3 +106,22 @@ class SandboxSettings:
                 else:
                     setattr(self, key, float(value))
         return self.public_fields()
+
+
+def _refusals(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("sandbox setting refuse must be an object of operation -> kind")
+    for operation, kind in value.items():
+        if not isinstance(operation, str) or not operation:
+            raise ValueError("sandbox setting refuse: operations must be non-empty strings")
+        if kind not in REFUSAL_KINDS:
+            raise ValueError(f"sandbox setting refuse.{operation} must be one of {', '.join(REFUSAL_KINDS)}")
+    return dict(value)
+
+
+def _oauth_clients(value: object) -> dict:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for k, v in value.items()
+    ):
+        raise ValueError("sandbox setting oauth_clients must map client ids to the SHA-256 hex digest of their secrets")
+    return dict(value)

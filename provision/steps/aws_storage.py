@@ -65,21 +65,22 @@ class RootBucket(Step):
     def find(self, ctx: Context) -> Outputs | None:
         s3 = ctx.aws("s3")
         bucket = self.bucket(ctx)
+        # One call in the steady state: the tags say both "it exists" and "it is ours".
         try:
-            s3.head_bucket(Bucket=bucket)
+            owner = self._owner_tag(s3, bucket)
         except Exception as exc:
             if is_not_found(exc):
                 return None
             if error_code(exc) in ("403", "AccessDenied"):
                 raise OwnershipConflict(f"bucket {bucket} exists and belongs to another AWS account; set storage.bucket_name") from None
             raise
-        owner = self._owner_tag(s3, bucket)
         if owner != ctx.deployment and not (owner is None and self.id in ctx.claimed):
             whose = f"deployment {owner!r}" if owner else "no provision deployment (it is not tagged)"
             raise OwnershipConflict(f"bucket {bucket} already exists and belongs to {whose}; choose another storage.bucket_name")
-        region = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
-        if region != ctx.spec.region:
-            raise OwnershipConflict(f"bucket {bucket} is in {region}, not {ctx.spec.region}; a workspace's root bucket must be in its region")
+        if owner is None:  # adopting our own untagged create: it must at least be in the deployment's region
+            region = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+            if region != ctx.spec.region:
+                raise OwnershipConflict(f"bucket {bucket} is in {region}, not {ctx.spec.region}; a workspace's root bucket must be in its region")
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
 
     @staticmethod

@@ -9,8 +9,11 @@ failpoints and logging belong to the engine, not to steps.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+
+from structlog.contextvars import bound_contextvars
 
 from provision.orchestrator.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.retry import RetryPolicy, is_not_found
@@ -43,6 +46,8 @@ class Context:
     # Facts resolved once and then fixed for the deployment's life (e.g. availability zones).
     facts: dict[str, Any] = field(default_factory=dict)
     remember: Callable[[str, Any], None] = lambda key, value: None
+    # Steps run on several threads; facts are resolved once, by whichever step asks first.
+    _facts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # lookups -------------------------------------------------------------------------------------
     def out(self, step_id: str, key: str) -> Any:
@@ -66,6 +71,10 @@ class Context:
         assert network is not None or hub is not None, "zones are resolved only for VPCs this deployment builds"
         if network is not None and network.availability_zones:
             return network.availability_zones
+        with self._facts_lock:
+            return self._resolve_zones(network, hub)
+
+    def _resolve_zones(self, network: Any, hub: Any) -> tuple[str, ...]:
         zones = self.facts.get("availability_zones")
         if not zones:
             found = self.call(
@@ -137,8 +146,13 @@ class Context:
             self.clients.stats.add("poll", what)
             self.log.debug("poll", what=what, status=status)
 
+        def polled_read() -> T:
+            # API calls made while polling carry `poll` in their log events (benchmarks count them apart).
+            with bound_contextvars(poll=what):
+                return self.call(read, what)
+
         return wait_for(
-            lambda: self.call(read, what),
+            polled_read,
             status_of=status_of,
             target=target,
             failure=set(failure),

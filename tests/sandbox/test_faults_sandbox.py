@@ -351,3 +351,76 @@ def test_off_by_default_and_settings_validated(ec2: Any, dbx_url: str) -> None:
     assert http(f"{dbx_url}/_sandbox/config", "POST", {"fault_seed": 1.5})[0] == 400
     assert configure(dbx_url, fault_seed=42)["fault_seed"] == 42
     assert isinstance(configure(dbx_url, fault_seed=42)["fault_seed"], int)
+
+
+# --- Terminal refusals (setting `refuse`) -------------------------------------------------------------------
+
+NAME = f"refused-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.parametrize(
+    "service, call, kind, code, status",
+    [
+        ("ec2", lambda c: c.create_vpc(CidrBlock="10.9.0.0/16"), "quota_exceeded", "VpcLimitExceeded", 400),
+        ("ec2", lambda c: c.create_vpc(CidrBlock="10.9.0.0/16"), "access_denied", "UnauthorizedOperation", 403),
+        ("iam", lambda c: c.create_role(RoleName=NAME, AssumeRolePolicyDocument="{}"), "access_denied", "AccessDenied", 403),
+        ("iam", lambda c: c.create_role(RoleName=NAME + "-q", AssumeRolePolicyDocument="{}"), "quota_exceeded", "LimitExceeded", 409),
+        ("s3", lambda c: c.create_bucket(Bucket=NAME), "quota_exceeded", "TooManyBuckets", 400),
+        ("secretsmanager", lambda c: c.create_secret(Name=NAME, SecretString="v"), "invalid_parameter", "InvalidParameterException", 400),
+    ],
+)
+def test_refusals_use_each_services_own_error_and_apply_nothing(aws_url, dbx_url, service, call, kind, code, status):
+    # Named resources are created once, after the refusals: had a refused call been applied, it would clash.
+    aws = client(service, aws_url)
+    operation = {"ec2": "CreateVpc", "iam": "CreateRole", "s3": "CreateBucket", "secretsmanager": "CreateSecret"}[service]
+    configure(dbx_url, refuse={operation: kind})
+    try:
+        for _ in range(3):  # every call, not a rate
+            with pytest.raises(ClientError) as info:
+                call(aws)
+            assert info.value.response["Error"]["Code"] == code
+            assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+            assert "sandbox refusal" in info.value.response["Error"]["Message"]
+    finally:
+        configure(dbx_url, refuse={})
+    call(aws)  # the cause removed, the same call goes through
+
+
+def test_databricks_refusal_names_its_error_code(dbx_url: str, settings: SandboxSettings) -> None:
+    configure(dbx_url, refuse={"workspaces.create": "access_denied"})
+    base = f"{dbx_url}/api/2.0/accounts/{settings.account_id}"
+    try:
+        status, _, body = http(f"{base}/workspaces", "POST", {"workspace_name": "x"}, token=settings.token)
+        assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+        assert http(f"{base}/workspaces", token=settings.token)[0] == 200  # only the named operation
+    finally:
+        configure(dbx_url, refuse={})
+
+
+def test_refuse_setting_rejects_unknown_kinds(dbx_url: str) -> None:
+    status, _, body = http(f"{dbx_url}/_sandbox/config", "POST", {"refuse": {"CreateVpc": "sometimes"}})
+    assert status == 400 and "refuse.CreateVpc" in body["error"]
+
+
+# --- OAuth M2M (oauth.py) ------------------------------------------------------------------------------------
+
+
+def test_oauth_m2m_service_principal_signs_in_through_the_sdk(dbx_url: str, settings: SandboxSettings) -> None:
+    import hashlib
+
+    secret = "sandbox-oauth-test-secret"
+    configure(dbx_url, oauth_clients={"sp-1": hashlib.sha256(secret.encode()).hexdigest()})
+    assert secret not in json.dumps(http(f"{dbx_url}/_sandbox/config")[2])  # only its digest is kept
+
+    def account(client_secret: str) -> AccountClient:
+        return AccountClient(config=Config(host=dbx_url, account_id=settings.account_id, client_id="sp-1",
+                                           client_secret=client_secret, auth_type="oauth-m2m", retry_timeout_seconds=5))
+
+    assert isinstance(list(account(secret).workspaces.list()), list)
+    with pytest.raises(Exception, match="invalid_client"):
+        list(account("wrong").workspaces.list())
+    # A token from the account's issuer opens that account only.
+    token = account(secret).config.authenticate()["Authorization"].split(" ", 1)[1]
+    other = "0a4db0c5-0000-4000-8000-00000000000b"
+    assert http(f"{dbx_url}/api/2.0/accounts/{settings.account_id}/workspaces", token=token)[0] == 200
+    assert http(f"{dbx_url}/api/2.0/accounts/{other}/workspaces", token=token)[0] == 401
