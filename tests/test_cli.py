@@ -151,3 +151,17 @@ def test_teardown_without_yes_off_a_terminal_refuses(sandbox, cli, tmp_path):
     cli("up", "--config", str(write_spec(tmp_path)), "--sandbox", env={"PROVISION_FAILPOINTS": "vpc:before_create=error"})
     result = cli("teardown")
     assert result.returncode == 2 and "--yes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["up", "--config", "x.toml", "--parallelism", "0"], "--parallelism"),
+        (["teardown", "--yes", "--parallelism", "100"], "--parallelism"),
+        (["sandbox", "start", "--latency", "glacial"], "--latency"),
+        (["sandbox", "start", "--latency", "realistic", "--time-scale", "0"], "--time-scale"),
+    ],
+)
+def test_bad_option_values_exit_2_naming_the_option(cli, args, names):
+    result = cli(*args, check=2)
+    assert names in result.stderr and "Traceback" not in result.stderr

@@ -139,3 +139,16 @@ def test_an_interrupt_stops_steps_that_are_waiting(world: World) -> None:
     disk = world.disk()
     assert disk["b1"].status is Status.FAILED and disk["b1"].last_error == "interrupted"
     assert disk["b1"].outputs  # what it created is recorded
+
+
+def test_when_slots_are_scarce_the_longest_chain_starts_first(world: World) -> None:
+    class Slow(FakeStep):
+        typical_seconds = 300.0  # e.g. a workspace
+
+    c = world.cloud
+    steps = [FakeStep("c1", c), FakeStep("c2", c), FakeStep("c3", c), FakeStep("head", c), Slow("slow", c, needs=("head",))]
+    started: list[str] = []
+    c.on_create = started.append
+    world.engine(steps=steps, parallelism=2).up()
+    # "head" leads to the slow step, so it goes before the cheap steps declared ahead of it.
+    assert "head" in started[:2], started

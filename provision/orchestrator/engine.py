@@ -236,6 +236,11 @@ class Engine:
             for step in order:
                 run(step)
             return
+        # Ready steps start longest-remaining-chain first (their typical durations), then in declaration order.
+        rank: dict[str, float] = {}
+        for step in reversed(order):
+            rank[step.id] = step.typical_seconds + max((rank[d.id] for d in order if step.id in after(d)), default=0.0)
+        order = sorted(order, key=lambda s: -rank[s.id])  # stable: declaration order among equals
         pending, finished = list(order), set()
         failures: list[StepFailed] = []
         running: dict[Future, Step] = {}

@@ -90,6 +90,7 @@ class GatewayEndpoint(_Endpoint):
 
 
 class InterfaceEndpoint(_Endpoint):
+    typical_seconds = 90.0  # pending -> available
     def __init__(self, step_id: str, *, vpc: str, service: str, subnets: list[str], security_group: str, private_dns: bool = True):
         super().__init__(step_id, vpc=vpc, service=service, needs=(*subnets, security_group))
         self.subnets, self.security_group, self.private_dns = subnets, security_group, private_dns

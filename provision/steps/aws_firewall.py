@@ -164,6 +164,7 @@ class FirewallPolicy(_Named):
 
 class Firewall(_Named):
     """The firewall in one subnet per zone; outputs its per-zone endpoint ids for the route tables."""
+    typical_seconds = 360.0  # PROVISIONING -> READY
 
     kind = "network_firewall.firewall"
 

@@ -159,6 +159,7 @@ class ElasticIp(Step):
 
 
 class NatGateway(Step):
+    typical_seconds = 100.0  # pending -> available (docs/latency-profile.md)
     kind = "ec2.nat_gateway"
     LIVE = ["pending", "available"]
 

@@ -16,6 +16,7 @@ LIVE = ["pending", "available", "modifying"]
 
 
 class TransitGateway(Step):
+    typical_seconds = 120.0  # pending -> available
     kind = "ec2.transit_gateway"
 
     def _outputs(self, tgw: dict[str, Any]) -> Outputs:
@@ -92,6 +93,7 @@ class TransitGatewayRouteTable(Step):
 
 class TransitGatewayAttachment(Step):
     """A VPC attachment in the given subnets, associated with one TGW route table."""
+    typical_seconds = 60.0  # pending -> available
 
     kind = "ec2.transit_gateway_vpc_attachment"
 

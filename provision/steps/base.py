@@ -190,6 +190,9 @@ class Step:
     kind: ClassVar[str] = "resource"
     # A step for something the user already has: read, never modified destructively, never deleted.
     external: ClassVar[bool] = False
+    # How long the resource typically takes to become ready: only a scheduling hint, so that when more
+    # steps are ready than may run, those heading the longest chains go first.
+    typical_seconds: ClassVar[float] = 1.0
 
     def __init__(self, step_id: str, needs: tuple[str, ...] = ()):
         self.id = step_id

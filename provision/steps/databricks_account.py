@@ -77,6 +77,7 @@ class _AccountObject(Step):
 
 
 class Credentials(_AccountObject):
+    typical_seconds = 10.0  # IAM propagation
     kind = "databricks.credentials"
     api, name_field, id_field, suffix, what = "credentials", "credentials_name", "credentials_id", "credentials", "credential"
 
@@ -243,6 +244,7 @@ def _status(value: Any) -> str:
 
 
 class Workspace(Step):
+    typical_seconds = 360.0  # PROVISIONING -> RUNNING
     kind = "databricks.workspace"
     FAILURE = {"FAILED", "BANNED", "CANCELLING"}
 
