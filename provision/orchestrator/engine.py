@@ -33,7 +33,7 @@ from provision.orchestrator.failpoints import Failpoints
 from provision.orchestrator.logging import scrub, secret_values
 from provision.orchestrator.retry import CONVERGING, DELETING, is_not_found, phase
 from provision.state.store import StateFile, Status, now_iso
-from provision.steps.base import Context, Outputs, Step
+from provision.steps.base import READABLE, Context, Outputs, Step
 
 _real_sleep = time.sleep
 
@@ -108,6 +108,10 @@ class Engine:
             self.ctx.attempts[step.id] = record.attempts
         # Steps created or adopted during this run: their dependents must converge again.
         self.changed: set[str] = set()
+        # Each step's needs, transitively (and itself): the only outputs it may read.
+        self._upstream: dict[str, frozenset[str]] = {}
+        for step in self.steps:
+            self._upstream[step.id] = frozenset({step.id}.union(*(self._upstream[n] for n in step.needs)))
 
     def unknown_live_records(self) -> list[str]:
         """Records the state file says may exist but that this topology has no step for."""
@@ -229,8 +233,12 @@ class Engine:
 
         def run(step: Step) -> None:
             # Every log line of the step carries its id and resource id (resource_id is re-bound once known).
-            with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
-                work(step)
+            token = READABLE.set(self._upstream[step.id])
+            try:
+                with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
+                    work(step)
+            finally:
+                READABLE.reset(token)
 
         if self.parallelism == 1:
             for step in order:

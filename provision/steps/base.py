@@ -8,6 +8,7 @@ failpoints and logging belong to the engine, not to steps.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Outputs = dict[str, Any]
+
+# The steps whose outputs the running step may read: everything it needs, directly or not. Set by the
+# engine per step; steps run concurrently, so reading any other step's outputs would be a race.
+READABLE: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("provision_readable", default=None)
 
 TAG_DEPLOYMENT = "provision:deployment"
 TAG_STEP = "provision:step"
@@ -52,6 +57,9 @@ class Context:
     # lookups -------------------------------------------------------------------------------------
     def out(self, step_id: str, key: str) -> Any:
         """An output of a step this one `needs`; the engine guarantees it is done."""
+        readable = READABLE.get()
+        if readable is not None and step_id not in readable:
+            raise AssertionError(f"a step read the outputs of {step_id}, which it does not need: add it to its needs")
         return self.outputs[step_id][key]
 
     @property
