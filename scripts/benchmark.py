@@ -143,7 +143,7 @@ def call_summary(events: list[dict]) -> dict:
 def firewall_reaction(sandbox: Sandbox, workdir: Path, events: list[dict]) -> dict | None:
     """For the firewall's wait (6 minutes at scale 1): polls, and how long after READY provision noticed."""
     state = json.loads((workdir / "provision.state.json").read_text())
-    firewall = next((r for r in state["steps"] if r["kind"] == "aws.network_firewall"), None)
+    firewall = next((r for r in state["steps"] if r["kind"] == "network_firewall.firewall"), None)
     if firewall is None:
         return None
     created = next((e for e in events if e.get("step") == firewall["id"] and e.get("event") == "created"), None)

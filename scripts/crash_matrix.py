@@ -59,6 +59,7 @@ def provision_cmd() -> list[str]:
 class Runner:
     def __init__(self, sandbox_dir: Path):
         self.sandbox_dir = sandbox_dir
+        self.last_error = ""
         self.info, _ = daemon.start(sandbox_dir, FAST)
 
     def reset(self) -> None:
@@ -71,6 +72,9 @@ class Runner:
         if failpoints:
             env["PROVISION_FAILPOINTS"] = failpoints
         result = subprocess.run([*provision_cmd(), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode not in (0, -signal.SIGKILL):
+            # Why a run failed goes with the failure it explains (the last lines name the step and error).
+            self.last_error = " | ".join(result.stderr.strip().splitlines()[-3:])
         return result.returncode
 
     def stop(self) -> None:
@@ -119,7 +123,7 @@ class Topology:
                 if killed != -signal.SIGKILL:
                     return [f"{label}: up exited {killed}, expected SIGKILL"]
                 if runner.cli(work, "resume") != 0:
-                    return [f"{label}: resume failed"]
+                    return [f"{label}: resume failed: {runner.last_error}"]
                 found = inventory(runner.info, account_id=self.account)
                 if counts(found) != self.reference:
                     failures.append(f"{label}: inventory {dict(counts(found))} != {dict(self.reference or {})}")
@@ -134,7 +138,7 @@ class Topology:
                 if killed != -signal.SIGKILL:
                     return failures + [f"{label}: teardown exited {killed}, expected SIGKILL"]
             if runner.cli(work, "teardown", "--yes") != 0:
-                return failures + [f"{':'.join(p)}: teardown failed" for p in (create, delete) if p]
+                return failures + [f"{':'.join(p)}: teardown failed: {runner.last_error}" for p in (create, delete) if p]
             left = counts(inventory(runner.info, account_id=self.account))
             if left:
                 failures += [f"{':'.join(p)}: teardown left {dict(left)}" for p in (create, delete) if p]
@@ -158,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=None, help="check N random points per topology instead of all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="sandboxes (and cycles) run at once")
+    parser.add_argument("--only", action="append", default=[], metavar="STEP:POINT", help="check just these points (repeatable)")
     parser.add_argument("--output", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -174,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             topology = Topology(name)
             points = topology.points
+            if args.only:
+                points = [p for p in points if ":".join(p) in args.only]
             if args.sample is not None and args.sample < len(points):
                 points = rng.sample(points, args.sample)
             problem = measure_reference(runners[0], topology)

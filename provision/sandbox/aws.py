@@ -102,7 +102,8 @@ other way in the same process, e.g. `mock_aws` in unit tests, behaves exactly as
       by Associate). DeleteTransitGatewayRouteTable fails with IncorrectState while attachments are
       associated with it or it is the gateway's default route table. CreateTransitGatewayRoute to an
       attachment answers TransitGatewayAttachments as the list it is (moto: always empty) and refuses
-      a destination the table already has (RouteAlreadyExists); ReplaceTransitGatewayRoute (missing in
+      a destination the table already has (RouteAlreadyExists); DeleteTransitGatewayRoute of a route the
+      table lacks fails with InvalidRoute.NotFound (moto: a 500); ReplaceTransitGatewayRoute (missing in
       moto) replaces or adds it. Tag filters work on DescribeTransitGateways (moto: a 500 with two tag
       filters), DescribeTransitGatewayVpcAttachments, DescribeTransitGatewayAttachments and
       DescribeTransitGatewayRouteTables (moto ignores them there).
@@ -1247,6 +1248,23 @@ def _create_transit_gateway_route(
     single = route.get("transitGatewayAttachments")
     route["transitGatewayAttachments"] = [single] if isinstance(single, dict) else list(single or [])
     return route
+
+
+@_patches(EC2Backend, "delete_transit_gateway_route")
+def _delete_transit_gateway_route(
+    self: Any, original: Callable, settings: SandboxSettings, transit_gateway_route_table_id: str, destination_cidr_block: str
+) -> dict[str, Any]:
+    # moto raises KeyError (a 500) for a route that is not there; AWS answers InvalidRoute.NotFound, which is
+    # what a teardown repeating a delete that a killed run already made must meet.
+    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
+    if destination_cidr_block not in table.routes:
+        raise EC2ClientError(
+            "InvalidRoute.NotFound",
+            f"Route {destination_cidr_block} does not exist in Transit Gateway Route Table {table.id}.",
+        )
+    return original(
+        self, transit_gateway_route_table_id=transit_gateway_route_table_id, destination_cidr_block=destination_cidr_block
+    )
 
 
 @_patches(EC2Response, "replace_transit_gateway_route")

@@ -452,3 +452,11 @@ def test_hub_and_spoke_teardown_in_order_succeeds(ec2: Any) -> None:
             once_released(ec2.delete_subnet, SubnetId=subnet)
         ec2.delete_vpc(VpcId=vpc["vpc"])
     wait_until(lambda: tgw_state(ec2, tgw_id) == "deleted")
+
+
+def test_deleting_a_route_twice_is_not_found_not_a_500(ec2: Any) -> None:
+    """A teardown that repeats a delete a killed run already made must meet AWS's own error."""
+    table = route_table(ec2, make_tgw(ec2))
+    ec2.create_transit_gateway_route(TransitGatewayRouteTableId=table, DestinationCidrBlock="10.99.0.0/16", Blackhole=True)
+    ec2.delete_transit_gateway_route(TransitGatewayRouteTableId=table, DestinationCidrBlock="10.99.0.0/16")
+    assert error_code(ec2.delete_transit_gateway_route, TransitGatewayRouteTableId=table, DestinationCidrBlock="10.99.0.0/16") == "InvalidRoute.NotFound"
