@@ -108,6 +108,13 @@ def test_classify_connection_errors():
     assert classify(requests.ConnectionError("reset")) == "connection (ConnectionError)"
 
 
+def test_classify_an_html_error_page_instead_of_the_api_answer_as_transient():
+    from botocore.parsers import ResponseParserError
+
+    page = ResponseParserError("Unable to parse response (syntax error), invalid XML received: b'<!doctype html>'")
+    assert classify(page) == "unparseable response"
+
+
 def test_classify_plain_errors_are_terminal():
     assert classify(ValueError("bug")) is None
     assert classify(KeyError("x")) is None

@@ -125,6 +125,8 @@ def classify(exc: BaseException) -> str | None:
         "ProxyConnectionError",
     ):
         return f"connection ({name})"
+    if name == "ResponseParserError":  # an HTML error page from a proxy or load balancer instead of the API's answer
+        return "unparseable response"
     if isinstance(exc, TimeoutError) and exc.__cause__ is not None:
         inner = classify(exc.__cause__)
         return inner or None
