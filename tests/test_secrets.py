@@ -59,3 +59,10 @@ def test_no_secret_in_state_logs_or_any_output(sandbox, cli, tmp_path):
     for secret in (CLIENT_SECRET, *tokens):
         leaks = [text[max(0, text.find(secret) - 80):text.find(secret) + 80] for text in texts if secret in text]
         assert not leaks, leaks
+
+
+def test_a_principal_the_sandbox_does_not_know_leaves_sandbox_runs_on_its_local_token(sandbox, cli, tmp_path):
+    """A user's real service principal in the environment must not break `--sandbox` runs."""
+    spec = str(specs.write(tmp_path / "spec.toml", specs.example()))
+    env = {"DATABRICKS_CLIENT_ID": "a-real-principal", "DATABRICKS_CLIENT_SECRET": "not-registered-here"}
+    cli("plan", "--config", spec, "--sandbox", env=env, check=0)

@@ -28,6 +28,8 @@ class Target:
     databricks_token: str | None = field(default=None, repr=False)
     # A sandbox running a latency profile at this time scale (0: none); waits and backoff scale alike.
     time_scale: float = 0.0
+    # Service principals the sandbox accepts for OAuth M2M (its `oauth_clients` setting).
+    oauth_client_ids: frozenset[str] = frozenset()
 
     @property
     def is_sandbox(self) -> bool:
@@ -178,11 +180,11 @@ class Clients:
         return client
 
     def _sandbox_auth(self) -> dict[str, Any]:
-        """A service principal from DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET signs in with OAuth M2M, as it
-        would against Databricks (the sandbox issues tokens to principals registered in its settings); without
-        one, the sandbox's own local token."""
+        """A service principal from DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET that the sandbox knows signs in
+        with OAuth M2M, as it would against Databricks. Any other run uses the sandbox's own local token: a user's
+        real principal in the environment must not break `up --sandbox`."""
         client_id, secret = os.environ.get("DATABRICKS_CLIENT_ID"), os.environ.get("DATABRICKS_CLIENT_SECRET")
-        if client_id and secret:
+        if client_id and secret and client_id in self.target.oauth_client_ids:
             return {"client_id": client_id, "client_secret": secret, "auth_type": "oauth-m2m"}
         return {"token": self.target.databricks_token, "auth_type": "pat"}
 

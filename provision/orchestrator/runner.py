@@ -43,8 +43,11 @@ def resolve_target(kind: str) -> Target:
         from provision.sandbox import daemon
 
         info, _ = daemon.start()
-        time_scale = float(daemon.request(info.databricks_host, "/_sandbox/config").get("time_scale") or 0.0)
-        return Target("sandbox", info.aws_endpoint_url, info.databricks_host, info.databricks_token, time_scale)
+        config = daemon.request(info.databricks_host, "/_sandbox/config")
+        return Target(
+            "sandbox", info.aws_endpoint_url, info.databricks_host, info.databricks_token,
+            float(config.get("time_scale") or 0.0), frozenset(config.get("oauth_clients") or ()),
+        )
     return Target("aws")
 
 
