@@ -16,7 +16,7 @@ from typing import Any, Optional
 import typer
 
 from provision.constants import DEFAULT_PARALLELISM
-from provision.orchestrator.errors import ProvisionError, StepFailed, UsageError
+from provision.errors import ProvisionError, StepFailed, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -54,7 +54,7 @@ ParallelismOpt = typer.Option(
 
 
 def _options(state: Path, log_format: LogFormat, verbose: bool, parallelism: int = DEFAULT_PARALLELISM) -> Any:
-    from provision.orchestrator.runner import RunOptions
+    from provision.app.runner import RunOptions
 
     return RunOptions(state_path=state, log_format=log_format.value, verbose=verbose, parallelism=parallelism)
 
@@ -81,7 +81,7 @@ def up(
     parallelism: int = ParallelismOpt,
 ) -> None:
     """Create (or complete) the deployment described by the spec."""
-    from provision.orchestrator import runner
+    from provision.app import runner
 
     outputs = runner.up(config, _options(state, log_format, verbose, parallelism), sandbox=sandbox, reporter_factory=_reporter(log_format))
     _echo_outputs(outputs)
@@ -92,7 +92,7 @@ def resume(
     state: Path = StateOpt, log_format: LogFormat = LogFormatOpt, verbose: bool = VerboseOpt, parallelism: int = ParallelismOpt
 ) -> None:
     """Continue a run from its state file; the spec and target come from the state file."""
-    from provision.orchestrator import runner
+    from provision.app import runner
 
     operation, outputs = runner.resume(_options(state, log_format, verbose, parallelism), reporter_factory=_reporter(log_format))
     if operation == "teardown":
@@ -110,14 +110,14 @@ def teardown(
     parallelism: int = ParallelismOpt,
 ) -> None:
     """Delete everything the deployment owns, in reverse dependency order. Resumable."""
-    from provision.orchestrator import runner
+    from provision.app import runner
 
     opts = _options(state, log_format, verbose, parallelism)
     current = runner.read_state(opts)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("teardown needs --yes when not run from a terminal")
-        typer.confirm(f"Delete every resource of deployment {current.deployment!r} ({current.target})?", abort=True)
+        typer.confirm(f"Delete every resource of deployment {current.deployment!r} ({current.cloud}, {current.target})?", abort=True)
     runner.teardown(opts, reporter_factory=_reporter(log_format))
     typer.echo(f"deployment {current.deployment} torn down")
 
@@ -132,7 +132,7 @@ def plan(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Show what `up` would create, adopt or keep. Changes nothing."""
-    from provision.orchestrator import runner
+    from provision.app import runner
 
     items = runner.plan(config, _options(state, log_format, verbose), sandbox=sandbox)
     if output is OutputFormat.json:
@@ -145,15 +145,15 @@ def plan(
 @app.command()
 def status(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
     """Each step's status and outputs, from the state file."""
-    from provision.orchestrator import runner
-    from provision.orchestrator.runner import RunOptions
+    from provision.app import runner
+    from provision.app.runner import RunOptions
 
     current = runner.read_state(RunOptions(state_path=state))
     if output is OutputFormat.json:
         steps = [{"id": r.id, "status": r.status.value, "outputs": r.outputs} for r in current.steps.values()]
-        typer.echo(json.dumps({"deployment": current.deployment, "target": current.target, "steps": steps}, indent=2))
+        typer.echo(json.dumps({"deployment": current.deployment, "cloud": current.cloud, "target": current.target, "steps": steps}, indent=2))
         return
-    typer.echo(f"deployment {current.deployment} ({current.target}), updated {current.updated_at}")
+    typer.echo(f"deployment {current.deployment} ({current.cloud}, {current.target}), updated {current.updated_at}")
     for r in current.steps.values():
         resource = next((str(v) for v in r.outputs.values() if isinstance(v, (str, int))), "")
         line = f"  {r.status.value:<11} {r.id:<20} {resource}"
@@ -165,49 +165,43 @@ def status(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
 @app.command()
 def output(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
     """The deployment's outputs: workspace_url, workspace_id and every resource id."""
-    from provision.orchestrator import runner
-    from provision.orchestrator.runner import RunOptions
+    from provision.app import runner
+    from provision.app.runner import RunOptions
 
     flat = runner.flat_outputs(runner.read_state(RunOptions(state_path=state)))
     if output is OutputFormat.json:
         typer.echo(json.dumps(flat, indent=2))
         return
+    listed = flat.pop("workspaces")
+    _workspace_table(listed)
     for key, value in flat.items():
         typer.echo(f"{key} = {json.dumps(value)}")
+
+
+def _workspace_table(listed: list[dict[str, Any]]) -> None:
+    """The workspaces as a table: a hub-and-spoke deployment has one per spoke."""
+    columns = ("name", "workspace_id", "workspace_status", "workspace_url")
+    rows = [[str(w[c]) if w[c] is not None else "-" for c in columns] for w in listed]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    typer.echo("")
 
 
 @app.command()
 def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None:
     """Validate a spec without calling any API; print the derived values (subnets, zones, bucket)."""
-    from provision import spec as specs
+    from provision import topologies
 
-    described = specs.describe(specs.load(config))
+    spec = topologies.load(config)
+    described = topologies.describe(spec)
     if output is OutputFormat.json:
         typer.echo(json.dumps(described, indent=2))
         return
     typer.echo(f"{config}: valid")
-    net, existing = described["network"], described["existing"]
     typer.echo(f"  deployment {described['name']} in {described['region']}, topology {described['topology']}")
-    if net:
-        zones = ", ".join(net["availability_zones"]) or f"the region's first {net['az_count']}, resolved on the first run"
-        typer.echo(f"  vpc {net['vpc_cidr']}; zones {zones}; nat {net['nat']}")
-        typer.echo(f"  private subnets {', '.join(net['private_subnet_cidrs'])}")
-        typer.echo(f"  public subnets  {', '.join(net['public_subnet_cidrs'])}")
-    elif described["hub"]:
-        hub = described["hub"]
-        typer.echo(f"  hub vpc {hub['vpc_cidr']} in {hub['az_count']} zones; firewall allows {', '.join([hub['web_app_host'], hub['relay_host'], *hub['allowed_domains']])}")
-        for spoke in hub["spokes"]:
-            typer.echo(f"  spoke {spoke['name']}: vpc {spoke['vpc_cidr']}, workspace {spoke['workspace_name']}, bucket {spoke['bucket_name']}")
-    else:
-        typer.echo(f"  existing vpc {existing['vpc_id']}, subnets {', '.join(existing['subnet_ids'])}, security group {existing['security_group_id']}")
-    if described["privatelink"]:
-        pl = described["privatelink"]
-        typer.echo(f"  privatelink endpoint subnet {pl['endpoint_subnet_cidr']}; workspace {pl['workspace_service']}; relay {pl['relay_service']}")
-    bucket = described["storage"]
-    if not described["hub"]:
-        typer.echo(f"  root bucket {bucket['bucket_name']}" + (" (existing)" if bucket["existing"] else ""))
-    if existing["cross_account_role_arn"]:
-        typer.echo(f"  cross-account role {existing['cross_account_role_arn']} (existing)")
+    for line in topologies.topology_of(spec).describe(described):
+        typer.echo(f"  {line}")
 
 
 def _sandbox_json(info: Any) -> dict[str, Any]:

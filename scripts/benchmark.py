@@ -39,13 +39,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import spec as specs  # noqa: E402
+from provision import topologies as specs  # noqa: E402
+from provision.topologies import REGISTRY  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
 from provision.sandbox.latency import settings_for  # noqa: E402
 from provision.sandbox.settings import SandboxSettings  # noqa: E402
-from provision.steps.topologies import build  # noqa: E402
 
-EXAMPLES = {"basic": "basic.toml", "privatelink": "privatelink.toml", "hub-spoke": "hub-spoke.toml"}
+# Every topology of the registry, run from its own example file.
+EXAMPLES = {name: topology.example_path for name, topology in REGISTRY.items()}
 CREATE_PREFIXES = ("Create", "Allocate", "Run", "POST ")
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "GET ")
 
@@ -166,11 +167,11 @@ def firewall_reaction(sandbox: Sandbox, workdir: Path, events: list[dict]) -> di
 
 
 def graph_of(spec_path: Path) -> dict[str, tuple[str, ...]]:
-    return {s.id: s.needs for s in build(specs.load(spec_path))}
+    return {s.id: s.needs for s in specs.build(specs.load(spec_path))}
 
 
 def owned_resources(spec_path: Path) -> int:
-    return sum(1 for s in build(specs.load(spec_path)) if not s.external)
+    return sum(1 for s in specs.build(specs.load(spec_path)) if not s.external)
 
 
 # --- scenarios --------------------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def measure_topology(sandbox: Sandbox, name: str, spec_path: Path, sequential: b
 
 
 def hub_spoke_with(spokes: int, directory: Path) -> Path:
-    data = tomllib.loads((REPO / "examples" / "hub-spoke.toml").read_text())
+    data = tomllib.loads(REGISTRY["hub-spoke"].example_path.read_text())
     template = data["spokes"][0]
     data["spokes"] = []
     for index in range(spokes):
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"time_scale": args.time_scale, "topologies": {}}
     try:
         for name in (EXAMPLES if args.topology == "all" else [args.topology]):
-            report["topologies"][name] = measure_topology(sandbox, name, REPO / "examples" / EXAMPLES[name], not args.no_sequential)
+            report["topologies"][name] = measure_topology(sandbox, name, EXAMPLES[name], not args.no_sequential)
         counts = [int(n) for n in args.spokes.split(",") if n.strip()]
         report["spokes"] = measure_spokes(sandbox, counts)
     finally:

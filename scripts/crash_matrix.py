@@ -35,12 +35,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import spec as specs  # noqa: E402
+from provision import topologies as specs  # noqa: E402
+from provision.topologies import REGISTRY, build  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
-from provision.sandbox.inventory import counts, inventory, untagged  # noqa: E402
-from provision.steps.topologies import build  # noqa: E402
+from provision.app.inventory import counts, inventory, untagged  # noqa: E402
 
-EXAMPLES = {"basic": "basic.toml", "privatelink": "privatelink.toml", "hub-spoke": "hub-spoke.toml"}
+# Every topology of the registry, run from its own example file.
+EXAMPLES = {name: topology.example_path for name, topology in REGISTRY.items()}
 CREATE_POINTS = ("before_create", "after_create", "after_checkpoint")
 DELETE_POINTS = ("before_delete", "after_delete")
 FAST = {
@@ -82,7 +83,7 @@ class Runner:
 
 
 def points_for(topology: str) -> tuple[Path, list[tuple[str, str]], str, str]:
-    path = REPO / "examples" / EXAMPLES[topology]
+    path = EXAMPLES[topology]
     spec = specs.load(path)
     owned = [s.id for s in build(spec) if not s.external]
     points = [(sid, p) for sid in owned for p in CREATE_POINTS + DELETE_POINTS]

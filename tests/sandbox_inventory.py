@@ -1,10 +1,10 @@
-"""The sandbox listing (provision/sandbox/inventory.py) and what each example is expected to build."""
+"""The sandbox listing (provision/app/inventory.py) and what each example is expected to build."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from provision.sandbox.inventory import counts, inventory, untagged  # noqa: F401  (re-exported for the tests)
+from provision.app.inventory import counts, inventory, untagged  # noqa: F401  (re-exported for the tests)
 
 # What the basic example (2 zones, one NAT) builds, resource by resource.
 BASIC_SINGLE_NAT = Counter(

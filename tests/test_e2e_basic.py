@@ -50,9 +50,13 @@ def test_up_rerun_and_teardown_leave_exactly_what_they_should(sandbox, cli, tmp_
     outputs = json.loads(cli("output", "--output", "json", check=0).stdout)
     assert outputs["workspace_id"] == workspace["workspace_id"]
     assert outputs["workspace_url"] == f"https://{workspace['deployment_name']}.cloud.databricks.com"
+    assert outputs["workspaces"] == [{
+        "name": workspace["workspace_name"], "workspace_id": workspace["workspace_id"],
+        "workspace_url": outputs["workspace_url"], "workspace_status": "RUNNING",
+    }]
     assert outputs["vpc.vpc_id"] == found["vpc"][0]["VpcId"]
     status = json.loads(cli("status", "--output", "json", check=0).stdout)
-    assert status["deployment"] == NAME and status["target"] == "sandbox"
+    assert status["deployment"] == NAME and (status["cloud"], status["target"]) == ("aws", "sandbox")
     assert {s["status"] for s in status["steps"]} == {"done"}
     assert all(set(s) == {"id", "status", "outputs"} for s in status["steps"])
 

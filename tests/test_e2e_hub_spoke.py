@@ -56,6 +56,18 @@ def test_hub_spoke_two_spokes_then_a_third_then_teardown(sandbox, cli, tmp_path)
     assert firewall_inventory(sandbox) == {"firewall": 1, "firewall_policy": 1, "rule_group": 3}
     assert tgw_inventory(sandbox) == {"tgw": 1, "tgw_attachment": 3, "tgw_route_table": 2}
     out = outputs(tmp_path)
+
+    # `output` lists every spoke's workspace (there is no single top-level workspace_url here).
+    listed = json.loads(cli("output", "--output", "json", check=0).stdout)["workspaces"]
+    by_name = {w["workspace_name"]: w for w in found["databricks_workspaces"]}
+    assert [w["name"] for w in listed] == ["acme-hub-analytics", "acme-hub-science"]
+    for w in listed:
+        assert w["workspace_id"] == by_name[w["name"]]["workspace_id"]
+        assert w["workspace_url"] == f"https://{by_name[w['name']]['deployment_name']}.cloud.databricks.com"
+        assert w["workspace_status"] == "RUNNING"
+    table = cli("output", check=0).stdout.splitlines()
+    assert table[0].split() == ["name", "workspace_id", "workspace_status", "workspace_url"]
+    assert [line.split()[0] for line in table[1:3]] == ["acme-hub-analytics", "acme-hub-science"]
     ec2 = client(sandbox, "ec2")
 
     # The route chain, read from the sandbox: spoke -> TGW -> hub -> NAT -> firewall endpoint -> IGW.

@@ -15,15 +15,16 @@ from structlog.contextvars import merge_contextvars
 from botocore.exceptions import ClientError
 from structlog.testing import CapturingLogger
 
-from provision import spec as spec_module
+from provision import topologies as spec_module
 from provision.orchestrator.clients import CallStats
 from provision.orchestrator.engine import Engine, GraphError, ordered
-from provision.orchestrator.errors import InjectedFault, StepFailed
+from provision.errors import InjectedFault, StepFailed
 from provision.orchestrator.failpoints import Failpoints
+from provision.clouds import error_rules
 from provision.orchestrator.retry import RetryPolicy
 from provision.orchestrator.wait import PollPolicy
 from provision.state.store import StateFile, Status
-from provision.steps.base import Context, Outputs, Step, single
+from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 
 from fakes import FakeClock
 
@@ -97,10 +98,12 @@ class FakeCloud:
 
 class FakeStep(Step):
     kind = "fake.resource"
+    produces = ("res_id", "ready")
 
     def __init__(self, step_id: str, cloud: FakeCloud, needs: tuple[str, ...] = ()):
         super().__init__(step_id, needs)
         self.cloud = cloud
+        self.parents = [Ref(n, "res_id") for n in needs]
 
     def find(self, ctx: Context) -> Outputs | None:
         self.cloud._enter("find", self.id)
@@ -112,7 +115,7 @@ class FakeStep(Step):
         self.cloud._enter("create", self.id)
         if self.cloud.on_create:
             self.cloud.on_create(self.id)
-        rid = self.cloud.make(self.id, {n: ctx.out(n, "res_id") for n in self.needs})
+        rid = self.cloud.make(self.id, {ref.step: ctx.out(ref) for ref in self.parents})
         self.cloud._leave("create", self.id)
         return {"res_id": rid}
 
@@ -179,14 +182,14 @@ class World:
         """The state as a new process would see it: from disk if written, else fresh."""
         if self.path.exists():
             return StateFile.load(self.path)
-        return StateFile.new(self.path, deployment=self.spec.name, target="sandbox", spec=self.spec.to_json(), spec_path=None)
+        return StateFile.new(self.path, deployment=self.spec.name, cloud="aws", target="sandbox", spec=self.spec.to_json(), spec_path=None)
 
     def new_ctx(self) -> Context:
         self.logger = CapturingLogger()
         return Context(
             spec=self.spec,
             clients=StubClients(),  # type: ignore[arg-type]
-            retry=RetryPolicy(deadline_seconds=60, initial_seconds=1, max_seconds=4, clock=self.clock, sleep=self.clock.sleep, rng=random.Random(7)),
+            retry=RetryPolicy(deadline_seconds=60, initial_seconds=1, max_seconds=4, clock=self.clock, sleep=self.clock.sleep, rng=random.Random(7), errors=error_rules()),
             poll=PollPolicy(initial_seconds=1, factor=2, max_seconds=4, timeout_seconds=120, visibility_seconds=0, clock=self.clock, sleep=self.clock.sleep),
             # Steps' log context may come from bind() or from structlog's contextvars: capture both.
             log=structlog.wrap_logger(self.logger, processors=[merge_contextvars]),

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_engine import EXAMPLE, FakeStep, World
 
-from provision import spec as spec_module
-from provision.orchestrator.errors import StepFailed
+from provision import topologies as spec_module
+from provision.errors import StepFailed
 from provision.orchestrator.wait import PollPolicy
 from provision.state.store import Status
 

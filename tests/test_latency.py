@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeClock
-from provision import spec as specs
+from provision import topologies as specs
 from provision.orchestrator.clients import Target
-from provision.orchestrator.runner import policies
+from provision.app.runner import policies
 from provision.orchestrator.wait import wait_for
 from provision.sandbox.latency import JITTER, REALISTIC, settings_for
 from provision.sandbox.settings import SandboxSettings
@@ -43,17 +43,17 @@ def test_each_resource_draws_its_own_delay_once():
 
 def test_client_intervals_scale_with_a_profiled_sandbox():
     spec = specs.load(EXAMPLE)
-    retry, poll = policies(spec, Target("sandbox", "http://x", "http://y", "t", time_scale=0.05))
+    retry, poll = policies(spec, Target("sandbox", {"aws": "http://x", "databricks": "http://y"}, "t", time_scale=0.05))
     assert (poll.initial_seconds, poll.max_seconds) == pytest.approx((0.1, 0.75))
     assert (retry.initial_seconds, retry.max_seconds) == pytest.approx((0.05, 1.0))
-    _, real = policies(spec, Target("aws"))
+    _, real = policies(spec, Target("real"))
     assert (real.initial_seconds, real.factor, real.max_seconds) == (2.0, 1.5, 15.0)
 
 
 @pytest.mark.parametrize("ready_at", [360.0, 359.0, 361.5, 1200.0])
 def test_a_six_minute_wait_costs_at_most_40_polls_and_is_noticed_within_one_interval(ready_at):
     spec = specs.load(EXAMPLE)
-    _, poll = policies(spec, Target("aws"))
+    _, poll = policies(spec, Target("real"))
     clock = FakeClock(start=0.0)
     poll.clock, poll.sleep = clock, clock.sleep
     reads = []

@@ -18,8 +18,13 @@ from databricks.sdk.errors import (
 )
 from databricks.sdk.errors.parser import _Parser
 
-from provision.orchestrator.errors import InjectedFault, RetryDeadlineExceeded
-from provision.orchestrator.retry import IAM_PROPAGATION, RetryPolicy, classify, is_not_found
+from provision.errors import InjectedFault, RetryDeadlineExceeded
+from provision.clouds import error_rules
+from provision.orchestrator.retry import IAM_PROPAGATION, RetryPolicy
+
+# The one classifier of a run on AWS with Databricks, as the composition root builds it.
+RULES = error_rules(("aws", "databricks"))
+classify, is_not_found = RULES.classify, RULES.is_not_found
 
 from fakes import FakeClock
 
@@ -30,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 def policy(clock: FakeClock, **kw) -> RetryPolicy:
-    return RetryPolicy(clock=clock, sleep=clock.sleep, rng=random.Random(7), **kw)
+    return RetryPolicy(clock=clock, sleep=clock.sleep, rng=random.Random(7), errors=RULES, **kw)
 
 
 def aws(code: str, message: str = "", status: int = 400, op: str = "CreateVpc") -> ClientError:
@@ -204,6 +209,7 @@ def test_classify_sdk_timeout_wrapping_a_terminal_error_is_terminal():
         aws("NoSuchEntity", "The role with name x cannot be found.", 404),
         aws("404", "Not Found", 404),
         aws("NoSuchBucketPolicy", "The bucket policy does not exist", 404),
+        aws("NotFoundException", "Key 'arn:aws:kms:us-east-1:1:key/k' does not exist", 400),
         dbx(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Workspace 1 does not exist."}),
         dbx(404, {"error_code": "NOT_FOUND", "message": "nope"}),
         ResourceDoesNotExist("Credential c does not exist.", error_code="RESOURCE_DOES_NOT_EXIST"),
@@ -225,6 +231,26 @@ def test_is_not_found(exc):
 )
 def test_is_not_found_false(exc):
     assert not is_not_found(exc)
+
+
+def test_each_cloud_brings_its_own_rules_and_none_without_its_cloud():
+    throttled, gone = aws("Throttling", "slow", 400), aws("InvalidVpcID.NotFound", "nope", 400)
+    limited = dbx(429, {"error_code": "TOO_MANY_REQUESTS", "message": "slow down"})
+    alone = error_rules(("databricks",))
+    assert alone.classify(throttled) is None and not alone.is_not_found(gone)
+    assert alone.classify(limited) == "throttled (429)"
+    # Cloud-neutral rules hold whatever the clouds: connection trouble, injected faults.
+    assert error_rules(()).classify(EndpointConnectionError(endpoint_url="https://x")) == "connection (EndpointConnectionError)"
+    assert error_rules(()).classify(throttled) is None
+
+
+def test_already_exists_and_in_use_are_the_clouds_say():
+    assert RULES.is_already_exists(aws("EntityAlreadyExists", "Role with name x already exists.", 409))
+    assert RULES.is_already_exists(aws("RouteAlreadyExists", "route", 400))
+    assert RULES.is_already_exists(dbx(409, {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "exists"}))
+    assert not RULES.is_already_exists(aws("InvalidVpcID.NotFound", "nope", 400))
+    assert RULES.is_in_use(aws("DependencyViolation", "The vpc 'vpc-1' has dependencies and cannot be deleted.", 400))
+    assert not RULES.is_in_use(aws("InvalidVpcID.NotFound", "nope", 400))
 
 
 def test_resource_does_not_exist_is_a_not_found():

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provision import spec
-from provision.orchestrator.errors import SpecError
+from provision import topologies as spec
+from provision.clouds.aws.spec import bucket_problem
+from provision.spec import Spec
+from provision.errors import SpecError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic.toml"
 EXAMPLES = EXAMPLE.parent
@@ -83,7 +85,7 @@ def test_bucket_name_is_stable_and_differs_between_deployments():
     other_region = spec.from_dict(with_("region", "eu-west-1")).storage.bucket_name
     assert first == again
     assert first.startswith("acme-basic-root-")
-    assert spec._bucket_problem(first) is None
+    assert bucket_problem(first) is None
     assert len({first, other, other_region}) == 3
 
 
@@ -490,7 +492,7 @@ def test_mutated_specs_either_validate_or_report_field_problems(data):
             assert isinstance(problem.field, str) and problem.field
             assert isinstance(problem.reason, str) and problem.reason
     else:
-        assert isinstance(result, spec.Spec)
+        assert isinstance(result, Spec)
 
 
 def test_privatelink_needs_service_names_outside_the_shipped_table():

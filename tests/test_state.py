@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.orchestrator.errors import InjectedFault, StateFileError, StateLockedError, UsageError
+from provision.errors import InjectedFault, StateFileError, StateLockedError, UsageError
 from provision.orchestrator.failpoints import Failpoints
 from provision.state.store import SCHEMA_VERSION, StateFile, StateLock, Status
 
@@ -22,7 +22,7 @@ SPEC = {"name": "acme-basic", "region": "us-east-1", "network": {"vpc_cidr": "10
 
 
 def new_state(path: Path) -> StateFile:
-    state = StateFile.new(path, deployment="acme-basic", target="aws", spec=SPEC, spec_path="examples/basic.toml")
+    state = StateFile.new(path, deployment="acme-basic", cloud="aws", target="real", spec=SPEC, spec_path="examples/basic.toml")
     state.ensure_steps([("vpc", "aws.vpc"), ("bucket", "aws.s3_bucket")])
     return state
 
@@ -35,9 +35,9 @@ def test_new_and_save_writes_a_private_json_file(tmp_path):
     new_state(path).save()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     data = json.loads(path.read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert data["deployment"] == "acme-basic"
-    assert data["target"] == "aws"
+    assert (data["cloud"], data["target"]) == ("aws", "real")
     assert data["spec"] == SPEC
     assert data["spec_path"] == "examples/basic.toml"
     assert [(s["id"], s["kind"], s["status"]) for s in data["steps"]] == [("vpc", "aws.vpc", "pending"), ("bucket", "aws.s3_bucket", "pending")]
@@ -97,7 +97,7 @@ def test_load_missing_file(tmp_path):
 
 
 def _valid() -> dict:
-    return {"schema_version": 1, "deployment": "acme-basic", "target": "aws", "spec": SPEC, "steps": []}
+    return {"schema_version": 2, "deployment": "acme-basic", "cloud": "aws", "target": "real", "spec": SPEC, "steps": []}
 
 
 def _without(key: str) -> dict:
@@ -113,7 +113,9 @@ def _without(key: str) -> dict:
         ("", "not valid JSON"),
         ("[1, 2, 3]", "not a JSON object"),
         ('"state"', "not a JSON object"),
-        (json.dumps({**_valid(), "schema_version": 2}), "schema_version 2"),
+        (json.dumps({**_valid(), "schema_version": 3}), "schema_version 3"),
+        (json.dumps({**_valid(), "target": "aws"}), "malformed"),
+        (json.dumps(_without("cloud")), "malformed"),
         (json.dumps(_without("schema_version")), "schema_version None"),
         (json.dumps(_without("deployment")), "malformed"),
         (json.dumps(_without("spec")), "malformed"),
@@ -310,3 +312,20 @@ def test_kill_does_not_fire_at_other_points():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert result.stdout.strip() == "survived"
+
+
+# --- schema 1 (cloud and target in one field) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("old_target, cloud, target", [("aws", "aws", "real"), ("sandbox", "aws", "sandbox")])
+def test_a_schema_1_file_is_read_with_cloud_and_target_apart_and_saved_as_schema_2(tmp_path, old_target, cloud, target):
+    path = tmp_path / "provision.state.json"
+    step = {"id": "vpc", "kind": "aws.vpc", "status": "done", "outputs": {"vpc_id": "vpc-1"}}
+    path.write_text(json.dumps({"schema_version": 1, "deployment": "acme-basic", "target": old_target, "spec": SPEC, "steps": [step]}))
+    state = StateFile.load(path)
+    assert (state.cloud, state.target) == (cloud, target)
+    assert state.record("vpc").outputs == {"vpc_id": "vpc-1"}
+    assert json.loads(path.read_text())["schema_version"] == 1  # reading alone rewrites nothing
+    state.save()
+    saved = json.loads(path.read_text())
+    assert (saved["schema_version"], saved["cloud"], saved["target"]) == (2, cloud, target)

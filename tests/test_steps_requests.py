@@ -18,13 +18,14 @@ import structlog
 from botocore.stub import ANY, Stubber
 from structlog.testing import CapturingLogger
 
-from provision import spec as spec_module
+from provision import topologies as spec_module
 from provision.orchestrator.clients import CallStats
+from provision.clouds import error_rules
 from provision.orchestrator.retry import RetryPolicy
 from provision.orchestrator.wait import PollPolicy
-from provision.steps.aws_endpoints import InterfaceEndpoint
-from provision.steps.aws_network import WORKSPACE_SG_RULES, NatGateway, RouteTable, SecurityGroup, Vpc
-from provision.steps.base import TAG_DEPLOYMENT, TAG_STEP, Context
+from provision.clouds.aws.steps.endpoints import InterfaceEndpoint
+from provision.clouds.aws.steps.network import WORKSPACE_SG_RULES, NatGateway, RouteTable, SecurityGroup, Vpc
+from provision.orchestrator.step import TAG_DEPLOYMENT, TAG_STEP, Context, Ref
 
 from fakes import FakeClock
 
@@ -35,12 +36,17 @@ ACCOUNT = "123456789012"
 
 
 class StubClients:
+    """`ctx.clients["aws"].client("ec2")` is the stubbed client; no other cloud or service is reachable."""
+
     def __init__(self, ec2: Any) -> None:
         self.ec2 = ec2
         self.stats = CallStats()
-        self.account = None
 
-    def aws(self, service: str) -> Any:
+    def __getitem__(self, cloud: str) -> Any:
+        assert cloud == "aws", f"unexpected cloud {cloud}"
+        return self
+
+    def client(self, service: str) -> Any:
         assert service == "ec2", f"unexpected AWS service {service}"
         return self.ec2
 
@@ -88,7 +94,7 @@ class Harness:
         return Context(
             spec=spec,
             clients=StubClients(self.client),  # type: ignore[arg-type]
-            retry=RetryPolicy(deadline_seconds=30, initial_seconds=1, max_seconds=2, clock=self.clock, sleep=self.clock.sleep, rng=random.Random(3)),
+            retry=RetryPolicy(deadline_seconds=30, initial_seconds=1, max_seconds=2, clock=self.clock, sleep=self.clock.sleep, rng=random.Random(3), errors=error_rules()),
             poll=PollPolicy(initial_seconds=1, factor=2, max_seconds=4, timeout_seconds=60, clock=self.clock, sleep=self.clock.sleep),
             log=structlog.wrap_logger(CapturingLogger(), processors=[]),
         )
@@ -344,7 +350,7 @@ def test_security_group_already_matching_makes_no_changes(h: Harness) -> None:
 
 
 def rt_step() -> RouteTable:
-    return RouteTable("rt.private.0", vpc="vpc", subnets=["subnet.private.0", "subnet.private.1"], default_route=("NatGatewayId", "nat.0"))
+    return RouteTable("rt.private.0", vpc="vpc", subnets=["subnet.private.0", "subnet.private.1"], default_route=("NatGatewayId", Ref("nat.0", "nat_gateway_id")))
 
 
 def rt_ctx(h: Harness) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision.orchestrator.errors import ResourceFailed, WaitTimeout
+from provision.errors import ResourceFailed, WaitTimeout
 from provision.orchestrator.wait import PollPolicy, wait_for
 
 from fakes import FakeClock

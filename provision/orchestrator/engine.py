@@ -8,6 +8,9 @@ up:        for each step: find -> create if absent -> checkpoint ids -> wait rea
 teardown:  reverse dependency order; find (authoritative, catches a create that was never checkpointed)
            -> delete (NotFound counts as done) -> wait until gone -> checkpoint deleted.
 
+Before anything, graph.check refuses a broken graph (see graph.py); while a step runs, `ctx.out` refuses a
+Ref it did not declare, and the engine refuses outputs it does not declare in `produces`.
+
 Scheduling: up to `parallelism` steps run at once, each as soon as every step it `needs` is done (in
 teardown: as soon as every step that needs it is deleted), in declaration order among the ready ones. The
 state file serializes its own writes, so each checkpoint stays atomic. When a step fails, no new step
@@ -22,18 +25,24 @@ import contextvars
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from provision.constants import DEFAULT_PARALLELISM
-from provision.orchestrator.errors import OwnershipConflict, ProvisionError, StateFileError, StepFailed
+from provision.errors import (
+    OwnershipConflict,
+    StateFileError,
+    StepFailed,
+)
 from provision.orchestrator.failpoints import Failpoints
+from provision.orchestrator.graph import GraphError, check, ordered, produced  # noqa: F401 (ordered: re-exported)
 from provision.orchestrator.logging import scrub, secret_values
-from provision.orchestrator.retry import CONVERGING, DELETING, is_not_found, phase
+from provision.orchestrator.retry import CONVERGING, DELETING, phase
+from provision.orchestrator.step import DECLARED_READS, Context, Outputs, Step
 from provision.state.store import StateFile, Status, now_iso
-from provision.steps.base import READABLE, Context, Outputs, Step
 
 _real_sleep = time.sleep
 
@@ -47,25 +56,8 @@ class NullReporter:
         return None
 
 
-class GraphError(ProvisionError):
-    """The topology's step graph is broken: a programming error, not a user one."""
-
-
 class Interrupted(KeyboardInterrupt):
     """Raised in a running step's wait when the run was interrupted (Ctrl-C) on the main thread."""
-
-
-def ordered(steps: list[Step]) -> list[Step]:
-    """Steps in declared order, checked to be a valid topological order with unique ids."""
-    seen: set[str] = set()
-    for step in steps:
-        if step.id in seen:
-            raise GraphError(f"duplicate step id {step.id}")
-        missing = [n for n in step.needs if n not in seen]
-        if missing:
-            raise GraphError(f"step {step.id} needs {missing}, which are not declared before it")
-        seen.add(step.id)
-    return list(steps)
 
 
 @dataclass
@@ -87,7 +79,7 @@ class Engine:
         reporter: Reporter | None = None,
         parallelism: int = DEFAULT_PARALLELISM,
     ):
-        self.steps = ordered(steps)
+        self.steps = check(steps)
         self.parallelism = max(1, parallelism)
         self._interrupted = threading.Event()
         self.state = state
@@ -108,10 +100,6 @@ class Engine:
             self.ctx.attempts[step.id] = record.attempts
         # Steps created or adopted during this run: their dependents must converge again.
         self.changed: set[str] = set()
-        # Each step's needs, transitively (and itself): the only outputs it may read.
-        self._upstream: dict[str, frozenset[str]] = {}
-        for step in self.steps:
-            self._upstream[step.id] = frozenset({step.id}.union(*(self._upstream[n] for n in step.needs)))
 
     def unknown_live_records(self) -> list[str]:
         """Records the state file says may exist but that this topology has no step for."""
@@ -129,7 +117,7 @@ class Engine:
         was_done, previous = record.status is Status.DONE, dict(record.outputs)
         log = self.ctx.log
         if was_done:
-            found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
+            found = self._guarded(step, lambda: self.ctx.call(lambda: self._find(step), f"{step.id} find"))
             stale = found is not None and (bool(self.changed.intersection(step.needs)) or step.needs_converge(self.ctx, found))
             if found is not None and not stale:
                 merged = {**record.outputs, **found}
@@ -147,7 +135,7 @@ class Engine:
         self.state.update(step.id, status=Status.IN_PROGRESS, attempts=record.attempts + 1, started_at=now_iso(), finished_at=None, last_error=None)
         self.reporter.step(step.id, "started")
         try:
-            out = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+            out = self.ctx.call(lambda: self._find(step), f"{step.id} find")
             if out is None:
                 out = self._create(step)
                 # Known from here on: a failure before the checkpoint still records these ids.
@@ -164,7 +152,7 @@ class Engine:
             self.ctx.outputs[step.id] = out
             self.reporter.step(step.id, "waiting", step.resource_id(out) or "")
             with phase(CONVERGING):
-                out = step.wait_ready(self.ctx, out)
+                out = produced(step, step.wait_ready(self.ctx, out))
             self.ctx.outputs[step.id] = out
             self.state.update(step.id, status=Status.DONE, outputs=out, finished_at=now_iso())
         except BaseException as exc:
@@ -195,7 +183,7 @@ class Engine:
                     return found
             # Inside the retried call, so a `transient` failpoint behaves like a lost response.
             self.failpoints.hit(step.id, "before_create")
-            out = step.create(self.ctx)
+            out = produced(step, step.create(self.ctx))
             self.failpoints.hit(step.id, "after_create")
             return out
 
@@ -205,7 +193,7 @@ class Engine:
         poll = self.ctx.poll
         waited = 0.0
         for interval in poll.intervals():
-            found = step.find(self.ctx)
+            found = self._find(step)
             if found is not None or waited >= poll.visibility_seconds:
                 return found
             delay = min(interval, poll.visibility_seconds - waited)
@@ -233,12 +221,8 @@ class Engine:
 
         def run(step: Step) -> None:
             # Every log line of the step carries its id and resource id (resource_id is re-bound once known).
-            token = READABLE.set(self._upstream[step.id])
-            try:
-                with bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
-                    work(step)
-            finally:
-                READABLE.reset(token)
+            with self._reading(step), bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(self.state.record(step.id).outputs)):
+                work(step)
 
         if self.parallelism == 1:
             for step in order:
@@ -286,7 +270,7 @@ class Engine:
             first = failures[0]
             first.others = [f.step_id for f in failures[1:]]
             raise first
-        if pending:  # unreachable with a valid graph (ordered() checked it)
+        if pending:  # unreachable with a valid graph (graph.check() checked it)
             raise GraphError(f"steps never became ready: {', '.join(s.id for s in pending)}")
 
     def _interruptible_sleeps(self) -> Callable[[], None]:
@@ -326,7 +310,7 @@ class Engine:
         self.reporter.step(step.id, "deleting", step.resource_id(record.outputs) or "")
         try:
             try:
-                found = self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find")
+                found = self.ctx.call(lambda: self._find(step), f"{step.id} find")
             except OwnershipConflict:
                 if record.outputs:
                     raise
@@ -363,7 +347,7 @@ class Engine:
         try:
             step.delete(self.ctx, out)
         except Exception as exc:
-            if not is_not_found(exc):
+            if not self.ctx.retry.errors.is_not_found(exc):
                 raise
 
     # plan ----------------------------------------------------------------------------------------
@@ -372,7 +356,8 @@ class Engine:
         items = []
         for step in self.steps:
             record = self.state.record(step.id)
-            found = self._guarded(step, lambda: self.ctx.call(lambda: step.find(self.ctx), f"{step.id} find"))
+            with self._reading(step):
+                found = self._guarded(step, lambda: self.ctx.call(lambda: self._find(step), f"{step.id} find"))
             if step.external:
                 action = "existing"
             elif found is None:
@@ -386,6 +371,19 @@ class Engine:
         return items
 
     # helpers -------------------------------------------------------------------------------------
+    @staticmethod
+    @contextmanager
+    def _reading(step: Step) -> Iterator[None]:
+        """While a step runs, ctx.out refuses any output it did not declare in `reads()`."""
+        token = DECLARED_READS.set(frozenset(step.reads()))
+        try:
+            yield
+        finally:
+            DECLARED_READS.reset(token)
+
+    def _find(self, step: Step) -> Outputs | None:
+        return produced(step, step.find(self.ctx))
+
     def _fail(self, step: Step, exc: BaseException) -> None:
         message = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         message = scrub(message, secret_values())

@@ -15,7 +15,7 @@ import re
 import signal
 import threading
 
-from provision.orchestrator.errors import InjectedFault, UsageError
+from provision.errors import InjectedFault, UsageError
 
 POINTS = ("before_create", "after_create", "after_checkpoint", "before_delete", "after_delete")
 ACTIONS = ("kill", "error", "transient")

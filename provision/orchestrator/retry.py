@@ -1,7 +1,9 @@
 """Retry policy: one classifier decides what is retryable and why; tenacity does the backing off.
 
-`classify(exc)` returns a short reason string for a transient error and None for a terminal one, in the
-manner of databricks-sdk's retries.py. The clock and sleep are injectable so retry tests take no real time.
+`ErrorRules.classify(exc)` returns a short reason string for a transient error and None for a terminal one,
+in the manner of databricks-sdk's retries.py. Each cloud brings its own rules (`clouds/<cloud>/errors.py`);
+the composition root hands the run's clouds' rules to the policy, so this module knows no cloud. The
+clock and sleep are injectable so retry tests take no real time.
 """
 
 from __future__ import annotations
@@ -15,122 +17,108 @@ from typing import Callable, Iterator, TypeVar
 
 import tenacity
 
-from provision.orchestrator.errors import InjectedFault, RetryDeadlineExceeded
+from provision.errors import InjectedFault, RetryDeadlineExceeded
 
 T = TypeVar("T")
 
 IAM_PROPAGATION = "iam-propagation"
 
-_AWS_THROTTLING = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "SlowDown",
-    "PriorRequestNotComplete",
-    "ProvisionedThroughputExceededException",
-    "EC2ThrottledException",
-}
-_AWS_SERVER = {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "InternalServerError"}
-# S3 refuses to re-create a bucket name while its recent deletion is still settling.
-_AWS_CONFLICTING = {"OperationAborted", "IncorrectState", "ConcurrentModification", "ConcurrentModificationException"}
-# AWS refuses a just-created IAM principal until it has propagated; these (code, message fragment) pairs
-# are what that looks like from the services we call.
-_AWS_PROPAGATION = (
-    ("MalformedPolicy", "Invalid principal"),
-    ("MalformedPolicyDocument", "Invalid principal"),
-    ("InvalidParameterValue", "Invalid IAM Instance Profile"),
-    ("InvalidParameterValueException", "cannot be assumed"),
-    ("AccessDenied", "is not authorized to perform: sts:AssumeRole"),
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What a cloud's error says, in one shape: its code, message and HTTP status (0 if unknown)."""
+
+    code: str
+    message: str
+    status: int
+
+
+@dataclass(frozen=True)
+class CloudErrors:
+    """One cloud's error classification (each cloud's `errors.py` makes one). `parse` recognises the
+    cloud's own exceptions; the rest judge what `parse` found."""
+
+    cloud: str
+    parse: Callable[[BaseException], ErrorInfo | None]
+    # Why the error is worth retrying (throttled, a 5xx, propagation), or None if it is terminal.
+    transient: Callable[[ErrorInfo], str | None]
+    not_found: Callable[[ErrorInfo], bool]
+    already_exists: Callable[[ErrorInfo], bool]
+    # A delete refused because something still uses the resource (released late by the cloud).
+    in_use: Callable[[ErrorInfo], bool]
+    # Shown when a retry on this reason gives up (e.g. what to check in an IAM trust policy).
+    hints: dict[str, str] = field(default_factory=dict)
+
+
+_CONNECTION_ERRORS = (
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError", "ConnectionError",
+    "ProxyConnectionError",
 )
-_DATABRICKS_PROPAGATION = "Failed credentials validation checks"
-
-_NOT_FOUND_CODES = {
-    "NoSuchBucket",
-    "NoSuchEntity",
-    "NotFound",
-    "ResourceNotFoundException",
-    "NoSuchBucketPolicy",
-}
 
 
-def _aws_error(exc: BaseException) -> tuple[str, str, int] | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict) or "Error" not in response:
+@dataclass(frozen=True)
+class ErrorRules:
+    """The one classifier: the run's clouds' rules, plus what is transient whatever the cloud."""
+
+    clouds: tuple[CloudErrors, ...] = ()
+
+    def _find(self, exc: BaseException) -> tuple[CloudErrors, ErrorInfo] | None:
+        for cloud in self.clouds:
+            info = cloud.parse(exc)
+            if info is not None:
+                return cloud, info
         return None
-    error = response.get("Error") or {}
-    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-    return str(error.get("Code", "")), str(error.get("Message", "")), status
 
-
-# databricks-sdk errors do not keep the HTTP response: recover the status from the error's class or code.
-_DBX_STATUS_BY_CLASS = {"TooManyRequests": 429, "InternalError": 500, "TemporarilyUnavailable": 503, "DeadlineExceeded": 504}
-_DBX_STATUS_BY_CODE = {"INTERNAL_ERROR": 500, "BAD_GATEWAY": 502, "SERVICE_UNAVAILABLE": 503, "GATEWAY_TIMEOUT": 504}
-
-
-def _databricks_error(exc: BaseException) -> tuple[str, str, int] | None:
-    # Duck-typed so this module does not import databricks.sdk.
-    if not (type(exc).__module__.startswith("databricks.sdk") and hasattr(exc, "error_code")):
+    def classify(self, exc: BaseException) -> str | None:
+        """Why `exc` is worth retrying, or None if it is terminal."""
+        if isinstance(exc, InjectedFault):
+            return "injected transient fault" if exc.transient else None
+        found = self._find(exc)
+        if found:
+            cloud, info = found
+            return cloud.transient(info)
+        name = type(exc).__name__
+        # Connection-level trouble from botocore/urllib3/requests; the SDK's own "Timed out after" wraps
+        # its exhausted 429/503/connection retries.
+        if name in _CONNECTION_ERRORS:
+            return f"connection ({name})"
+        if name == "ResponseParserError":  # an HTML error page from a proxy or load balancer instead of the API's answer
+            return "unparseable response"
+        if isinstance(exc, TimeoutError) and exc.__cause__ is not None:
+            return self.classify(exc.__cause__)
         return None
-    code = str(getattr(exc, "error_code", "") or "")
-    status = int(getattr(getattr(exc, "_response", None), "status_code", 0) or 0)
-    if not status:
-        status = next((_DBX_STATUS_BY_CLASS[k.__name__] for k in type(exc).__mro__ if k.__name__ in _DBX_STATUS_BY_CLASS), 0)
-    if not status:
-        status = _DBX_STATUS_BY_CODE.get(code, 0)
-    return code, str(exc), status
 
+    def classify_in_phase(self, exc: BaseException) -> str | None:
+        """`classify`, plus what is transient only in the current phase."""
+        reason = self.classify(exc)
+        if reason is not None:
+            return reason
+        current = _phase.get()
+        if current == CONVERGING and self.is_not_found(exc):
+            return EVENTUAL_CONSISTENCY
+        if current == DELETING and self.is_in_use(exc):
+            return DEPENDENCY_RELEASE
+        return None
 
-def classify(exc: BaseException) -> str | None:
-    """Why `exc` is worth retrying, or None if it is terminal."""
-    if isinstance(exc, InjectedFault):
-        return "injected transient fault" if exc.transient else None
-    aws = _aws_error(exc)
-    if aws:
-        code, message, status = aws
-        if code in _AWS_THROTTLING:
-            return f"throttled ({code})"
-        if code in _AWS_SERVER or status >= 500:
-            return f"server error ({code or status})"
-        if code in _AWS_CONFLICTING:
-            return f"conflicting operation in progress ({code})"
-        for prop_code, fragment in _AWS_PROPAGATION:
-            if code == prop_code and fragment in message:
-                return IAM_PROPAGATION
-        return None
-    dbx = _databricks_error(exc)
-    if dbx:
-        code, message, status = dbx
-        if status == 429 or code in ("TOO_MANY_REQUESTS", "REQUEST_LIMIT_EXCEEDED"):
-            return "throttled (429)"
-        if status in (502, 503, 504) or code in ("TEMPORARILY_UNAVAILABLE",):
-            return f"unavailable ({status or code})"
-        if status >= 500:
-            return f"server error ({status})"
-        if _DATABRICKS_PROPAGATION in message:
-            return IAM_PROPAGATION
-        return None
-    name = type(exc).__name__
-    # Connection-level trouble from botocore/urllib3/requests; the SDK's own "Timed out after" wraps
-    # its exhausted 429/503/connection retries.
-    if name in (
-        "EndpointConnectionError",
-        "ConnectionClosedError",
-        "ReadTimeoutError",
-        "ConnectTimeoutError",
-        "ConnectionError",
-        "ProxyConnectionError",
-    ):
-        return f"connection ({name})"
-    if name == "ResponseParserError":  # an HTML error page from a proxy or load balancer instead of the API's answer
-        return "unparseable response"
-    if isinstance(exc, TimeoutError) and exc.__cause__ is not None:
-        inner = classify(exc.__cause__)
-        return inner or None
-    return None
+    def error_code(self, exc: BaseException) -> str | None:
+        found = self._find(exc)
+        return found[1].code if found else None
+
+    def is_not_found(self, exc: BaseException) -> bool:
+        """True when a read or delete says the resource is not there (delete then counts as done)."""
+        found = self._find(exc)
+        return bool(found and found[0].not_found(found[1]))
+
+    def is_already_exists(self, exc: BaseException) -> bool:
+        found = self._find(exc)
+        return bool(found and found[0].already_exists(found[1]))
+
+    def is_in_use(self, exc: BaseException) -> bool:
+        found = self._find(exc)
+        return bool(found and found[0].in_use(found[1]))
+
+    def hint(self, reason: str) -> str:
+        return next((c.hints[reason] for c in self.clouds if reason in c.hints), "")
 
 
 # What the step is doing changes what is transient. Right after a create, EC2 and IAM are eventually
@@ -152,45 +140,6 @@ def phase(name: str) -> Iterator[None]:
         _phase.reset(token)
 
 
-def classify_in_phase(exc: BaseException) -> str | None:
-    """`classify`, plus what is transient only in the current phase."""
-    reason = classify(exc)
-    if reason is not None:
-        return reason
-    current = _phase.get()
-    if current == CONVERGING and is_not_found(exc):
-        return EVENTUAL_CONSISTENCY
-    if current == DELETING and error_code(exc) == "DependencyViolation":
-        return DEPENDENCY_RELEASE
-    return None
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code or Databricks error_code of `exc`, if it has one."""
-    found = _aws_error(exc) or _databricks_error(exc)
-    return found[0] if found else None
-
-
-def is_not_found(exc: BaseException) -> bool:
-    """True when a read or delete says the resource is not there (delete then counts as done)."""
-    aws = _aws_error(exc)
-    if aws:
-        code, _, status = aws
-        return code in _NOT_FOUND_CODES or code.endswith(".NotFound") or code.endswith("NotFound") or status == 404
-    dbx = _databricks_error(exc)
-    if dbx:
-        code, _, status = dbx
-        return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or status == 404
-    return False
-
-
-PROPAGATION_HINT = (
-    "IAM did not let Databricks assume the cross-account role. Check the role's trust policy: principal "
-    "arn:aws:iam::414351767826:root with condition sts:ExternalId = your Databricks account id; and that the "
-    "role's inline policy is attached."
-)
-
-
 @dataclass
 class RetryPolicy:
     """Exponential backoff with full jitter up to a deadline. `clock` and `sleep` are injectable."""
@@ -204,6 +153,8 @@ class RetryPolicy:
     # Reasons that only bridge a short settling time get a shorter budget than the deadline, so a real
     # error (a wrong id, a teardown-order bug) is reported in seconds, not minutes.
     reason_limits: dict[str, float] = field(default_factory=lambda: {EVENTUAL_CONSISTENCY: 120.0, DEPENDENCY_RELEASE: 600.0})
+    # The run's clouds' error rules (the composition root passes them; alone, only cloud-neutral rules).
+    errors: ErrorRules = field(default_factory=ErrorRules)
 
     def call(
         self,
@@ -211,10 +162,11 @@ class RetryPolicy:
         *,
         what: str,
         on_retry: Callable[[str, int, float, BaseException], None] | None = None,
-        classifier: Callable[[BaseException], str | None] = classify_in_phase,
+        classifier: Callable[[BaseException], str | None] | None = None,
         deadline_seconds: float | None = None,
     ) -> T:
         """Run fn, retrying what `classifier` calls transient until the deadline."""
+        classifier = classifier or self.errors.classify_in_phase
         start = self.clock()
         deadline = self.deadline_seconds if deadline_seconds is None else deadline_seconds
         reasons: list[str] = []
@@ -256,5 +208,5 @@ class RetryPolicy:
             last = gave_up.last_attempt.exception()
             assert last is not None
             reason = reasons[-1] if reasons else "transient"
-            hint = PROPAGATION_HINT if reason == IAM_PROPAGATION else ""
+            hint = self.errors.hint(reason)
             raise RetryDeadlineExceeded(what, reason, self.clock() - start, last, hint) from last

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from provision.orchestrator.errors import ResourceFailed, WaitTimeout
+from provision.errors import ResourceFailed, WaitTimeout
 
 T = TypeVar("T")
 

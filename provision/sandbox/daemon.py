@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.orchestrator.errors import SandboxError
+from provision.errors import SandboxError
 from provision.procs import alive
 
 INFO_FILE = "sandbox.json"
@@ -94,7 +94,7 @@ def start(directory: Path | None = None, settings: dict[str, Any] | None = None)
         (directory / INFO_FILE).unlink(missing_ok=True)
         log = open(directory / LOG_FILE, "ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "provision.sandbox.server", "--runtime-dir", str(directory), "--settings", json.dumps(settings or {})],
+            [sys.executable, "-m", "provision.app.server", "--runtime-dir", str(directory), "--settings", json.dumps(settings or {})],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
         )
         log.close()

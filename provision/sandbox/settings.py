@@ -41,7 +41,7 @@ class SandboxSettings:
     # and how long a failed NAT gateway stays listed as `failed` before it becomes `deleted`.
     nat_gateway_fail_next: float = 0.0
     nat_gateway_failed_seconds: float = 2.0
-    # Network Firewall: PROVISIONING -> READY, and DELETING -> gone (network_firewall.py).
+    # Network Firewall: PROVISIONING -> READY, and DELETING -> gone (clouds/aws/sandbox/network_firewall).
     firewall_provisioning_seconds: float = 1.0
     firewall_deleting_seconds: float = 1.0
     # Transit gateways: pending -> available and deleting -> deleted; VPC attachments likewise.

@@ -20,10 +20,21 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from provision.orchestrator.errors import StateFileError, StateLockedError
+from provision.errors import StateFileError, StateLockedError
 from provision.procs import alive
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Where a deployment runs: its cloud ("aws") and target, the real cloud or the local sandbox.
+TARGETS = ("real", "sandbox")
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older file's data to SCHEMA_VERSION, in memory; the next save writes the new schema.
+    v1 had one `target` field that mixed cloud and target: "aws" (real AWS) or "sandbox" (AWS in the sandbox)."""
+    if data.get("schema_version") == 1:
+        old = data.get("target")
+        data = {**data, "schema_version": 2, "cloud": "aws", "target": "sandbox" if old == "sandbox" else "real"}
+    return data
 
 
 class Status(str, Enum):
@@ -112,7 +123,10 @@ class StateFile:
     def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
         self.deployment: str = data["deployment"]
+        self.cloud: str = data["cloud"]
         self.target: str = data["target"]
+        if self.target not in TARGETS:
+            raise ValueError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
         self.spec: dict[str, Any] = data["spec"]
         self.spec_path: str | None = data.get("spec_path")
         self.created_at: str = data.get("created_at") or now_iso()
@@ -128,8 +142,8 @@ class StateFile:
 
     # construction -----------------------------------------------------------------------------
     @classmethod
-    def new(cls, path: Path, *, deployment: str, target: str, spec: dict[str, Any], spec_path: str | None) -> "StateFile":
-        return cls(path, {"deployment": deployment, "target": target, "spec": spec, "spec_path": spec_path})
+    def new(cls, path: Path, *, deployment: str, cloud: str, target: str, spec: dict[str, Any], spec_path: str | None) -> "StateFile":
+        return cls(path, {"deployment": deployment, "cloud": cloud, "target": target, "spec": spec, "spec_path": spec_path})
 
     @classmethod
     def load(cls, path: Path) -> "StateFile":
@@ -148,6 +162,7 @@ class StateFile:
             ) from None
         if not isinstance(data, dict):
             raise StateFileError(f"state file {path} is not a JSON object; it was left untouched")
+        data = _migrate(data)
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StateFileError(
@@ -198,6 +213,7 @@ class StateFile:
         return {
             "schema_version": SCHEMA_VERSION,
             "deployment": self.deployment,
+            "cloud": self.cloud,
             "target": self.target,
             "spec_path": self.spec_path,
             "spec": self.spec,

@@ -13,8 +13,8 @@ from databricks.sdk import AccountClient
 from moto import mock_aws
 from sandbox_helpers import account_client, aws_client, serve
 
-from provision.sandbox import databricks as emulator
-from provision.sandbox.aws import make_aws_app
+from provision.clouds.aws.sandbox import make_aws_app
+from provision.clouds.databricks import sandbox as emulator
 from provision.sandbox.settings import SandboxSettings
 
 PROVISIONING = 0.3  # workspace_provisioning_seconds of the emulator tests under moto

@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 from moto.ec2.models import EC2Backend, ec2_backends
 from sandbox_helpers import aws_client, delays, error_code, once_released, wait_until
 
-from provision.sandbox import aws
-from provision.sandbox.aws import make_aws_app
+from provision.clouds.aws import sandbox as aws
+from provision.clouds.aws.sandbox import make_aws_app
 from provision.sandbox.settings import SandboxSettings
 
 DELAY = 0.25

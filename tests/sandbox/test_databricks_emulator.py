@@ -33,7 +33,7 @@ from databricks.sdk.service.provisioning import (
 )
 from sandbox_helpers import account_client, settled, trust_policy
 
-from provision.sandbox import databricks as emulator
+from provision.clouds.databricks import sandbox as emulator
 from provision.sandbox.settings import (
     DATABRICKS_AWS_ACCOUNT_ID,
     SANDBOX_AWS_ACCOUNT_ID,

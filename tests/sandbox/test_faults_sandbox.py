@@ -18,16 +18,20 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+)
 from databricks.sdk import AccountClient
 from databricks.sdk.config import Config
 from databricks.sdk.errors import DatabricksError
 from sandbox_helpers import REGION, databricks_role, serve
 
-from provision.sandbox import databricks as emulator
-from provision.sandbox.aws import make_aws_app
+from provision.app.server import _control
+from provision.clouds.aws.sandbox import make_aws_app
+from provision.clouds.databricks import sandbox as emulator
 from provision.sandbox.faults import FaultInjector
-from provision.sandbox.server import _control
 from provision.sandbox.settings import SandboxSettings
 
 CONNECTION_ERRORS = (ConnectionClosedError, EndpointConnectionError)

@@ -1,4 +1,4 @@
-"""AWS Network Firewall in the sandbox (provision/sandbox/network_firewall.py), over HTTP with real boto3
+"""AWS Network Firewall in the sandbox (provision/clouds/aws/sandbox/network_firewall/), over HTTP with real boto3
 clients: rule groups, firewall policies and firewalls, with their endpoints as real EC2 resources.
 
 Every test here fails on plain moto 5.2.5, which implements only CreateFirewall, DescribeFirewall,
@@ -577,7 +577,7 @@ def test_deleted_firewall_is_deleting_then_gone_with_its_endpoints(
     assert nfw.list_firewalls(VpcIds=[net["vpc"]])["Firewalls"] == []
     assert ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [net["vpc"]]}])["VpcEndpoints"] == []
     subnets = list(net["subnets"].values())
-    # Their interfaces are released, and go after lingering like any released interface (aws.py rule 12).
+    # Their interfaces are released, and go after lingering like any released interface (lifecycle.py, rule 12).
     wait_until(lambda: ec2.describe_network_interfaces(
         Filters=[{"Name": "subnet-id", "Values": subnets}])["NetworkInterfaces"] == [])
 

@@ -1,5 +1,5 @@
-"""Back-end PrivateLink in the sandbox: the AWS half (aws.py rule 13) and the Databricks half
-(databricks.py) together, over HTTP, with real boto3 clients and the real databricks-sdk AccountClient.
+"""Back-end PrivateLink in the sandbox: the AWS half (clouds/aws/sandbox/endpoints.py, rule 13) and the Databricks half
+(clouds/databricks/sandbox) together, over HTTP, with real boto3 clients and the real databricks-sdk AccountClient.
 
 This is the "apply twice" problem: an endpoint to a Databricks service stays `pendingAcceptance` until
 it is registered with Databricks, and private DNS can only be enabled after that; a workspace whose
@@ -43,8 +43,8 @@ from sandbox_helpers import (
     wait_until,
 )
 
+from provision.clouds.databricks import sandbox as emulator
 from provision.regions import PRIVATELINK_SERVICES
-from provision.sandbox import databricks as emulator
 from provision.sandbox.settings import (
     DATABRICKS_AWS_ACCOUNT_ID,
     SANDBOX_AWS_ACCOUNT_ID,

@@ -1,4 +1,4 @@
-"""Each sandbox workspace's own REST API (databricks.py), served at workspace_host(emulator, deployment)
+"""Each sandbox workspace's own REST API (clouds/databricks/sandbox/workspace_api.py), served at workspace_host(emulator, deployment)
 and driven by the real databricks-sdk WorkspaceClient; the workspaces themselves are created through
 the Account API with the real AccountClient, on AWS objects made with boto3 in moto's in-process
 backends (the same ones the emulator reads)."""
@@ -31,8 +31,8 @@ from databricks.sdk.service.provisioning import (
 )
 from sandbox_helpers import databricks_role, databricks_vpc, make_bucket, settled
 
-from provision.sandbox import databricks as emulator
-from provision.sandbox.databricks import workspace_host
+from provision.clouds.databricks import sandbox as emulator
+from provision.clouds.databricks.sandbox import store, workspace_host
 from provision.sandbox.settings import SandboxSettings
 
 REGION = "us-east-1"
@@ -148,7 +148,7 @@ def test_expired_tokens_vanish(
     w = workspace_client(dbx_url, running.deployment_name, settings.token)
     value = w.tokens.create(comment="short", lifetime_seconds=60).token_value
     later = time.time() * 1000 + 61_000
-    monkeypatch.setattr(emulator, "_now_ms", lambda: int(later))  # the server thread reads the module global
+    monkeypatch.setattr(store, "now_ms", lambda: int(later))  # the server thread reads the module global
     assert w.tokens.list() == []
     with pytest.raises(Unauthenticated):
         workspace_client(dbx_url, running.deployment_name, value).tokens.list()

@@ -1,0 +1,313 @@
+"""Glue between the CLI and the engine: spec and state in, a locked, logged, targeted run out.
+
+Order matters and is the product's promise: the spec is validated before anything else; the state file
+is parsed (and never overwritten if corrupt) before the lock is used for writing; no API client exists
+until both have passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from provision import spec as specs
+from provision import topologies
+from provision.clouds import CLOUDS, error_rules
+from provision.constants import DEFAULT_PARALLELISM
+from provision.errors import StepFailed, UsageError
+from provision.orchestrator.clients import (
+    REAL,
+    SANDBOX,
+    CallStats,
+    Clients,
+    OnCall,
+    Target,
+)
+from provision.orchestrator.engine import Engine, PlanItem
+from provision.orchestrator.failpoints import Failpoints
+from provision.orchestrator.logging import configure
+from provision.orchestrator.retry import (
+    DEPENDENCY_RELEASE,
+    EVENTUAL_CONSISTENCY,
+    RetryPolicy,
+)
+from provision.orchestrator.step import Context, Step
+from provision.orchestrator.wait import PollPolicy
+from provision.state.store import StateFile, StateLock, Status
+
+ReporterFactory = Callable[[list[tuple[str, str]]], Any]
+
+
+@dataclass
+class RunOptions:
+    state_path: Path
+    log_format: str = "human"
+    verbose: bool = False
+    console_write: Callable[[str], None] | None = None
+    parallelism: int = DEFAULT_PARALLELISM
+
+
+def resolve_target(kind: str) -> Target:
+    if kind == SANDBOX:
+        from provision.sandbox import daemon
+
+        info, _ = daemon.start()
+        config = daemon.request(info.databricks_host, "/_sandbox/config")
+        return Target(
+            SANDBOX, {"aws": info.aws_endpoint_url, "databricks": info.databricks_host}, info.databricks_token,
+            float(config.get("time_scale") or 0.0), frozenset(config.get("oauth_clients") or ()),
+        )
+    return Target(REAL)
+
+
+def make_clients(spec: specs.Spec, target: Target, on_call: OnCall | None = None) -> Clients:
+    stats = CallStats()
+    return Clients(target, {name: CLOUDS[name].make_clients(spec, target, stats, on_call) for name in CLOUDS}, stats)
+
+
+def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]:
+    deadline = spec.timeouts.retry_deadline_seconds
+    errors = error_rules()
+    if target.is_sandbox and target.time_scale:
+        # A latency-profiled sandbox is a time-scaled replica of the real clouds: so are the intervals.
+        s = target.time_scale
+        return (
+            RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0 * s, max_seconds=20.0 * s, errors=errors),
+            PollPolicy(initial_seconds=2.0 * s, factor=1.5, max_seconds=15.0 * s, timeout_seconds=spec.timeouts.resource_seconds,
+                       visibility_seconds=15.0 * s),
+        )
+    if target.is_sandbox:
+        # Local calls answer in milliseconds: poll and back off on the same curve, scaled down.
+        limits = {EVENTUAL_CONSISTENCY: 3.0, DEPENDENCY_RELEASE: 5.0}
+        return (
+            RetryPolicy(deadline_seconds=deadline, initial_seconds=0.2, max_seconds=2.0, reason_limits=limits, errors=errors),
+            PollPolicy(initial_seconds=0.1, factor=1.5, max_seconds=1.0, timeout_seconds=spec.timeouts.resource_seconds, visibility_seconds=0.3),
+        )
+    return (
+        RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0, max_seconds=20.0, errors=errors),
+        PollPolicy(initial_seconds=2.0, factor=1.5, max_seconds=15.0, timeout_seconds=spec.timeouts.resource_seconds),
+    )
+
+
+def log_path_for(state_path: Path, deployment: str, command: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return state_path.resolve().parent / "provision-logs" / f"{deployment}-{stamp}-{command}.log"
+
+
+@contextlib.contextmanager
+def _locked(state_path: Path) -> Iterator[StateLock]:
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with StateLock(state_path) as lock:
+        yield lock
+
+
+class _CallLog:
+    """Logs every API call once the run's log exists; preflight calls, made before it, go unlogged."""
+
+    def __init__(self) -> None:
+        self.log: Any = None
+
+    def __call__(self, service: str, operation: str, duration: float, status: Any) -> None:
+        if self.log is not None:
+            self.log.debug("api call", service=service, operation=operation, duration_ms=round(duration * 1000, 1), status=status)
+
+
+@dataclass
+class _Run:
+    """Everything one run is made of, built once: the checked step graph, the target and its clients."""
+
+    spec: specs.Spec
+    steps: list[Step]
+    target: Target
+    clients: Clients
+    calls: _CallLog
+
+
+def _prepare(spec: specs.Spec, target_kind: str) -> _Run:
+    """The step graph first (its wiring is checked before any client exists), then the target and clients."""
+    steps = topologies.build(spec)
+    target = resolve_target(target_kind)
+    calls = _CallLog()
+    return _Run(spec, steps, target, make_clients(spec, target, calls), calls)
+
+
+def _engine(command: str, run: _Run, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None) -> tuple[Engine, Any, Any]:
+    spec = run.spec
+    log_path = log_path_for(opts.state_path, spec.name, command)
+    root = configure(log_path=log_path, console_format=opts.log_format, verbose=opts.verbose, console_write=opts.console_write)
+    log = run.calls.log = root.bind(deployment=spec.name, command=command, cloud=spec.cloud, target=run.target.kind)
+    retry, poll = policies(spec, run.target)
+    ctx = Context(spec=spec, clients=run.clients, retry=retry, poll=poll, log=log)
+    reporter = reporter_factory([(s.id, s.kind) for s in run.steps]) if reporter_factory else None
+    engine = Engine(run.steps, state, ctx, failpoints=Failpoints.from_env(), reporter=reporter, parallelism=opts.parallelism)
+    log.info("run started", state=str(opts.state_path), log_file=str(log_path))
+    return engine, reporter, log
+
+
+def _finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
+    if reporter is not None and hasattr(reporter, "close"):
+        reporter.close()
+    log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary())
+
+
+def _run(
+    command: str, operation: str, run: _Run, state: StateFile, opts: RunOptions,
+    reporter_factory: ReporterFactory | None, lock: StateLock,
+) -> None:
+    """Run `operation` ("up" or "teardown"); `command` is what the user typed (it may be "resume")."""
+    state.last_command = operation
+    engine, reporter, log = _engine(command, run, state, opts, reporter_factory)
+    if lock.taken_over_from is not None:
+        # flock released the dead holder's lock; the user should know that run ended unfinished.
+        log.warning("the previous run died without finishing; its lock was released and this run takes over", pid=lock.taken_over_from)
+    state.save()
+    _prewarm_databricks_sdk()
+    outcome = "failed"
+    try:
+        engine.up() if operation == "up" else engine.teardown()
+        outcome = "succeeded"
+    except StepFailed as failed:
+        failed.state_path, failed.operation = opts.state_path, operation
+        raise
+    finally:
+        _finish(reporter, log, engine, outcome)
+
+
+def _prewarm_databricks_sdk() -> None:
+    """Import databricks.sdk (about a second: it loads every service module) on a background thread while
+    the first AWS steps run, so the first Databricks step does not pay for it. The import lock makes that
+    step wait for this import rather than start another."""
+    import sys
+    import threading
+
+    if "databricks.sdk" not in sys.modules:
+        threading.Thread(target=lambda: __import__("databricks.sdk"), name="prewarm-databricks-sdk", daemon=True).start()
+
+
+def preflight(run: _Run, source: str) -> None:
+    """Check what the spec names as existing, with reads only; raises PreflightError (exit 2)."""
+    check = topologies.topology_of(run.spec).preflight
+    if check is None:
+        return
+    retry, _ = policies(run.spec, run.target)
+    check(run.spec, run.clients, source, lambda fn, what: retry.call(fn, what=what))
+
+
+def _check_matches(state: StateFile, spec: specs.Spec, target_kind: str | None, path: Path) -> None:
+    if state.deployment != spec.name:
+        raise UsageError(
+            f"state file {path} belongs to deployment {state.deployment!r}, not {spec.name!r}; use --state to choose another file"
+        )
+    if state.cloud != spec.cloud:
+        raise UsageError(f"state file {path} is for cloud {state.cloud!r}; this spec builds on {spec.cloud!r}")
+    if target_kind is not None and state.target != target_kind:
+        raise UsageError(f"state file {path} is for target {state.target!r}; this run asked for {target_kind!r}")
+
+
+def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
+    spec = topologies.load(config)
+    target_kind = SANDBOX if sandbox else REAL
+    run = _prepare(spec, target_kind)
+    # Before the state file or anything else exists: a bad existing resource must leave no trace.
+    preflight(run, str(config))
+    with _locked(opts.state_path) as lock:
+        if opts.state_path.exists():
+            state = StateFile.load(opts.state_path)
+            _check_matches(state, spec, target_kind, opts.state_path)
+            if state.live_records():
+                previous = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)")
+                changed = topologies.changed_fields(previous, spec)
+                if changed:
+                    raise UsageError(
+                        f"{', '.join(changed)} changed since the deployment was built; changing them on a live deployment "
+                        "is not supported (it would orphan or replace resources). Restore the spec, or run "
+                        "`provision teardown` first."
+                    )
+            state.spec, state.spec_path = spec.to_json(), str(config)
+        else:
+            state = StateFile.new(
+                opts.state_path, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=str(config),
+            )
+        _run("up", "up", run, state, opts, reporter_factory, lock)
+        return flat_outputs(state)
+
+
+def _load_state(opts: RunOptions) -> tuple[StateFile, specs.Spec]:
+    state = StateFile.load(opts.state_path)
+    spec = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)")
+    return state, spec
+
+
+def resume(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> tuple[str, dict[str, Any]]:
+    """Continue the interrupted operation: an `up` is finished, a `teardown` is carried through.
+    Returns the operation continued and the outputs."""
+    with _locked(opts.state_path) as lock:
+        state, spec = _load_state(opts)
+        operation = state.last_command if state.last_command in ("up", "teardown") else "up"
+        _run("resume", operation, _prepare(spec, state.target), state, opts, reporter_factory, lock)
+        return operation, flat_outputs(state)
+
+
+def teardown(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> None:
+    with _locked(opts.state_path) as lock:
+        state, spec = _load_state(opts)
+        _run("teardown", "teardown", _prepare(spec, state.target), state, opts, reporter_factory, lock)
+
+
+def plan(config: Path, opts: RunOptions, *, sandbox: bool) -> list[PlanItem]:
+    spec = topologies.load(config)
+    target_kind = SANDBOX if sandbox else REAL
+    if opts.state_path.exists():
+        state = StateFile.load(opts.state_path)
+        _check_matches(state, spec, None, opts.state_path)
+        target_kind = state.target
+    else:
+        # An in-memory state that is never saved: plan changes nothing, not even the state file.
+        state = StateFile.new(
+            opts.state_path, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=str(config),
+        )
+    run = _prepare(spec, target_kind)
+    preflight(run, str(config))
+    engine, reporter, log = _engine("plan", run, state, opts, None)
+    items = engine.plan()
+    _finish(reporter, log, engine, "succeeded")
+    return items
+
+
+def read_state(opts: RunOptions) -> StateFile:
+    return StateFile.load(opts.state_path)
+
+
+WORKSPACE_FACTS = ("workspace_id", "workspace_url", "workspace_status")
+
+
+def workspaces(state: StateFile, spec: specs.Spec) -> list[dict[str, Any]]:
+    """Every workspace the topology yields (hub-and-spoke: one per spoke), built or not."""
+    out = []
+    for name, step_id in topologies.topology_of(spec).workspaces(spec):
+        record = state.steps.get(step_id)
+        facts = record.outputs if record is not None and record.status is Status.DONE else {}
+        out.append({"name": facts.get("workspace_name") or name, "step": step_id, **{k: facts.get(k) for k in WORKSPACE_FACTS}})
+    return out
+
+
+def flat_outputs(state: StateFile) -> dict[str, Any]:
+    """Every workspace under `workspaces`; a single-workspace topology's facts also at the top level; then
+    every step's outputs as `<step>.<key>`."""
+    spec = topologies.from_dict(state.spec, f"{state.path} (spec as run)")
+    listed = workspaces(state, spec)
+    flat: dict[str, Any] = {}
+    if len(listed) == 1:
+        record = state.steps.get(listed[0]["step"])
+        if record is not None and record.status is Status.DONE:
+            for key in ("workspace_url", "workspace_id", "workspace_status", "deployment_name"):
+                flat[key] = record.outputs.get(key)
+    flat["workspaces"] = [{k: w[k] for k in ("name", *WORKSPACE_FACTS)} for w in listed]
+    for sid, rec in state.steps.items():
+        if rec.status is Status.DONE:
+            for key, value in rec.outputs.items():
+                flat[f"{sid}.{key}"] = value
+    return flat

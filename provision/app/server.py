@@ -1,0 +1,140 @@
+"""The sandbox daemon: moto's server (with our fidelity) and the Databricks emulator, on 127.0.0.1.
+
+Two ports: AWS on one (S3 path-style buckets could otherwise collide with the emulator's paths),
+Databricks plus the control endpoints on the other:
+
+    GET  /_sandbox/health      -> {"ok": true}
+    GET  /_sandbox/config      -> the live settings
+    POST /_sandbox/config      -> change settings (JSON object of numeric fields)
+    POST /_sandbox/reset       -> forget every AWS resource and Databricks object
+    GET  /_sandbox/faults      -> {"injected": {kind: count}, "lost_responses": n} (faults.py)
+    POST /_sandbox/faults/reset -> zero those counters and reseed the fault RNG from fault_seed
+
+Both apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0.
+
+Run as `python -m provision.app.server --runtime-dir DIR`; it writes DIR/sandbox.json once both
+ports listen, and removes it on SIGTERM. Against a moto the AWS fidelity patches were not written for
+(another version, a renamed or changed patch target) it refuses to start, naming the target, and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from provision.errors import SandboxError
+from provision.sandbox.faults import FaultInjector
+from provision.sandbox.settings import SandboxSettings
+
+INFO_FILE = "sandbox.json"
+
+
+def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultInjector | None = None) -> Callable:
+    from werkzeug.wrappers import Request, Response
+
+    from provision.clouds.databricks import sandbox as databricks
+
+    def reply(payload: Any, status: int = 200) -> Response:
+        return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+    def app(environ: dict, start_response: Callable) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/_sandbox/"):
+            return databricks_app(environ, start_response)
+        request = Request(environ)
+        fault_reply = faults.control(request.method, path) if faults is not None else None
+        if fault_reply is not None:
+            response = reply(fault_reply[1], fault_reply[0])
+        elif path == "/_sandbox/health":
+            response = reply({"ok": True, "pid": os.getpid()})
+        elif path == "/_sandbox/config" and request.method == "GET":
+            response = reply(settings.public_fields())
+        elif path == "/_sandbox/config" and request.method == "POST":
+            try:
+                response = reply(settings.update(json.loads(request.get_data() or b"{}")))
+            except (ValueError, AttributeError) as exc:
+                response = reply({"error": str(exc)}, 400)
+        elif path == "/_sandbox/reset" and request.method == "POST":
+            from moto.moto_api._internal.models import moto_api_backend
+
+            moto_api_backend.reset()
+            databricks.reset()
+            response = reply({"reset": True})
+        else:
+            response = reply({"error": f"no such control endpoint {request.method} {path}"}, 404)
+        return response(environ, start_response)
+
+    return app
+
+
+def _write_info(runtime_dir: Path, info: dict[str, Any]) -> None:
+    tmp = runtime_dir / f".{INFO_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(info, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, runtime_dir / INFO_FILE)
+
+
+def serve(runtime_dir: Path, overrides: dict[str, Any], port: int = 0) -> None:
+    from werkzeug.serving import make_server
+
+    from provision.clouds.aws.sandbox import make_aws_app
+    from provision.clouds.databricks.sandbox import make_databricks_app
+
+    settings = SandboxSettings()
+    settings.update(overrides)
+    faults = FaultInjector(settings)
+    aws_server = make_server("127.0.0.1", port, faults.wrap(make_aws_app(settings), "aws"), threaded=True)
+    dbx_app = _control(settings, faults.wrap(make_databricks_app(settings), "databricks"), faults)
+    dbx_server = make_server("127.0.0.1", 0, dbx_app, threaded=True)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (aws_server, dbx_server)]
+    for thread in threads:
+        thread.start()
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    _write_info(
+        runtime_dir,
+        {
+            "pid": os.getpid(),
+            "aws_endpoint_url": f"http://127.0.0.1:{aws_server.server_port}",
+            "databricks_host": f"http://127.0.0.1:{dbx_server.server_port}",
+            "databricks_account_id": settings.account_id,
+            "databricks_token": settings.token,
+        },
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    for server in (aws_server, dbx_server):
+        server.shutdown()
+    try:
+        info = json.loads((runtime_dir / INFO_FILE).read_text())
+        if info.get("pid") == os.getpid():
+            (runtime_dir / INFO_FILE).unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="provision-sandbox")
+    parser.add_argument("--runtime-dir", required=True, type=Path)
+    parser.add_argument("--settings", default="{}", help="JSON object of SandboxSettings fields")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.runtime_dir, json.loads(args.settings))
+    except SandboxError as exc:  # the daemon's starter shows this log line as the reason
+        print(f"provision sandbox: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""boto3 clients for one run: real AWS through boto3's default chain, or the sandbox's moto on 127.0.0.1.
+
+boto3 is imported lazily, so `provision --help` never loads it. botocore's own retries are off (our one
+classifier retries), and a before/after-call hook counts and times every call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from provision.orchestrator.clients import CallStats, OnCall, Target
+
+
+class AwsClients:
+    def __init__(self, *, region: str, target: Target, stats: CallStats, on_call: OnCall | None = None):
+        self.region = region
+        self.target = target
+        self.stats = stats
+        self._on_call = on_call
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        # Steps run on several threads: clients are shared (boto3 clients are thread-safe), but making one
+        # from the session is not, so creation is serialized.
+        self._lock = threading.RLock()
+
+    def client(self, service: str) -> Any:
+        client = self._clients.get(service)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    client = self._clients[service] = self._make(service)
+        return client
+
+    # A bound method reads like the old `clients.aws("ec2")` where a callable is wanted (preflight).
+    __call__ = client
+
+    def _make(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        if self._session is None:
+            if self.target.is_sandbox:
+                # Fixed dummy keys: a sandbox run must never sign with, or leak, a user's real credentials.
+                self._session = boto3.session.Session(
+                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name=self.region
+                )
+            else:
+                self._session = boto3.session.Session(region_name=self.region)
+        # A connection per concurrent step, so parallel steps never wait on botocore's pool of 10.
+        config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60, max_pool_connections=64)
+        client = self._session.client(service, endpoint_url=self.target.endpoint("aws"), config=config)
+        self._register_hooks(client)
+        return client
+
+    def _register_hooks(self, client: Any) -> None:
+        events = client.meta.events
+
+        def before(params: Any = None, context: Any = None, model: Any = None, **_: Any) -> None:
+            if context is not None:
+                context["provision_started"] = time.monotonic()
+
+        def after(http_response: Any = None, parsed: Any = None, model: Any = None, context: Any = None, **_: Any) -> None:
+            service = client.meta.service_model.service_name
+            operation = model.name if model is not None else "?"
+            began = (context or {}).get("provision_started")
+            duration = time.monotonic() - began if began else 0.0
+            self.stats.add(service, operation)
+            if self._on_call:
+                self._on_call(service, operation, duration, getattr(http_response, "status_code", None))
+
+        events.register("before-call.*.*", before)
+        events.register("after-call.*.*", after)

@@ -1,0 +1,546 @@
+"""VPC, subnets, internet gateway, Elastic IPs, NAT gateways, route tables, security groups.
+
+Every resource is created with its ownership tags in the same call (TagSpecifications), so a crash right
+after the call still leaves something `find` can adopt. Where EC2 accepts a ClientToken we pass a
+deterministic one, so a create retried after a lost response cannot make a second resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from provision.clouds.aws import context as aws
+from provision.clouds.aws.errors import error_code, is_not_found
+from provision.orchestrator.step import Context, Outputs, Ref, Step, single
+
+EC2_READY = {"available"}
+
+
+def _tag(resource: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in resource.get("Tags", []) if t["Key"] == key), None)
+
+
+class Vpc(Step):
+    kind = "ec2.vpc"
+    produces = ("vpc_id", "cidr")
+
+    def __init__(self, step_id: str, cidr: str):
+        super().__init__(step_id)
+        self.cidr = cidr
+
+    def find(self, ctx: Context) -> Outputs | None:
+        vpcs = aws.ec2(ctx).describe_vpcs(Filters=aws.owner_filters(ctx, self.id))["Vpcs"]
+        vpc = single(vpcs, "VPC", self.id)
+        return {"vpc_id": vpc["VpcId"], "cidr": vpc["CidrBlock"]} if vpc else None
+
+    def create(self, ctx: Context) -> Outputs:
+        vpc = aws.ec2(ctx).create_vpc(CidrBlock=self.cidr, TagSpecifications=aws.tag_spec(ctx, "vpc", self.id))["Vpc"]
+        return {"vpc_id": vpc["VpcId"], "cidr": vpc["CidrBlock"]}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        vpc_id = out["vpc_id"]
+        ctx.wait(
+            lambda: aws.ec2(ctx).describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0],
+            status_of=lambda v: v["State"], target=EC2_READY, what=f"VPC {vpc_id}",
+        )
+        # Databricks needs DNS support and DNS hostnames; EC2 takes one attribute per call.
+        for attribute, key in (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames")):
+            current = ctx.call(lambda: aws.ec2(ctx).describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute), f"{self.id} {attribute}")
+            if not current[key]["Value"]:
+                ctx.call(lambda: aws.ec2(ctx).modify_vpc_attribute(VpcId=vpc_id, **{key: {"Value": True}}), f"{self.id} {attribute}")
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.ec2(ctx).delete_vpc(VpcId=out["vpc_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: aws.ec2(ctx).describe_vpcs(VpcIds=[out["vpc_id"]])["Vpcs"] or None, what=f"VPC {out['vpc_id']}")
+
+
+class Subnet(Step):
+    kind = "ec2.subnet"
+    produces = ("subnet_id", "cidr", "zone")
+
+    def __init__(self, step_id: str, *, vpc: str, cidr: str, zones: aws.Zones | None = None, zone_index: int = 0, zone_of: str | None = None):
+        """The zone: number `zone_index` of the deployment's `zones`, or the zone of the subnet step `zone_of`."""
+        assert zones is not None or zone_of is not None, "a subnet needs zones or zone_of"
+        super().__init__(step_id, needs=(vpc, *((zone_of,) if zone_of else ())))
+        self.vpc_id, self.cidr, self.zones, self.zone_index = Ref(vpc, "vpc_id"), cidr, zones, zone_index
+        self.zone_of = Ref(zone_of, "zone") if zone_of else None
+
+    def zone(self, ctx: Context) -> str:
+        if self.zone_of:
+            return ctx.out(self.zone_of)
+        assert self.zones is not None
+        return aws.zones(ctx, self.zones)[self.zone_index]
+
+    def find(self, ctx: Context) -> Outputs | None:
+        subnet = single(aws.ec2(ctx).describe_subnets(Filters=aws.owner_filters(ctx, self.id))["Subnets"], "subnet", self.id)
+        return self._outputs(subnet) if subnet else None
+
+    @staticmethod
+    def _outputs(subnet: dict[str, Any]) -> Outputs:
+        return {"subnet_id": subnet["SubnetId"], "cidr": subnet["CidrBlock"], "zone": subnet["AvailabilityZone"]}
+
+    def create(self, ctx: Context) -> Outputs:
+        subnet = aws.ec2(ctx).create_subnet(
+            VpcId=ctx.out(self.vpc_id), CidrBlock=self.cidr, AvailabilityZone=self.zone(ctx),
+            TagSpecifications=aws.tag_spec(ctx, "subnet", self.id),
+        )["Subnet"]
+        return self._outputs(subnet)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        ctx.wait(
+            lambda: aws.ec2(ctx).describe_subnets(SubnetIds=[out["subnet_id"]])["Subnets"][0],
+            status_of=lambda s: s["State"], target=EC2_READY, what=f"subnet {out['subnet_id']}",
+        )
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.ec2(ctx).delete_subnet(SubnetId=out["subnet_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: aws.ec2(ctx).describe_subnets(SubnetIds=[out["subnet_id"]])["Subnets"] or None, what=f"subnet {out['subnet_id']}")
+
+
+class InternetGateway(Step):
+    kind = "ec2.internet_gateway"
+    produces = ("igw_id", "attached_vpc_id")
+
+    def __init__(self, step_id: str, *, vpc: str):
+        super().__init__(step_id, needs=(vpc,))
+        self.vpc_id = Ref(vpc, "vpc_id")
+
+    def find(self, ctx: Context) -> Outputs | None:
+        igw = single(aws.ec2(ctx).describe_internet_gateways(Filters=aws.owner_filters(ctx, self.id))["InternetGateways"], "internet gateway", self.id)
+        if not igw:
+            return None
+        attached = [a["VpcId"] for a in igw.get("Attachments", []) if a.get("State") in ("available", "attached", "attaching")]
+        return {"igw_id": igw["InternetGatewayId"], "attached_vpc_id": attached[0] if attached else None}
+
+    def create(self, ctx: Context) -> Outputs:
+        igw = aws.ec2(ctx).create_internet_gateway(TagSpecifications=aws.tag_spec(ctx, "internet-gateway", self.id))["InternetGateway"]
+        return {"igw_id": igw["InternetGatewayId"], "attached_vpc_id": None}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        vpc_id = ctx.out(self.vpc_id)
+        if out.get("attached_vpc_id") != vpc_id:
+            def attach() -> None:
+                try:
+                    aws.ec2(ctx).attach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id)
+                except Exception as exc:
+                    if error_code(exc) != "Resource.AlreadyAssociated":  # our own retried attach
+                        raise
+
+            ctx.call(attach, f"{self.id} attach")
+        return {**out, "attached_vpc_id": vpc_id}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        vpc_id = out.get("attached_vpc_id")
+        if vpc_id:
+            try:
+                aws.ec2(ctx).detach_internet_gateway(InternetGatewayId=out["igw_id"], VpcId=vpc_id)
+            except Exception as exc:
+                if error_code(exc) != "Gateway.NotAttached":
+                    raise
+        aws.ec2(ctx).delete_internet_gateway(InternetGatewayId=out["igw_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: aws.ec2(ctx).describe_internet_gateways(InternetGatewayIds=[out["igw_id"]])["InternetGateways"] or None,
+            what=f"internet gateway {out['igw_id']}",
+        )
+
+
+class ElasticIp(Step):
+    kind = "ec2.elastic_ip"
+    produces = ("allocation_id", "public_ip")
+
+    def find(self, ctx: Context) -> Outputs | None:
+        address = single(aws.ec2(ctx).describe_addresses(Filters=aws.owner_filters(ctx, self.id))["Addresses"], "Elastic IP", self.id)
+        return {"allocation_id": address["AllocationId"], "public_ip": address["PublicIp"]} if address else None
+
+    def create(self, ctx: Context) -> Outputs:
+        address = aws.ec2(ctx).allocate_address(Domain="vpc", TagSpecifications=aws.tag_spec(ctx, "elastic-ip", self.id))
+        return {"allocation_id": address["AllocationId"], "public_ip": address["PublicIp"]}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.ec2(ctx).release_address(AllocationId=out["allocation_id"])
+
+
+class NatGateway(Step):
+    typical_seconds = 100.0  # pending -> available (docs/latency-profile.md)
+    kind = "ec2.nat_gateway"
+    produces = ("nat_gateway_id", "subnet_id")
+    LIVE = ["pending", "available"]
+
+    def __init__(self, step_id: str, *, subnet: str, eip: str, igw: str):
+        super().__init__(step_id, needs=(subnet, eip, igw))
+        self.subnet_id, self.allocation_id = Ref(subnet, "subnet_id"), Ref(eip, "allocation_id")
+
+    def find(self, ctx: Context) -> Outputs | None:
+        # describe_nat_gateways takes `Filter`, not `Filters`. Failed or deleted NATs are history, not ours.
+        filters = aws.owner_filters(ctx, self.id) + [{"Name": "state", "Values": self.LIVE}]
+        nat = single(aws.ec2(ctx).describe_nat_gateways(Filter=filters)["NatGateways"], "NAT gateway", self.id)
+        return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]} if nat else None
+
+    def create(self, ctx: Context) -> Outputs:
+        subnet_id, allocation_id = ctx.out(self.subnet_id), ctx.out(self.allocation_id)
+        nat = aws.ec2(ctx).create_nat_gateway(
+            SubnetId=subnet_id, AllocationId=allocation_id,
+            ConnectivityType="public", ClientToken=ctx.client_token(self.id, subnet_id, allocation_id),
+            TagSpecifications=aws.tag_spec(ctx, "natgateway", self.id),
+        )["NatGateway"]
+        return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]}
+
+    def _read(self, ctx: Context, nat_id: str) -> dict[str, Any] | None:
+        nats = aws.ec2(ctx).describe_nat_gateways(NatGatewayIds=[nat_id])["NatGateways"]
+        return nats[0] if nats else None
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        nat_id = out["nat_gateway_id"]
+        ctx.wait(
+            lambda: self._read(ctx, nat_id) or {"State": "missing"},
+            status_of=lambda n: n["State"], target={"available"}, failure={"failed", "deleting", "deleted", "missing"},
+            detail_of=lambda n: n.get("FailureMessage", ""), what=f"NAT gateway {nat_id}",
+        )
+        return out
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.ec2(ctx).delete_nat_gateway(NatGatewayId=out["nat_gateway_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        # Its Elastic IP stays associated until the NAT is `deleted`, so the EIP step must wait for this.
+        ctx.wait_gone(
+            lambda: self._read(ctx, out["nat_gateway_id"]), status_of=lambda n: n["State"],
+            gone_states={"deleted"}, what=f"NAT gateway {out['nat_gateway_id']}",
+        )
+
+
+@dataclass(frozen=True)
+class EndpointInZone:
+    """A route target: the firewall endpoint (from a firewall step's `endpoints`, by zone) in the zone of
+    a subnet step."""
+
+    endpoints: Ref
+    zone: Ref
+
+    def resolve(self, ctx: Context) -> str:
+        return ctx.out(self.endpoints)[ctx.out(self.zone)]
+
+
+# A route target's id: another step's output, or the firewall endpoint of a subnet's zone.
+Target = Ref | EndpointInZone
+# A route as (destination CIDR, target key of create_route, target id once its step is done).
+Route = tuple[str, str, Target]
+# DescribeRouteTables reports a route to a VPC endpoint (e.g. a firewall endpoint) under GatewayId.
+READ_KEY = {"VpcEndpointId": "GatewayId"}
+
+
+def target_id(ctx: Context, target: Target) -> str:
+    return ctx.out(target) if isinstance(target, Ref) else target.resolve(ctx)
+
+
+def create_route(ctx: Context, route: dict[str, Any]) -> None:
+    """create_route, where "already exists" (our own earlier call whose response was lost) means: make
+    sure it points where it should."""
+    try:
+        aws.ec2(ctx).create_route(**route)
+    except Exception as exc:
+        if error_code(exc) != "RouteAlreadyExists":
+            raise
+        aws.ec2(ctx).replace_route(**route)
+
+
+def associate(ctx: Context, table_id: str, **target: str) -> str:
+    """associate_route_table, where "already associated" (a lost response) means: read the association."""
+    try:
+        return aws.ec2(ctx).associate_route_table(RouteTableId=table_id, **target)["AssociationId"]
+    except Exception as exc:
+        if error_code(exc) != "Resource.AlreadyAssociated":
+            raise
+        table = aws.ec2(ctx).describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0]
+        (key, value), = target.items()
+        found = [a["RouteTableAssociationId"] for a in table.get("Associations", []) if a.get(key) == value]
+        if not found:
+            raise  # associated with another table: a real conflict
+        return found[0]
+
+
+class RouteTable(Step):
+    """A route table with its routes and associations (subnets, and optionally a gateway for an edge route
+    table), converged whenever the step runs (create, adopt, resume of an unfinished step)."""
+
+    kind = "ec2.route_table"
+    produces = ("route_table_id", "associations")
+
+    def __init__(
+        self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, Ref] | None = None,
+        routes: tuple[Route, ...] = (), gateway: str | None = None, needs: tuple[str, ...] = (),
+    ):
+        """default_route: (target key, target id), e.g. ("GatewayId", Ref("igw", "igw_id")), for 0.0.0.0/0;
+        `routes` for anything else, with the steps they target in `needs`. No routes at all leaves only the
+        VPC's local route (the PrivateLink endpoint subnet). `gateway`: an internet gateway step to
+        associate this table with as its edge route table."""
+        self.routes: list[Route] = list(routes)
+        extra = list(needs)
+        if default_route:
+            key, target = default_route
+            self.routes.insert(0, ("0.0.0.0/0", key, target))
+            extra.append(target.step)
+        super().__init__(step_id, needs=(vpc, *subnets, *((gateway,) if gateway else ()), *extra))
+        self.vpc_id = Ref(vpc, "vpc_id")
+        self.subnet_ids = [Ref(s, "subnet_id") for s in subnets]
+        self.gateway_id = Ref(gateway, "igw_id") if gateway else None
+
+    def find(self, ctx: Context) -> Outputs | None:
+        table = single(aws.ec2(ctx).describe_route_tables(Filters=aws.owner_filters(ctx, self.id))["RouteTables"], "route table", self.id)
+        return self._outputs(table) if table else None
+
+    @staticmethod
+    def _outputs(table: dict[str, Any]) -> Outputs:
+        associations = {
+            a.get("SubnetId") or a.get("GatewayId"): a["RouteTableAssociationId"]
+            for a in table.get("Associations", []) if (a.get("SubnetId") or a.get("GatewayId")) and not a.get("Main")
+        }
+        return {"route_table_id": table["RouteTableId"], "associations": associations}
+
+    def create(self, ctx: Context) -> Outputs:
+        vpc_id = ctx.out(self.vpc_id)
+        table = aws.ec2(ctx).create_route_table(
+            VpcId=vpc_id, ClientToken=ctx.client_token(self.id, vpc_id),
+            TagSpecifications=aws.tag_spec(ctx, "route-table", self.id),
+        )["RouteTable"]
+        return self._outputs(table)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        table_id = out["route_table_id"]
+        table = ctx.call(lambda: aws.ec2(ctx).describe_route_tables(RouteTableIds=[table_id])["RouteTables"][0], f"{self.id} read")
+        current = {r.get("DestinationCidrBlock"): r for r in table.get("Routes", [])}
+        for destination, key, target in self.routes:
+            wanted = target_id(ctx, target)
+            route = {"RouteTableId": table_id, "DestinationCidrBlock": destination, key: wanted}
+            existing = current.get(destination)
+            if existing is None:
+                ctx.call(lambda: create_route(ctx, route), f"{self.id} route {destination}")
+            elif existing.get(READ_KEY.get(key, key)) != wanted:
+                ctx.call(lambda: aws.ec2(ctx).replace_route(**route), f"{self.id} route {destination}")
+        associations = dict(self._outputs(table)["associations"])
+        for subnet_ref in self.subnet_ids:
+            subnet_id = ctx.out(subnet_ref)
+            if subnet_id not in associations:
+                associations[subnet_id] = ctx.call(
+                    lambda: associate(ctx, table_id, SubnetId=subnet_id), f"{self.id} associate {subnet_id}",
+                )
+        if self.gateway_id:
+            gateway_id = ctx.out(self.gateway_id)
+            if gateway_id not in associations:
+                associations[gateway_id] = ctx.call(
+                    lambda: associate(ctx, table_id, GatewayId=gateway_id), f"{self.id} edge association {gateway_id}",
+                )
+        return {"route_table_id": table_id, "associations": associations}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        for association_id in (out.get("associations") or {}).values():
+            try:
+                aws.ec2(ctx).disassociate_route_table(AssociationId=association_id)
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+        aws.ec2(ctx).delete_route_table(RouteTableId=out["route_table_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: aws.ec2(ctx).describe_route_tables(RouteTableIds=[out["route_table_id"]])["RouteTables"] or None,
+            what=f"route table {out['route_table_id']}",
+        )
+
+
+# A rule as (direction, protocol, from port, to port, peer) where peer is "self" or a CIDR.
+Rule = tuple[str, str, int, int, str]
+
+# Databricks' required workspace security group (customer-managed VPC docs).
+WORKSPACE_SG_RULES: tuple[Rule, ...] = (
+    ("ingress", "tcp", 0, 65535, "self"),
+    ("ingress", "udp", 0, 65535, "self"),
+    ("egress", "tcp", 0, 65535, "self"),
+    ("egress", "udp", 0, 65535, "self"),
+    ("egress", "tcp", 443, 443, "0.0.0.0/0"),
+    ("egress", "tcp", 2443, 2443, "0.0.0.0/0"),
+    ("egress", "tcp", 3306, 3306, "0.0.0.0/0"),
+    ("egress", "tcp", 6666, 6666, "0.0.0.0/0"),
+    ("egress", "tcp", 8443, 8451, "0.0.0.0/0"),
+)
+
+
+# Databricks back-end PrivateLink: what the endpoint security group allows, from and to each CIDR of the
+# workspace subnets and the endpoint subnet.
+PRIVATELINK_PORTS: tuple[tuple[int, int], ...] = ((443, 443), (2443, 2443), (6666, 6666), (8443, 8451))
+
+
+def privatelink_rules(cidrs: list[str]) -> tuple[Rule, ...]:
+    return tuple(
+        (direction, "tcp", low, high, cidr)
+        for direction in ("ingress", "egress")
+        for low, high in PRIVATELINK_PORTS
+        for cidr in sorted(set(cidrs))
+    )
+
+
+@dataclass(frozen=True)
+class PrivateLinkRules:
+    """The PrivateLink endpoint rules for CIDRs known only once their subnets exist: each a subnet step's
+    `cidr` (a Ref) or a CIDR."""
+
+    cidrs: tuple[Ref | str, ...]
+
+    def resolve(self, ctx: Context) -> tuple[Rule, ...]:
+        return privatelink_rules([ctx.out(c) if isinstance(c, Ref) else c for c in self.cidrs])
+
+
+class SecurityGroup(Step):
+    """A security group whose rules are converged to exactly `rules` (extra rules, such as the
+    default allow-all egress, are revoked)."""
+
+    kind = "ec2.security_group"
+    produces = ("group_id", "vpc_id")
+
+    def __init__(
+        self, step_id: str, *, vpc: str, description: str,
+        rules: tuple[Rule, ...] | PrivateLinkRules, needs: tuple[str, ...] = (),
+    ):
+        """rules: fixed, or computed from other steps' outputs (e.g. subnet CIDRs, with those steps in
+        `needs`) when converging."""
+        super().__init__(step_id, needs=(vpc, *needs))
+        self.vpc_id, self.description, self.rules = Ref(vpc, "vpc_id"), description, rules
+
+    def find(self, ctx: Context) -> Outputs | None:
+        group = single(aws.ec2(ctx).describe_security_groups(Filters=aws.owner_filters(ctx, self.id))["SecurityGroups"], "security group", self.id)
+        return {"group_id": group["GroupId"], "vpc_id": group["VpcId"]} if group else None
+
+    def create(self, ctx: Context) -> Outputs:
+        vpc_id = ctx.out(self.vpc_id)
+        group = aws.ec2(ctx).create_security_group(
+            GroupName=ctx.name_for(self.id), Description=self.description, VpcId=vpc_id,
+            TagSpecifications=aws.tag_spec(ctx, "security-group", self.id),
+        )
+        return {"group_id": group["GroupId"], "vpc_id": vpc_id}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        group_id = out["group_id"]
+        group = ctx.call(lambda: aws.ec2(ctx).describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0], f"{self.id} read")
+        have = self._rules(group, group_id)
+        want = set(self.rules.resolve(ctx) if isinstance(self.rules, PrivateLinkRules) else self.rules)
+        for direction in ("ingress", "egress"):
+            add = [r for r in want - have if r[0] == direction]
+            remove = [r for r in have - want if r[0] == direction]
+            if add:
+                perms = [self._permission(r, group_id) for r in add]
+                ctx.call(lambda: self._authorize(ctx, direction, group_id, perms), f"{self.id} authorize {direction}")
+            if remove:
+                perms = [self._permission(r, group_id) for r in remove]
+                ctx.call(lambda: getattr(aws.ec2(ctx), f"revoke_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} revoke {direction}")
+        return out
+
+    @staticmethod
+    def _authorize(ctx: Context, direction: str, group_id: str, perms: list[dict[str, Any]]) -> None:
+        try:
+            getattr(aws.ec2(ctx), f"authorize_security_group_{direction}")(GroupId=group_id, IpPermissions=perms)
+        except Exception as exc:
+            # A retried call whose first response was lost: the rules are there; the next converge re-reads.
+            if error_code(exc) != "InvalidPermission.Duplicate":
+                raise
+
+    @staticmethod
+    def _rules(group: dict[str, Any], group_id: str) -> set[Rule]:
+        rules: set[Rule] = set()
+        for direction, key in (("ingress", "IpPermissions"), ("egress", "IpPermissionsEgress")):
+            for perm in group.get(key, []):
+                protocol = perm["IpProtocol"]
+                low, high = perm.get("FromPort", 0), perm.get("ToPort", 65535)
+                if protocol == "-1":
+                    low, high = 0, 65535
+                for pair in perm.get("UserIdGroupPairs", []):
+                    rules.add((direction, protocol, low, high, "self" if pair["GroupId"] == group_id else pair["GroupId"]))
+                for ip_range in perm.get("IpRanges", []):
+                    rules.add((direction, protocol, low, high, ip_range["CidrIp"]))
+                # Kept so that converging revokes them: the workspace group has no IPv6 or prefix-list rules.
+                for ip_range in perm.get("Ipv6Ranges", []):
+                    rules.add((direction, protocol, low, high, ip_range["CidrIpv6"]))
+                for prefix_list in perm.get("PrefixListIds", []):
+                    rules.add((direction, protocol, low, high, prefix_list["PrefixListId"]))
+        return rules
+
+    @staticmethod
+    def _permission(rule: Rule, group_id: str) -> dict[str, Any]:
+        _, protocol, low, high, peer = rule
+        perm: dict[str, Any] = {"IpProtocol": protocol}
+        if protocol != "-1":
+            perm.update(FromPort=low, ToPort=high)
+        if peer == "self":
+            perm["UserIdGroupPairs"] = [{"GroupId": group_id}]
+        elif peer.startswith("sg-"):
+            perm["UserIdGroupPairs"] = [{"GroupId": peer}]
+        elif peer.startswith("pl-"):
+            perm["PrefixListIds"] = [{"PrefixListId": peer}]
+        elif ":" in peer:
+            perm["Ipv6Ranges"] = [{"CidrIpv6": peer}]
+        else:
+            perm["IpRanges"] = [{"CidrIp": peer}]
+        return perm
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.ec2(ctx).delete_security_group(GroupId=out["group_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(
+            lambda: aws.ec2(ctx).describe_security_groups(GroupIds=[out["group_id"]])["SecurityGroups"] or None,
+            what=f"security group {out['group_id']}",
+        )
+
+
+class VpcRoute(Step):
+    """One route in a route table owned by another step: what a spoke adds to the hub's tables, so adding
+    a spoke creates its own routes and leaves the shared tables' steps untouched."""
+
+    kind = "ec2.route"
+    produces = ("route_table_id", "destination", "target")
+
+    def __init__(self, step_id: str, *, route_table: str, destination: str, target_key: str, target: Ref, needs: tuple[str, ...] = ()):
+        """target_key: create_route's key for the target, e.g. "TransitGatewayId"; target: its id."""
+        super().__init__(step_id, needs=(route_table, target.step, *needs))
+        self.route_table_id, self.destination, self.target_key, self.target = Ref(route_table, "route_table_id"), destination, target_key, target
+
+    def _table(self, ctx: Context) -> dict[str, Any] | None:
+        # In teardown the table's step may be gone already (and its routes with it).
+        table_id = ctx.out_if_known(self.route_table_id)
+        if table_id is None:
+            return None
+        tables = aws.ec2(ctx).describe_route_tables(RouteTableIds=[table_id])["RouteTables"]
+        return tables[0] if tables else None
+
+    def find(self, ctx: Context) -> Outputs | None:
+        table = self._table(ctx)
+        route = next((r for r in (table or {}).get("Routes", []) if r.get("DestinationCidrBlock") == self.destination), None)
+        if table is None or route is None:
+            return None
+        return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": route.get(READ_KEY.get(self.target_key, self.target_key))}
+
+    def create(self, ctx: Context) -> Outputs:
+        table_id, target_id = ctx.out(self.route_table_id), ctx.out(self.target)
+        create_route(ctx, {"RouteTableId": table_id, "DestinationCidrBlock": self.destination, self.target_key: target_id})
+        return {"route_table_id": table_id, "destination": self.destination, "target": target_id}
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        target_id = ctx.out(self.target)
+        if out.get("target") != target_id:
+            ctx.call(lambda: aws.ec2(ctx).replace_route(RouteTableId=out["route_table_id"], DestinationCidrBlock=self.destination,
+                                                   **{self.target_key: target_id}), f"{self.id} replace")
+        return {**out, "target": target_id}
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.ec2(ctx).delete_route(RouteTableId=out["route_table_id"], DestinationCidrBlock=out["destination"])
+
+    def resource_id(self, out: Outputs) -> str | None:
+        return f"{out.get('route_table_id')}:{out.get('destination')}" if out else None

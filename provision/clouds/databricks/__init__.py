@@ -1,0 +1,19 @@
+"""Databricks' Account API and workspace API (credentials, storage, networks, workspaces, tokens), and
+the emulator of both that the sandbox serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.clouds.base import Cloud
+from provision.clouds.databricks.errors import ERRORS
+
+
+def _clients(spec: Any, target: Any, stats: Any, on_call: Any) -> Any:
+    from provision.clouds.databricks.clients import DatabricksClients
+
+    dbx = spec.databricks
+    return DatabricksClients(account_id=dbx.account_id, host=dbx.host, profile=dbx.profile, target=target, stats=stats, on_call=on_call)
+
+
+CLOUD = Cloud("databricks", ERRORS, _clients)

@@ -1,0 +1,211 @@
+"""Workspaces of the Account API: their references, lazy provisioning (the network and PrivateLink checks
+Databricks runs when provisioning ends) and updates. A workspace that reaches RUNNING writes into its root
+bucket (`<region>-prod/<workspace_id>/...` and `ephemeral/<region>-prod/<workspace_id>/...`, two versions
+of one object if the bucket is versioned) as Databricks' own principal would, so a teardown that does not
+empty the bucket meets BucketNotEmpty as on AWS. A failed write fails the deployment."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from typing import Any
+
+import provision.clouds.databricks.sandbox.aws_bridge as aws_bridge  # noqa: PLR0402  (imports the module, not its package)
+from provision.clouds.databricks.sandbox.account_api import (
+    network_errors,
+    privatelink_problems,
+)
+from provision.clouds.databricks.sandbox.store import (
+    STORE,
+    ApiError,
+    invalid,
+    now_ms,
+    referenced,
+    required_str,
+)
+from provision.sandbox.settings import SandboxSettings
+
+_DEPLOYMENT_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PRICING_TIERS = {"COMMUNITY_EDITION", "DEDICATED", "ENTERPRISE", "PREMIUM", "STANDARD", "UNKNOWN"}
+# Fields a PATCH may change; the SDK sends a whole Workspace body, so read-only ones are ignored.
+MUTABLE_FIELDS = (
+    "workspace_name",
+    "credentials_id",
+    "storage_configuration_id",
+    "network_id",
+    "private_access_settings_id",
+    "custom_tags",
+    "managed_services_customer_managed_key_id",
+    "storage_customer_managed_key_id",
+    "network_connectivity_config_id",
+    "pricing_tier",
+)
+# Optional fields a create takes as given: the mutable ones minus those every create sets itself.
+_OPTIONAL_FIELDS = tuple(f for f in MUTABLE_FIELDS if f not in ("workspace_name", "credentials_id",
+                                                                 "storage_configuration_id", "pricing_tier"))
+# Changing these re-runs deployment on a RUNNING workspace, as the real API does.
+_REDEPLOY_FIELDS = {"credentials_id", "storage_configuration_id", "network_id", "private_access_settings_id"}
+
+
+def _write_root_bucket(bucket_name: str, ws: dict) -> None:
+    """What a new workspace leaves in its root bucket (DBFS root and ephemeral job/cluster data)."""
+    prefix = f"{ws['aws_region']}-prod/{ws['workspace_id']}"
+    manifest = {"workspace_id": ws["workspace_id"], "deployment_name": ws["deployment_name"]}
+    # Written twice in a versioned bucket, so emptying it needs the noncurrent versions too.
+    writes = 2 if aws_bridge.bucket_is_versioned(bucket_name) else 1
+    for n in range(writes):
+        body = json.dumps({**manifest, "generation": n + 1}).encode()
+        aws_bridge.put_object(bucket_name, f"{prefix}/databricks/workspace-manifest.json", body)
+    aws_bridge.put_object(bucket_name, f"{prefix}/user/hive/warehouse/", b"")
+    aws_bridge.put_object(bucket_name, f"ephemeral/{prefix}/cluster-logs/README", b"cluster logs of this workspace\n")
+
+
+def advance_workspace(settings: SandboxSettings, account_id: str, ws: dict) -> None:
+    """Finish provisioning lazily: once the delay has passed, validate and go RUNNING or FAILED."""
+    if ws["workspace_status"] != "PROVISIONING":
+        return
+    if time.monotonic() - ws["_provisioning_since"] < settings.delay("workspace_provisioning_seconds", str(ws["workspace_id"])):
+        return
+    problems: list[str] = []
+    storage = STORE.kind(account_id, "storage_configurations").get(ws["storage_configuration_id"])
+    if storage and not aws_bridge.bucket_exists(storage["root_bucket_info"]["bucket_name"]):
+        problems.append(f"root bucket {storage['root_bucket_info']['bucket_name']} no longer exists")
+    network = STORE.kind(account_id, "networks").get(ws.get("network_id"))
+    if network is not None:
+        errors = network_errors(network, ws["aws_region"])
+        network["error_messages"] = errors
+        network["vpc_status"] = "BROKEN" if errors else "VALID"
+        problems += [e["error_message"] for e in errors]
+        not_ready = privatelink_problems(settings, account_id, network, ws["aws_region"])
+        if not_ready:
+            problems.append(
+                "back-end PrivateLink endpoints are not ready, so clusters cannot reach the control plane: "
+                + ", ".join(not_ready)
+            )
+    if storage and not problems:
+        bucket = storage["root_bucket_info"]["bucket_name"]
+        try:
+            _write_root_bucket(bucket, ws)
+        except Exception as e:  # moto's S3 errors; Databricks fails the deployment the same way
+            problems.append(f"could not write to root bucket {bucket}: {type(e).__name__}: {e}")
+    if problems:
+        ws["workspace_status"] = "FAILED"
+        ws["workspace_status_message"] = "Workspace failed to deploy: " + "; ".join(problems)
+    else:
+        ws["workspace_status"] = "RUNNING"
+        ws["workspace_status_message"] = "Workspace is running."
+        ws["_served"] = True  # its URL now answers, and keeps answering through later updates
+
+
+def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | None) -> None:
+    referenced(account_id, "credentials", values.get("credentials_id"), "credentials_id")
+    storage_id = values.get("storage_configuration_id")
+    referenced(account_id, "storage_configurations", storage_id, "storage_configuration_id")
+    network_id = values.get("network_id")
+    if network_id:
+        referenced(account_id, "networks", network_id, "network_id")
+        # A network configuration describes one workspace's subnets and cannot be shared.
+        for other in STORE.kind(account_id, "workspaces").values():
+            if other.get("network_id") == network_id and other["workspace_id"] != workspace_id:
+                used_by = other["workspace_id"]
+                raise invalid(f"Network configuration {network_id} is already used by workspace {used_by}.")
+    pas_id = values.get("private_access_settings_id")
+    if pas_id:
+        pas = referenced(account_id, "private_access_settings", pas_id, "private_access_settings_id")
+        if pas["region"] != values.get("aws_region"):
+            raise invalid(
+                f"Private access settings {pas_id} are for region {pas['region']}, "
+                f"not the workspace's region {values.get('aws_region')}."
+            )
+    tier = values.get("pricing_tier")
+    if tier is not None and tier not in _PRICING_TIERS:
+        raise invalid(f"pricing_tier {tier} is not one of {sorted(_PRICING_TIERS)}.")
+
+
+def attach_network(account_id: str, network_id: str | None, workspace_id: int | None) -> None:
+    network = STORE.kind(account_id, "networks").get(network_id)
+    if network is None:
+        return
+    if workspace_id is not None:
+        network["workspace_id"] = workspace_id
+    else:  # freed: the next workspace re-validates it
+        network.pop("workspace_id", None)
+        network["vpc_status"], network["error_messages"] = "UNATTACHED", []
+
+
+def _unique_deployment_name(workspace_name: str) -> str:
+    taken = {ws["deployment_name"] for ws in STORE.all_workspaces()}
+    base = re.sub(r"[^a-z0-9-]+", "-", workspace_name.lower()).strip("-")[:50].strip("-") or "workspace"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def create_workspace(settings: SandboxSettings, account_id: str, body: dict) -> dict:
+    name = required_str(body, "workspace_name")
+    region = required_str(body, "aws_region")
+    if not aws_bridge.region_exists(region):
+        raise invalid(f"aws_region {region} is not a valid AWS region.")
+    required_str(body, "credentials_id")
+    required_str(body, "storage_configuration_id")
+    _check_workspace_refs(account_id, body, None)
+    deployment = body.get("deployment_name")
+    if deployment is not None:
+        if not isinstance(deployment, str) or not _DEPLOYMENT_RE.match(deployment):
+            raise invalid(f"deployment_name {deployment!r} is not a valid subdomain label.")
+        # Deployment names are global across accounts: they form the workspace URL.
+        if any(ws["deployment_name"] == deployment for ws in STORE.all_workspaces()):
+            raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"Deployment name {deployment} is already in use.")
+    else:
+        deployment = _unique_deployment_name(name)
+    workspace_id = random.randint(10**15, 10**16 - 1)
+    record: dict[str, Any] = {
+        "workspace_id": workspace_id,
+        "workspace_name": name,
+        "deployment_name": deployment,
+        "aws_region": region,
+        "cloud": "aws",
+        "account_id": account_id,
+        "credentials_id": body["credentials_id"],
+        "storage_configuration_id": body["storage_configuration_id"],
+        "pricing_tier": body.get("pricing_tier") or "PREMIUM",
+        "workspace_status": "PROVISIONING",
+        "workspace_status_message": "Workspace resources are being set up.",
+        "creation_time": now_ms(),
+        "_provisioning_since": time.monotonic(),
+    }
+    for optional in _OPTIONAL_FIELDS:
+        if body.get(optional) is not None:
+            record[optional] = body[optional]
+    STORE.kind(account_id, "workspaces")[workspace_id] = record
+    attach_network(account_id, record.get("network_id"), workspace_id)
+    return record
+
+
+def update_workspace(account_id: str, ws: dict, body: dict, mask: str | None) -> dict:
+    if mask and mask != "*":
+        fields = [f.strip() for f in mask.split(",") if f.strip()]
+        bad = [f for f in fields if f not in MUTABLE_FIELDS]
+        if bad:
+            raise invalid(f"update_mask names fields that cannot be updated: {', '.join(bad)}.")
+    else:
+        fields = [f for f in MUTABLE_FIELDS if body.get(f) is not None]
+    changes = {f: body.get(f) for f in fields if body.get(f) != ws.get(f)}
+    _check_workspace_refs(account_id, {**ws, **changes}, ws["workspace_id"])
+    if "network_id" in changes:
+        attach_network(account_id, ws.get("network_id"), None)
+        attach_network(account_id, changes["network_id"], ws["workspace_id"])
+    for field, value in changes.items():
+        if value is None:
+            ws.pop(field, None)
+        else:
+            ws[field] = value
+    redeploy = ws["workspace_status"] == "RUNNING" and bool(_REDEPLOY_FIELDS & changes.keys())
+    if ws["workspace_status"] == "FAILED" or redeploy:
+        ws["workspace_status"] = "PROVISIONING"
+        ws["workspace_status_message"] = "Workspace is being updated."
+        ws["_provisioning_since"] = time.monotonic()
+    return ws

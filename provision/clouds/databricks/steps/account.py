@@ -1,0 +1,356 @@
+"""Databricks Account API objects: credentials, storage configuration, network, workspace.
+
+Each has a deterministic name (`<deployment>-<kind>`; the workspace has its own, from the spec) and is
+adopted when an object of that name already exists, so a create whose response was lost is not repeated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from provision.clouds.databricks import context as dbx
+from provision.clouds.databricks.clients import workspace_url
+from provision.errors import OwnershipConflict, ResourceFailed
+from provision.orchestrator.step import Context, Outputs, Ref, Step
+
+
+def _check_references(what: str, name: str, references: list[tuple[str, Any, Any]]) -> None:
+    """An object with our name that points at someone else's resources is not ours to adopt (or delete)."""
+    for field_name, actual, expected in references:
+        if expected is not None and actual != expected:
+            raise OwnershipConflict(
+                f"Databricks {what} {name!r} exists but its {field_name} is {actual!r}, not this deployment's {expected!r}; "
+                "rename the deployment or delete that object"
+            )
+
+
+def _by_name(items: list[Any], attribute: str, name: str, what: str) -> Any | None:
+    matches = [i for i in items if getattr(i, attribute, None) == name]
+    if len(matches) > 1:
+        raise OwnershipConflict(f"{len(matches)} Databricks {what}s are named {name!r}; expected one. Delete the extras.")
+    return matches[0] if matches else None
+
+
+class _AccountObject(Step):
+    """An Account API object found by its deterministic name `<deployment>-<suffix>`."""
+
+    api: ClassVar[str]  # the AccountClient attribute: credentials, storage, networks
+    name_field: ClassVar[str]
+    id_field: ClassVar[str]
+    suffix: str
+    what: ClassVar[str]
+
+    def name(self, ctx: Context) -> str:
+        return f"{ctx.deployment}-{self.suffix}"
+
+    def _api(self, ctx: Context) -> Any:
+        return getattr(dbx.account(ctx), self.api)
+
+    def _outputs(self, obj: Any) -> Outputs:
+        return {self.id_field: getattr(obj, self.id_field), "name": getattr(obj, self.name_field)}
+
+    def find(self, ctx: Context) -> Outputs | None:
+        found = _by_name(list(self._api(ctx).list()), self.name_field, self.name(ctx), self.what)
+        if found is None:
+            return None
+        _check_references(self.what, self.name(ctx), self.references(ctx, found))
+        return self._outputs(found)
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        """(field, value on the object, value we expect or None if not known yet)."""
+        return []
+
+    def create(self, ctx: Context) -> Outputs:
+        return self._outputs(self._create(ctx))
+
+    def _create(self, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        self._api(ctx).delete(**{self.id_field: out[self.id_field]})
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        object_id = out[self.id_field]
+        ctx.wait_gone(lambda: self._api(ctx).get(**{self.id_field: object_id}), what=f"{self.what} {object_id}")
+
+
+class Credentials(_AccountObject):
+    typical_seconds = 10.0  # IAM propagation
+    kind = "databricks.credentials"
+    api, name_field, id_field, suffix, what = "credentials", "credentials_name", "credentials_id", "credentials", "credential"
+    produces = ("credentials_id", "name")
+
+    def __init__(self, step_id: str, *, role: str, suffix: str | None = None):
+        super().__init__(step_id, needs=(role,))
+        self.role_arn = Ref(role, "role_arn")
+        self.suffix = suffix or self.suffix
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        role = getattr(getattr(obj.aws_credentials, "sts_role", None), "role_arn", None) if obj.aws_credentials else None
+        return [("role_arn", role, ctx.out_if_known(self.role_arn))]
+
+    def _create(self, ctx: Context) -> Any:
+        from databricks.sdk.service.provisioning import (
+            CreateCredentialAwsCredentials,
+            CreateCredentialStsRole,
+        )
+
+        # Right after the role is created, Databricks answers MALFORMED_REQUEST "Failed credentials
+        # validation checks": the retry policy classifies that as IAM propagation and backs off.
+        role = CreateCredentialStsRole(role_arn=ctx.out(self.role_arn))
+        return dbx.account(ctx).credentials.create(
+            credentials_name=self.name(ctx), aws_credentials=CreateCredentialAwsCredentials(sts_role=role)
+        )
+
+
+class StorageConfiguration(_AccountObject):
+    kind = "databricks.storage_configuration"
+    api, name_field, id_field, suffix, what = (
+        "storage", "storage_configuration_name", "storage_configuration_id", "storage", "storage configuration",
+    )
+    produces = ("storage_configuration_id", "name")
+
+    def __init__(self, step_id: str, *, bucket: str, suffix: str | None = None):
+        super().__init__(step_id, needs=(bucket,))
+        self.bucket = Ref(bucket, "bucket")
+        self.suffix = suffix or self.suffix
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        bucket = obj.root_bucket_info.bucket_name if obj.root_bucket_info else None
+        return [("root bucket", bucket, ctx.out_if_known(self.bucket))]
+
+    def _create(self, ctx: Context) -> Any:
+        from databricks.sdk.service.provisioning import RootBucketInfo
+
+        return dbx.account(ctx).storage.create(
+            storage_configuration_name=self.name(ctx), root_bucket_info=RootBucketInfo(bucket_name=ctx.out(self.bucket))
+        )
+
+
+class VpcEndpointRegistration(_AccountObject):
+    """Registers an AWS interface endpoint with Databricks, which accepts it; waits until Databricks
+    reports it available (Databricks mirrors the AWS endpoint's state)."""
+
+    kind = "databricks.vpc_endpoint"
+    api, name_field, id_field, what = "vpc_endpoints", "vpc_endpoint_name", "vpc_endpoint_id", "VPC endpoint registration"
+    produces = ("vpc_endpoint_id", "name", "aws_vpc_endpoint_id", "state")
+
+    def __init__(self, step_id: str, *, endpoint: str, purpose: str):
+        super().__init__(step_id, needs=(endpoint,))
+        self.endpoint_id = Ref(endpoint, "vpc_endpoint_id")
+        self.suffix = f"vpce-{purpose}"
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        return [("aws_vpc_endpoint_id", obj.aws_vpc_endpoint_id, ctx.out_if_known(self.endpoint_id))]
+
+    def _outputs(self, obj: Any) -> Outputs:
+        return {**super()._outputs(obj), "aws_vpc_endpoint_id": obj.aws_vpc_endpoint_id, "state": obj.state}
+
+    def _create(self, ctx: Context) -> Any:
+        return dbx.account(ctx).vpc_endpoints.create(
+            vpc_endpoint_name=self.name(ctx), aws_vpc_endpoint_id=ctx.out(self.endpoint_id), region=ctx.spec.region
+        )
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        registered = ctx.wait(
+            lambda: dbx.account(ctx).vpc_endpoints.get(vpc_endpoint_id=out["vpc_endpoint_id"]),
+            # Databricks mirrors the AWS endpoint's state; compare without case.
+            status_of=lambda e: (e.state or "unknown").lower(), target={"available"}, failure={"rejected", "failed", "deleted", "expired"},
+            what=f"acceptance of VPC endpoint {out['aws_vpc_endpoint_id']}",
+        )
+        return self._outputs(registered)
+
+
+class PrivateAccessSettings(_AccountObject):
+    kind = "databricks.private_access_settings"
+    api, name_field, id_field, suffix, what = (
+        "private_access", "private_access_settings_name", "private_access_settings_id", "pas", "private access settings",
+    )
+    produces = ("private_access_settings_id", "name")
+
+    def __init__(self, step_id: str, *, rest_registration: str, public_access_enabled: bool, private_access_level: str):
+        """private_access_level ACCOUNT or ENDPOINT (only the REST API registration `rest_registration`)."""
+        super().__init__(step_id, needs=(rest_registration,))
+        self.rest_endpoint_id = Ref(rest_registration, "vpc_endpoint_id")
+        self.public_access_enabled, self.private_access_level = public_access_enabled, private_access_level
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        return [("region", obj.region, ctx.spec.region)]
+
+    def _wanted(self, ctx: Context) -> dict[str, Any]:
+        from databricks.sdk.service.provisioning import PrivateAccessLevel
+
+        wanted: dict[str, Any] = {
+            "private_access_settings_name": self.name(ctx), "region": ctx.spec.region,
+            "public_access_enabled": self.public_access_enabled, "private_access_level": PrivateAccessLevel(self.private_access_level),
+        }
+        if self.private_access_level == "ENDPOINT":
+            wanted["allowed_vpc_endpoint_ids"] = [ctx.out(self.rest_endpoint_id)]
+        return wanted
+
+    def _create(self, ctx: Context) -> Any:
+        return dbx.account(ctx).private_access.create(**self._wanted(ctx))
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        from databricks.sdk.service.provisioning import (
+            PrivateAccessSettings as Settings,
+        )
+
+        current = ctx.call(lambda: dbx.account(ctx).private_access.get(private_access_settings_id=out["private_access_settings_id"]), f"{self.id} read")
+        wanted = self._wanted(ctx)
+        level = getattr(current.private_access_level, "value", current.private_access_level)
+        if current.public_access_enabled != wanted["public_access_enabled"] or level != wanted["private_access_level"].value:
+            replacement = Settings(**{k: v for k, v in wanted.items()})
+            ctx.call(
+                lambda: dbx.account(ctx).private_access.replace(
+                    private_access_settings_id=out["private_access_settings_id"], customer_facing_private_access_settings=replacement
+                ),
+                f"{self.id} update",
+            )
+        return out
+
+
+class Network(_AccountObject):
+    kind = "databricks.network"
+    api, name_field, id_field, suffix, what = "networks", "network_name", "network_id", "network", "network"
+    produces = ("network_id", "name")
+
+    def __init__(
+        self, step_id: str, *, vpc: str, subnets: list[str], security_group: str,
+        vpc_endpoints: tuple[str, str] | None = None, after: tuple[str, ...] = (), suffix: str | None = None,
+    ):
+        """vpc_endpoints: (REST API registration step, relay registration step) for back-end PrivateLink.
+        `after`: steps that must be complete first although the network does not reference them
+        (routes and endpoints the clusters need from their first boot)."""
+        super().__init__(step_id, needs=(vpc, *subnets, security_group, *(vpc_endpoints or ()), *after))
+        self.vpc_id, self.subnet_ids, self.group_id = Ref(vpc, "vpc_id"), [Ref(s, "subnet_id") for s in subnets], Ref(security_group, "group_id")
+        self.endpoint_ids = tuple(Ref(r, "vpc_endpoint_id") for r in vpc_endpoints) if vpc_endpoints else None
+        self.suffix = suffix or self.suffix
+
+    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
+        return [("vpc_id", obj.vpc_id, ctx.out_if_known(self.vpc_id))]
+
+    def _create(self, ctx: Context) -> Any:
+        from databricks.sdk.service.provisioning import NetworkVpcEndpoints
+
+        endpoints = None
+        if self.endpoint_ids:
+            rest, relay = self.endpoint_ids
+            endpoints = NetworkVpcEndpoints(rest_api=[ctx.out(rest)], dataplane_relay=[ctx.out(relay)])
+        return dbx.account(ctx).networks.create(
+            network_name=self.name(ctx),
+            vpc_id=ctx.out(self.vpc_id),
+            subnet_ids=[ctx.out(s) for s in self.subnet_ids],
+            security_group_ids=[ctx.out(self.group_id)],
+            vpc_endpoints=endpoints,
+        )
+
+
+def _status(value: Any) -> str:
+    return getattr(value, "value", None) or str(value or "UNKNOWN")
+
+
+class Workspace(Step):
+    typical_seconds = 360.0  # PROVISIONING -> RUNNING
+    kind = "databricks.workspace"
+    produces = ("workspace_id", "private_access_settings_id", "workspace_name", "deployment_name", "workspace_url", "workspace_status")
+    FAILURE = {"FAILED", "BANNED", "CANCELLING"}
+
+    def __init__(
+        self, step_id: str, *, workspace_name: str, pricing_tier: str, credentials: str, storage: str, network: str,
+        private_access: str | None = None,
+    ):
+        super().__init__(step_id, needs=(credentials, storage, network, *((private_access,) if private_access else ())))
+        self.workspace_name, self.pricing_tier = workspace_name, pricing_tier
+        self.credentials_id, self.storage_id = Ref(credentials, "credentials_id"), Ref(storage, "storage_configuration_id")
+        self.network_id = Ref(network, "network_id")
+        self.private_access_id = Ref(private_access, "private_access_settings_id") if private_access else None
+
+    def find(self, ctx: Context) -> Outputs | None:
+        name = self.workspace_name
+        found = _by_name(list(dbx.account(ctx).workspaces.list()), "workspace_name", name, "workspace")
+        if found is None:
+            return None
+        _check_references("workspace", name, [
+            ("credentials_id", found.credentials_id, ctx.out_if_known(self.credentials_id)),
+            ("storage_configuration_id", found.storage_configuration_id, ctx.out_if_known(self.storage_id)),
+            ("network_id", found.network_id, ctx.out_if_known(self.network_id)),
+            *([("private_access_settings_id", found.private_access_settings_id, ctx.out_if_known(self.private_access_id))] if self.private_access_id else []),
+        ])
+        return self._outputs(found)
+
+    @staticmethod
+    def _outputs(ws: Any) -> Outputs:
+        return {
+            "workspace_id": ws.workspace_id,
+            "private_access_settings_id": ws.private_access_settings_id,
+            "workspace_name": ws.workspace_name,
+            "deployment_name": ws.deployment_name,
+            "workspace_url": workspace_url(ws.deployment_name) if ws.deployment_name else None,
+            "workspace_status": _status(ws.workspace_status),
+        }
+
+    def create(self, ctx: Context) -> Outputs:
+        from databricks.sdk.service.provisioning import PricingTier
+
+        waiter = dbx.account(ctx).workspaces.create(
+            workspace_name=self.workspace_name,
+            aws_region=ctx.spec.region,
+            credentials_id=ctx.out(self.credentials_id),
+            storage_configuration_id=ctx.out(self.storage_id),
+            network_id=ctx.out(self.network_id),
+            pricing_tier=PricingTier(self.pricing_tier),
+            private_access_settings_id=ctx.out(self.private_access_id) if self.private_access_id else None,
+        )
+        return self._outputs(waiter.response)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        workspace_id = out["workspace_id"]
+        if out.get("workspace_status") == "FAILED":
+            # Adopting a workspace that failed in an earlier run: Databricks retries the deployment when the
+            # workspace is updated, so `resume` after fixing the cause needs no manual step.
+            from databricks.sdk.service.provisioning import Workspace as WorkspaceConfig
+
+            config = WorkspaceConfig(
+                credentials_id=ctx.out(self.credentials_id),
+                storage_configuration_id=ctx.out(self.storage_id),
+                network_id=ctx.out(self.network_id),
+                private_access_settings_id=ctx.out(self.private_access_id) if self.private_access_id else None,
+            )
+            ctx.log.warning("workspace failed in an earlier run; asking Databricks to deploy it again")
+            ctx.call(
+                lambda: dbx.account(ctx).workspaces.update(
+                    workspace_id, config,
+                    update_mask="credentials_id,storage_configuration_id,network_id" + (",private_access_settings_id" if self.private_access_id else ""),
+                ),
+                f"{self.id} retry deployment",
+            )
+
+        try:
+            ws = ctx.wait(
+                lambda: dbx.account(ctx).workspaces.get(workspace_id=workspace_id), status_of=lambda w: _status(w.workspace_status), target={"RUNNING"}, failure=self.FAILURE,
+                detail_of=lambda w: w.workspace_status_message or "", what=f"workspace {workspace_id}",
+                timeout_seconds=ctx.spec.timeouts.workspace_seconds,
+            )
+        except ResourceFailed as failed:
+            # Keep the failed workspace for inspection; explain with the network's own diagnosis.
+            raise ResourceFailed(f"workspace {workspace_id}", failed.status, self._diagnosis(ctx, failed.detail)) from None
+        return self._outputs(ws)
+
+    def _diagnosis(self, ctx: Context, status_message: str) -> str:
+        lines = [status_message or "no status message"]
+        try:
+            network = dbx.account(ctx).networks.get(network_id=ctx.out(self.network_id))
+        except Exception as exc:  # the diagnosis must not hide the failure itself
+            return f"{lines[0]} (network unreadable: {exc})"
+        for error in network.error_messages or []:
+            lines.append(f"network {_status(error.error_type)}: {error.error_message}")
+        if network.vpc_status:
+            lines.append(f"network vpc_status: {_status(network.vpc_status)}")
+        return "; ".join(lines)
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        dbx.account(ctx).workspaces.delete(workspace_id=out["workspace_id"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        ctx.wait_gone(lambda: dbx.account(ctx).workspaces.get(workspace_id=out["workspace_id"]), what=f"workspace {out['workspace_id']}")

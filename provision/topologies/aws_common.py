@@ -1,0 +1,183 @@
+"""Graph fragments every AWS topology shares: the identity (cross-account role, root bucket), the workspace
+network (new or existing) and the Databricks objects that make a workspace of them.
+
+Step ids do not depend on whether a resource is made here or brought along (`[existing]` in the spec):
+`vpc`, `subnet.private.N`, `sg.workspace`, `s3.root` and `iam.crossaccount` are the same ids either way,
+so the Databricks steps read the same outputs.
+"""
+
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from provision.clouds.aws import preflight as checks
+from provision.clouds.aws.context import Zones
+from provision.clouds.aws.steps.endpoints import (
+    GatewayEndpoint,
+    InterfaceEndpoint,
+)
+from provision.clouds.aws.steps.existing import (
+    ExistingBucket,
+    ExistingRole,
+    ExistingSecurityGroup,
+    ExistingSubnet,
+    ExistingVpc,
+)
+from provision.clouds.aws.steps.iam import CrossAccountRole
+from provision.clouds.aws.steps.network import (
+    WORKSPACE_SG_RULES,
+    ElasticIp,
+    InternetGateway,
+    NatGateway,
+    RouteTable,
+    SecurityGroup,
+    Subnet,
+    Vpc,
+)
+from provision.clouds.aws.steps.storage import RootBucket
+from provision.clouds.databricks.steps.account import (
+    Credentials,
+    Network,
+    StorageConfiguration,
+    Workspace,
+)
+from provision.orchestrator.step import Ref, Step
+from provision.spec import Spec
+
+
+class Layout:
+    """What the Databricks part of a topology needs to know about the AWS part."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.private_subnets: list[str] = []
+        # Steps the workspace network must wait for although it does not reference them.
+        self.network_after: list[str] = []
+
+    def add(self, *steps: Step) -> None:
+        self.steps.extend(steps)
+
+
+def identity(spec: Spec, layout: Layout) -> None:
+    existing = spec.existing
+    # The role first: IAM propagates while the network builds, so credentials rarely wait.
+    if existing.cross_account_role_arn:
+        layout.add(ExistingRole("iam.crossaccount", existing.cross_account_role_arn))
+    else:
+        layout.add(CrossAccountRole("iam.crossaccount"))
+    if existing.bucket_name:
+        layout.add(ExistingBucket("s3.root", existing.bucket_name))
+    else:
+        layout.add(RootBucket("s3.root", bucket_name=spec.storage.bucket_name))
+
+
+def existing_network(spec: Spec, layout: Layout) -> None:
+    existing = spec.existing
+    assert existing.vpc_id and existing.security_group_id
+    layout.add(ExistingVpc("vpc", existing.vpc_id))
+    for i, subnet_id in enumerate(existing.subnet_ids):
+        layout.add(ExistingSubnet(f"subnet.private.{i}", subnet_id, needs=("vpc",)))
+        layout.private_subnets.append(f"subnet.private.{i}")
+    layout.add(ExistingSecurityGroup("sg.workspace", existing.security_group_id, needs=("vpc",)))
+
+
+def new_network(spec: Spec, layout: Layout) -> None:
+    """Customer-managed VPC: private subnets behind NAT, public subnets for the NAT, S3/STS/Kinesis endpoints."""
+    net = spec.network
+    assert net is not None
+    zones = range(net.az_count)
+    private = [f"subnet.private.{i}" for i in zones]
+    public = [f"subnet.public.{i}" for i in zones]
+    layout.add(Vpc("vpc", net.vpc_cidr))
+    azs = Zones(net.az_count, net.availability_zones)
+    layout.add(*(Subnet(sid, vpc="vpc", cidr=cidr, zones=azs, zone_index=i) for i, (sid, cidr) in enumerate(zip(private, net.private_subnet_cidrs))))
+    layout.add(*(Subnet(sid, vpc="vpc", cidr=cidr, zones=azs, zone_index=i) for i, (sid, cidr) in enumerate(zip(public, net.public_subnet_cidrs))))
+    layout.add(
+        InternetGateway("igw", vpc="vpc"),
+        RouteTable("rt.public", vpc="vpc", subnets=public, default_route=("GatewayId", Ref("igw", "igw_id"))),
+    )
+    nat_count = net.az_count if net.nat == "per_az" else 1
+    private_tables = []
+    for n in range(nat_count):
+        layout.add(
+            # NAT needs the IGW, so teardown removes it (and unmaps its address) before the IGW detaches.
+            ElasticIp(f"eip.nat.{n}", needs=("igw",)),
+            NatGateway(f"nat.{n}", subnet=public[n], eip=f"eip.nat.{n}", igw="igw"),
+        )
+        served = [private[i] for i in zones if (i if nat_count > 1 else 0) == n]
+        layout.add(RouteTable(f"rt.private.{n}", vpc="vpc", subnets=served, default_route=("NatGatewayId", Ref(f"nat.{n}", "nat_gateway_id"))))
+        private_tables.append(f"rt.private.{n}")
+    layout.add(
+        SecurityGroup("sg.workspace", vpc="vpc", description="Databricks workspace", rules=WORKSPACE_SG_RULES),
+        GatewayEndpoint("vpce.s3", vpc="vpc", service="s3", route_tables=private_tables),
+        InterfaceEndpoint("vpce.sts", vpc="vpc", service="sts", subnets=private, security_group="sg.workspace"),
+        InterfaceEndpoint("vpce.kinesis", vpc="vpc", service="kinesis-streams", subnets=private, security_group="sg.workspace"),
+    )
+    layout.private_subnets = private
+    layout.network_after = [*private_tables, "vpce.s3", "vpce.sts", "vpce.kinesis"]
+
+
+def workspace(spec: Spec, layout: Layout, *, private_access: str | None = None, vpc_endpoints: tuple[str, str] | None = None) -> None:
+    layout.add(
+        Credentials("dbx.credentials", role="iam.crossaccount"),
+        StorageConfiguration("dbx.storage", bucket="s3.root"),
+        Network(
+            "dbx.network", vpc="vpc", subnets=layout.private_subnets, security_group="sg.workspace",
+            vpc_endpoints=vpc_endpoints, after=tuple(layout.network_after),
+        ),
+        Workspace(
+            "dbx.workspace", workspace_name=spec.databricks.workspace_name, pricing_tier=spec.databricks.pricing_tier,
+            credentials="dbx.credentials", storage="dbx.storage", network="dbx.network", private_access=private_access,
+        ),
+    )
+
+
+def network(spec: Spec, layout: Layout) -> None:
+    if spec.existing.vpc_id:
+        existing_network(spec, layout)
+    else:
+        new_network(spec, layout)
+
+
+# What basic and privatelink declare alike ------------------------------------------------------------
+
+
+def vpc_lines(d: dict[str, Any]) -> list[str]:
+    net, existing, lines = d["network"], d["existing"], []
+    if net:
+        zones = ", ".join(net["availability_zones"]) or f"the region's first {net['az_count']}, resolved on the first run"
+        lines += [
+            f"vpc {net['vpc_cidr']}; zones {zones}; nat {net['nat']}",
+            f"private subnets {', '.join(net['private_subnet_cidrs'])}",
+            f"public subnets  {', '.join(net['public_subnet_cidrs'])}",
+        ]
+    else:
+        lines.append(f"existing vpc {existing['vpc_id']}, subnets {', '.join(existing['subnet_ids'])}, security group {existing['security_group_id']}")
+    if d.get("privatelink"):
+        pl = d["privatelink"]
+        lines.append(f"privatelink endpoint subnet {pl['endpoint_subnet_cidr']}; workspace {pl['workspace_service']}; relay {pl['relay_service']}")
+    bucket = d["storage"]
+    lines.append(f"root bucket {bucket['bucket_name']}" + (" (existing)" if bucket["existing"] else ""))
+    if existing["cross_account_role_arn"]:
+        lines.append(f"cross-account role {existing['cross_account_role_arn']} (existing)")
+    return lines
+
+
+def _needs_preflight(spec: Spec) -> bool:
+    existing = spec.existing
+    return bool(existing.vpc_id or existing.bucket_name or existing.cross_account_role_arn or spec.privatelink)
+
+
+def aws_preflight(spec: Spec, clients: Any, source: str, call: Callable[[Callable[[], Any], str], Any]) -> None:
+    if _needs_preflight(spec):
+        checks.check(spec, clients["aws"].client, source, call)
+
+
+def one_workspace(spec: Spec) -> list[tuple[str, str]]:
+    return [(spec.databricks.workspace_name, "dbx.workspace")]
+
+
+VPC_IMMUTABLE = (
+    "region", "topology", "network", "existing", "storage.bucket_name", "databricks.account_id", "databricks.workspace_name",
+)

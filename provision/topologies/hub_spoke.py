@@ -1,0 +1,159 @@
+"""hub-spoke: data-exfiltration protection with a transit gateway and Network Firewall."""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.clouds.aws import spec_hub
+from provision.clouds.aws.context import Zones
+from provision.clouds.aws.steps.endpoints import (
+    GatewayEndpoint,
+    InterfaceEndpoint,
+)
+from provision.clouds.aws.steps.firewall import (
+    Firewall,
+    FirewallPolicy,
+    RuleGroup,
+    allow_control_plane,
+    deny_protocols,
+    domain_allowlist,
+)
+from provision.clouds.aws.steps.iam import CrossAccountRole
+from provision.clouds.aws.steps.network import (
+    WORKSPACE_SG_RULES,
+    ElasticIp,
+    EndpointInZone,
+    InternetGateway,
+    NatGateway,
+    RouteTable,
+    SecurityGroup,
+    Subnet,
+    Vpc,
+    VpcRoute,
+)
+from provision.clouds.aws.steps.storage import RootBucket
+from provision.clouds.aws.steps.transit import (
+    TransitGateway,
+    TransitGatewayAttachment,
+    TransitGatewayRoute,
+    TransitGatewayRouteTable,
+)
+from provision.clouds.databricks import spec as dbx_spec
+from provision.clouds.databricks.steps.account import (
+    Credentials,
+    Network,
+    StorageConfiguration,
+    Workspace,
+)
+from provision.clouds.databricks.steps.workspace import WorkspaceToken
+from provision.orchestrator.step import Ref, Step
+from provision.spec import Spec
+from provision.topologies.registry import Topology
+
+
+def hub_spoke(spec: Spec) -> list[Step]:
+    """Data-exfiltration protection: spokes' egress goes spoke -> transit gateway -> hub -> NAT -> firewall
+    -> internet gateway, and the IGW's edge route table sends return traffic for the NAT subnets back
+    through the firewall. Each spoke has its own workspace. Shared steps come first; each spoke's steps
+    (including its routes in the hub's tables) are its own, so adding a spoke adds only them."""
+    hub = spec.hub
+    assert hub is not None
+    zones = range(hub.az_count)
+    steps: list[Step] = [CrossAccountRole("iam.crossaccount"), Vpc("hub.vpc", hub.vpc_cidr)]
+    tgw_subnets = [f"hub.subnet.tgw.{i}" for i in zones]
+    public = [f"hub.subnet.public.{i}" for i in zones]
+    firewall_subnets = [f"hub.subnet.firewall.{i}" for i in zones]
+    for ids, cidrs in ((tgw_subnets, hub.tgw_subnet_cidrs), (public, hub.public_subnet_cidrs), (firewall_subnets, hub.firewall_subnet_cidrs)):
+        steps += [Subnet(sid, vpc="hub.vpc", cidr=cidr, zones=Zones(hub.az_count), zone_index=i) for i, (sid, cidr) in enumerate(zip(ids, cidrs))]
+    home_net = [hub.vpc_cidr, *(s.vpc_cidr for s in hub.spokes)]
+    steps += [
+        InternetGateway("hub.igw", vpc="hub.vpc"),
+        ElasticIp("hub.eip.nat.0", needs=("hub.igw",)),
+        NatGateway("hub.nat.0", subnet=public[0], eip="hub.eip.nat.0", igw="hub.igw"),
+        # The firewall: an allow-list of Databricks' and the spec's domains, no ICMP/FTP/SSH, and TLS to the
+        # control plane. HOME_NET is the hub and every spoke, so a new spoke converges the rule groups.
+        RuleGroup("fw.rg.domains", capacity=100, body=domain_allowlist(
+            [hub.web_app_host, hub.relay_host, hub.metastore_host, *hub.allowed_domains], home_net)),
+        RuleGroup("fw.rg.deny", capacity=100, body=deny_protocols(home_net)),
+        RuleGroup("fw.rg.controlplane", capacity=100, body=allow_control_plane(hub.control_plane_cidr, home_net)),
+        FirewallPolicy("fw.policy", rule_groups=["fw.rg.domains", "fw.rg.deny", "fw.rg.controlplane"]),
+        Firewall("fw", vpc="hub.vpc", subnets=firewall_subnets, policy="fw.policy"),
+        TransitGateway("tgw"),
+        TransitGatewayRouteTable("tgw.rt.spokes", tgw="tgw"),
+        TransitGatewayRouteTable("tgw.rt.hub", tgw="tgw"),
+        TransitGatewayAttachment("tgw.attach.hub", tgw="tgw", vpc="hub.vpc", subnets=tgw_subnets, route_table="tgw.rt.hub"),
+        TransitGatewayRoute("tgw.route.spokes.default", route_table="tgw.rt.spokes", destination="0.0.0.0/0", attachment="tgw.attach.hub"),
+        RouteTable("hub.rt.tgw", vpc="hub.vpc", subnets=tgw_subnets, default_route=("NatGatewayId", Ref("hub.nat.0", "nat_gateway_id"))),
+        RouteTable("hub.rt.firewall", vpc="hub.vpc", subnets=firewall_subnets, default_route=("GatewayId", Ref("hub.igw", "igw_id"))),
+    ]
+
+    def endpoint_in_zone_of(subnet_step: str) -> EndpointInZone:
+        return EndpointInZone(endpoints=Ref("fw", "endpoints"), zone=Ref(subnet_step, "zone"))
+
+    steps += [
+        RouteTable(f"hub.rt.public.{i}", vpc="hub.vpc", subnets=[public[i]], needs=("fw", "tgw.attach.hub"),
+                   routes=(("0.0.0.0/0", "VpcEndpointId", endpoint_in_zone_of(public[i])),))
+        for i in zones
+    ]
+    steps.append(RouteTable(
+        "hub.rt.edge", vpc="hub.vpc", subnets=[], gateway="hub.igw", needs=("fw", *public),
+        routes=tuple((cidr, "VpcEndpointId", endpoint_in_zone_of(public[i])) for i, cidr in enumerate(hub.public_subnet_cidrs)),
+    ))
+    for spoke in hub.spokes:
+        steps += _spoke(spec, spoke.name, spoke, zones)
+    return steps
+
+
+def _spoke(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
+    p = f"spoke.{label}"
+    private = [f"{p}.subnet.private.{i}" for i in zones]
+    tgw_subnets = [f"{p}.subnet.tgw.{i}" for i in zones]
+    steps: list[Step] = [Vpc(f"{p}.vpc", spoke.vpc_cidr)]
+    steps += [Subnet(sid, vpc=f"{p}.vpc", cidr=cidr, zones=Zones(len(zones)), zone_index=i) for i, (sid, cidr) in enumerate(zip(private, spoke.private_subnet_cidrs))]
+    steps += [Subnet(sid, vpc=f"{p}.vpc", cidr=cidr, zones=Zones(len(zones)), zone_index=i) for i, (sid, cidr) in enumerate(zip(tgw_subnets, spoke.tgw_subnet_cidrs))]
+    attachment = f"tgw.attach.{label}"
+    steps += [
+        TransitGatewayAttachment(attachment, tgw="tgw", vpc=f"{p}.vpc", subnets=tgw_subnets, route_table="tgw.rt.spokes"),
+        TransitGatewayRoute(f"tgw.route.hub.{label}", route_table="tgw.rt.hub", destination=spoke.vpc_cidr, attachment=attachment),
+        # Spokes must not reach each other around the firewall (via the hub's NAT): drop spoke-to-spoke.
+        TransitGatewayRoute(f"tgw.route.spokes.blackhole.{label}", route_table="tgw.rt.spokes", destination=spoke.vpc_cidr, attachment=None),
+        *(VpcRoute(f"hub.route.public.{i}.{label}", route_table=f"hub.rt.public.{i}", destination=spoke.vpc_cidr,
+                   target_key="TransitGatewayId", target=Ref("tgw", "tgw_id"), needs=("tgw.attach.hub",)) for i in zones),
+        RouteTable(f"{p}.rt.private", vpc=f"{p}.vpc", subnets=private, default_route=("TransitGatewayId", Ref("tgw", "tgw_id")), needs=(attachment,)),
+        SecurityGroup(f"{p}.sg.workspace", vpc=f"{p}.vpc", description="Databricks workspace", rules=WORKSPACE_SG_RULES),
+        GatewayEndpoint(f"{p}.vpce.s3", vpc=f"{p}.vpc", service="s3", route_tables=[f"{p}.rt.private"]),
+        InterfaceEndpoint(f"{p}.vpce.sts", vpc=f"{p}.vpc", service="sts", subnets=private, security_group=f"{p}.sg.workspace"),
+        InterfaceEndpoint(f"{p}.vpce.kinesis", vpc=f"{p}.vpc", service="kinesis-streams", subnets=private, security_group=f"{p}.sg.workspace"),
+        RootBucket(f"{p}.s3.root", bucket_name=spoke.bucket_name),
+        Credentials(f"{p}.dbx.credentials", role="iam.crossaccount", suffix=f"{label}-credentials"),
+        StorageConfiguration(f"{p}.dbx.storage", bucket=f"{p}.s3.root", suffix=f"{label}-storage"),
+        Network(f"{p}.dbx.network", vpc=f"{p}.vpc", subnets=private, security_group=f"{p}.sg.workspace", suffix=f"{label}-network",
+                # The whole egress path exists before the workspace, so its first clusters can reach the control plane.
+                after=(f"{p}.rt.private", f"{p}.vpce.s3", f"{p}.vpce.sts", f"{p}.vpce.kinesis", f"tgw.route.hub.{label}",
+                       "fw", "hub.rt.edge", *(f"hub.rt.public.{i}" for i in zones), *(f"hub.route.public.{i}.{label}" for i in zones))),
+        Workspace(f"{p}.dbx.workspace", workspace_name=spoke.workspace_name, pricing_tier=spec.databricks.pricing_tier,
+                  credentials=f"{p}.dbx.credentials", storage=f"{p}.dbx.storage", network=f"{p}.dbx.network"),
+    ]
+    if spec.hub is not None and spec.hub.workspace_token:
+        steps.append(WorkspaceToken(f"{p}.dbx.token", workspace=f"{p}.dbx.workspace"))
+    return steps
+
+
+def hub_lines(d: dict[str, Any]) -> list[str]:
+    hub = d["hub"]
+    allowed = ", ".join([hub["web_app_host"], hub["relay_host"], *hub["allowed_domains"]])
+    lines = [f"hub vpc {hub['vpc_cidr']} in {hub['az_count']} zones; firewall allows {allowed}"]
+    lines += [f"spoke {s['name']}: vpc {s['vpc_cidr']}, workspace {s['workspace_name']}, bucket {s['bucket_name']}" for s in hub["spokes"]]
+    return lines
+
+
+TOPOLOGY = Topology(
+    name="hub-spoke", cloud="aws",
+    summary="data-exfiltration protection: spokes' egress through a transit gateway and Network Firewall in a hub",
+    sections=(dbx_spec.section(), spec_hub.HUB),
+    build=hub_spoke, immutable=("region", "topology", "databricks.account_id", "databricks.workspace_name"),
+    workspaces=lambda spec: [(s.workspace_name, f"spoke.{s.name}.dbx.workspace") for s in spec.hub.spokes], example="hub-spoke.toml",
+    describe=hub_lines, changes=spec_hub.changes,
+    refusals=(("network", 'does not apply to topology "hub-spoke": use [hub] and [[spokes]]'),),
+)
