@@ -199,8 +199,9 @@ def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None
         typer.echo(json.dumps(described, indent=2))
         return
     typer.echo(f"{config}: valid")
-    typer.echo(f"  deployment {described['name']} in {described['region']}, topology {described['topology']}")
-    for line in topologies.topology_of(spec).describe(described):
+    topology = topologies.topology_of(spec)
+    typer.echo(f"  deployment {described['name']} in {described['region']}, topology {described['topology']}: {topology.summary}")
+    for line in topology.describe(described):
         typer.echo(f"  {line}")
 
 

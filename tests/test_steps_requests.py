@@ -16,18 +16,23 @@ import boto3
 import pytest
 import structlog
 from botocore.stub import ANY, Stubber
+from fakes import FakeClock
 from structlog.testing import CapturingLogger
 
 from provision import topologies as spec_module
-from provision.orchestrator.clients import CallStats
 from provision.clouds import error_rules
-from provision.orchestrator.retry import RetryPolicy
-from provision.orchestrator.wait import PollPolicy
 from provision.clouds.aws.steps.endpoints import InterfaceEndpoint
-from provision.clouds.aws.steps.network import WORKSPACE_SG_RULES, NatGateway, RouteTable, SecurityGroup, Vpc
+from provision.clouds.aws.steps.network import (
+    WORKSPACE_SG_RULES,
+    NatGateway,
+    SecurityGroup,
+    Vpc,
+)
+from provision.clouds.aws.steps.routes import RouteTable
+from provision.orchestrator.clients import CallStats
+from provision.orchestrator.retry import RetryPolicy
 from provision.orchestrator.step import TAG_DEPLOYMENT, TAG_STEP, Context, Ref
-
-from fakes import FakeClock
+from provision.orchestrator.wait import PollPolicy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "basic.toml"
 ACCOUNT = "123456789012"

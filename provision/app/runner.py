@@ -1,8 +1,9 @@
-"""Glue between the CLI and the engine: spec and state in, a locked, logged, targeted run out.
+"""The composition root: spec and state in, a locked, logged, targeted run out.
 
-Order matters and is the product's promise: the spec is validated before anything else; the state file
-is parsed (and never overwritten if corrupt) before the lock is used for writing; no API client exists
-until both have passed.
+Order matters and is the product's promise: the spec is validated before anything else; the step graph's
+wiring is checked before any target or client exists; what the spec names as existing passes preflight
+before the state file is written; the state file is parsed (and never overwritten if corrupt) before the
+lock is used for writing. The target is resolved and the clients are made once per run.
 """
 
 from __future__ import annotations
@@ -64,13 +65,15 @@ def resolve_target(kind: str) -> Target:
 
 
 def make_clients(spec: specs.Spec, target: Target, on_call: OnCall | None = None) -> Clients:
+    """One client set per cloud the spec's topology uses (each made lazily: no SDK loads here)."""
     stats = CallStats()
-    return Clients(target, {name: CLOUDS[name].make_clients(spec, target, stats, on_call) for name in CLOUDS}, stats)
+    clouds = topologies.topology_of(spec).clouds
+    return Clients(target, {name: CLOUDS[name].make_clients(spec, target, stats, on_call) for name in clouds}, stats)
 
 
 def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]:
     deadline = spec.timeouts.retry_deadline_seconds
-    errors = error_rules()
+    errors = error_rules(topologies.topology_of(spec).clouds)
     if target.is_sandbox and target.time_scale:
         # A latency-profiled sandbox is a time-scaled replica of the real clouds: so are the intervals.
         s = target.time_scale

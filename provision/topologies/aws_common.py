@@ -30,11 +30,11 @@ from provision.clouds.aws.steps.network import (
     ElasticIp,
     InternetGateway,
     NatGateway,
-    RouteTable,
     SecurityGroup,
     Subnet,
     Vpc,
 )
+from provision.clouds.aws.steps.routes import RouteTable
 from provision.clouds.aws.steps.storage import RootBucket
 from provision.clouds.databricks.steps.account import (
     Credentials,

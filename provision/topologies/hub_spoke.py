@@ -23,15 +23,13 @@ from provision.clouds.aws.steps.iam import CrossAccountRole
 from provision.clouds.aws.steps.network import (
     WORKSPACE_SG_RULES,
     ElasticIp,
-    EndpointInZone,
     InternetGateway,
     NatGateway,
-    RouteTable,
     SecurityGroup,
     Subnet,
     Vpc,
-    VpcRoute,
 )
+from provision.clouds.aws.steps.routes import EndpointInZone, RouteTable, VpcRoute
 from provision.clouds.aws.steps.storage import RootBucket
 from provision.clouds.aws.steps.transit import (
     TransitGateway,

@@ -8,12 +8,8 @@ from provision.clouds.aws.steps.endpoints import (
     InterfaceEndpoint,
     PrivateDns,
 )
-from provision.clouds.aws.steps.network import (
-    PrivateLinkRules,
-    RouteTable,
-    SecurityGroup,
-    Subnet,
-)
+from provision.clouds.aws.steps.network import PrivateLinkRules, SecurityGroup, Subnet
+from provision.clouds.aws.steps.routes import RouteTable
 from provision.clouds.databricks import spec as dbx_spec
 from provision.clouds.databricks.steps.account import (
     PrivateAccessSettings,

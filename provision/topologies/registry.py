@@ -30,10 +30,18 @@ class Topology:
     describe: Callable[[dict[str, Any]], list[str]]
     # Read-only checks of what the spec names as existing, before anything is created (or None).
     preflight: Callable[[Spec, Any, str, Callable[[Callable[[], Any], str], Any]], None] | None = None
-    # Changes allowed on a live deployment beyond `immutable` (hub-and-spoke grows by spokes).
+    # Its own rule for what a live deployment cannot change, beyond `immutable` (hub-and-spoke: the hub's
+    # network and every built spoke are fixed, new spokes may be appended); returns the refused fields.
     changes: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None
     # Why a table this topology does not read is refused, where the generic reason would not help.
     refusals: tuple[tuple[str, str], ...] = ()
+    # The other clouds its steps call besides its own (every workspace is made through Databricks' APIs).
+    uses: tuple[str, ...] = ("databricks",)
+
+    @property
+    def clouds(self) -> tuple[str, ...]:
+        """Every cloud a run of this topology makes clients for and classifies errors of."""
+        return (self.cloud, *self.uses)
 
     @property
     def tables(self) -> frozenset[str]:

@@ -26,9 +26,10 @@ import provision.clouds.aws.sandbox.patching as patching  # noqa: PLR0402
 import provision.clouds.aws.sandbox.s3 as s3  # noqa: PLR0402
 import provision.clouds.aws.sandbox.secretsmanager as secretsmanager  # noqa: PLR0402
 import provision.clouds.aws.sandbox.transit as transit  # noqa: PLR0402
+import provision.clouds.aws.sandbox.transit_routes as transit_routes  # noqa: PLR0402
 from provision.sandbox.settings import SandboxSettings
 
-FAMILIES = (lifecycle, idempotency, nat, dependencies, endpoints, transit, network_firewall, s3, iam, secretsmanager)
+FAMILIES = (lifecycle, idempotency, nat, dependencies, endpoints, transit, transit_routes, network_firewall, s3, iam, secretsmanager)
 
 
 class SandboxAWSApp:

@@ -41,17 +41,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from moto.core.responses import ActionResult
 from moto.ec2.exceptions import (
     DuplicateTransitGatewayAttachmentError,
     EC2ClientError,
-    RouteNotSupportedError,
 )
 from moto.ec2.models import EC2Backend
 from moto.ec2.models.transit_gateway_attachments import TransitGatewayVpcAttachment
 from moto.ec2.responses import EC2Response
 from moto.ec2.utils import generic_filter
-from moto.utilities.utils import str2bool
 
 from provision.clouds.aws.sandbox.lifecycle import (
     advance_hook,
@@ -73,7 +70,7 @@ def _advance(backend: Any, settings: SandboxSettings, now: float) -> None:
     )
 
 
-def _split_filters(filters: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_filters(filters: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tag filters, applied here with generic_filter; the rest, left to moto)."""
     filters = filters or {}
     ours = {k: v for k, v in filters.items() if k.startswith("tag:") or k in ("tag-key", "tag-value")}
@@ -93,7 +90,7 @@ def _live_tgw(backend: Any, tgw_id: str | None) -> Any:
     return tgw
 
 
-def _available_tgw(backend: Any, tgw_id: str | None) -> Any:
+def available_tgw(backend: Any, tgw_id: str | None) -> Any:
     tgw = _live_tgw(backend, tgw_id)
     if tgw.state != "available":
         raise _invalid_state(tgw.id)
@@ -110,7 +107,7 @@ def _live_tgw_attachment(backend: Any, attachment_id: str | None) -> Any:
     return attachment
 
 
-def _live_tgw_route_table(backend: Any, table_id: str | None) -> Any:
+def live_tgw_route_table(backend: Any, table_id: str | None) -> Any:
     table = backend.transit_gateways_route_tables.get(table_id)
     if table is None or table.state == "deleted":
         raise EC2ClientError(
@@ -119,7 +116,7 @@ def _live_tgw_route_table(backend: Any, table_id: str | None) -> Any:
     return table
 
 
-def _attachment_of_table(backend: Any, table: Any, attachment_id: str | None, available: bool = True) -> Any:
+def attachment_of_table(backend: Any, table: Any, attachment_id: str | None, available: bool = True) -> Any:
     """The attachment, which must belong to the table's gateway (AWS: as if it did not exist otherwise)."""
     attachment = _live_tgw_attachment(backend, attachment_id)
     if attachment.transit_gateway_id != table.transit_gateway_id:
@@ -217,7 +214,7 @@ def _delete_transit_gateway(self: Any, original: Callable, settings: SandboxSett
 def _describe_transit_gateways(
     self: Any, original: Callable, settings: SandboxSettings, filters: Any, transit_gateway_ids: list[str] | None
 ) -> list[Any]:
-    ours, theirs = _split_filters(filters)
+    ours, theirs = split_filters(filters)
     return generic_filter(ours, original(self, theirs, transit_gateway_ids))
 
 
@@ -232,7 +229,7 @@ def _create_transit_gateway_vpc_attachment(
     tags: dict[str, str] | None = None,
     options: dict[str, str] | None = None,
 ) -> Any:
-    tgw = _available_tgw(self, transit_gateway_id)
+    tgw = available_tgw(self, transit_gateway_id)
     self.get_vpc(vpc_id)  # InvalidVpcID.NotFound
     subnets = [self.get_subnet(subnet_id) for subnet_id in subnet_ids or []]  # InvalidSubnetID.NotFound
     if not subnets:
@@ -301,192 +298,9 @@ def _describe_transit_gateway_vpc_attachments(
     transit_gateways_attachment_ids: list[str] | None = None,
     filters: Any = None,
 ) -> list[Any]:
-    ours, theirs = _split_filters(filters)
+    ours, theirs = split_filters(filters)
     found = original(self, transit_gateways_attachment_ids=transit_gateways_attachment_ids, filters=theirs)
     return generic_filter(ours, found)
-
-
-@patch(EC2Response, "create_transit_gateway_route_table")
-def _create_transit_gateway_route_table_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
-    _available_tgw(self.ec2_backend, self._get_param("TransitGatewayId"))
-    return original(self)
-
-
-@patch(EC2Backend, "get_all_transit_gateway_route_tables")
-def _describe_transit_gateway_route_tables(
-    self: Any,
-    original: Callable,
-    settings: SandboxSettings,
-    transit_gateway_route_table_ids: list[str] | None = None,
-    filters: Any = None,
-) -> list[Any]:
-    ours, theirs = _split_filters(filters)
-    return generic_filter(ours, original(self, transit_gateway_route_table_ids, theirs))
-
-
-@patch(EC2Backend, "delete_transit_gateway_route_table")
-def _delete_transit_gateway_route_table(
-    self: Any, original: Callable, settings: SandboxSettings, transit_gateway_route_table_id: str
-) -> Any:
-    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
-    tgw = self.transit_gateways.get(table.transit_gateway_id)
-    options = tgw.options if tgw is not None and tgw.state != "deleted" else {}
-    if table.id in (options.get("AssociationDefaultRouteTableId"), options.get("PropagationDefaultRouteTableId")):
-        raise EC2ClientError("IncorrectState", f"{table.id} is set as default association route table for {tgw.id}")
-    if table.route_table_associations:
-        raise EC2ClientError("IncorrectState", f"{table.id} has associated attachments")
-    return original(self, transit_gateway_route_table_id)
-
-
-@patch(EC2Backend, "associate_transit_gateway_route_table")
-def _associate_transit_gateway_route_table(
-    self: Any,
-    original: Callable,
-    settings: SandboxSettings,
-    transit_gateway_attachment_id: str,
-    transit_gateway_route_table_id: str,
-) -> Any:
-    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
-    attachment = _attachment_of_table(self, table, transit_gateway_attachment_id)
-    if attachment.transit_gateway_route_table is not None:
-        raise EC2ClientError(
-            "Resource.AlreadyAssociated",
-            f"Transit Gateway Attachment {attachment.id} is already associated to a route table.",
-        )
-    relation = original(
-        self,
-        transit_gateway_attachment_id=transit_gateway_attachment_id,
-        transit_gateway_route_table_id=transit_gateway_route_table_id,
-    )
-    attachment.transit_gateway_route_table = table
-    return relation
-
-
-@patch(EC2Backend, "create_transit_gateway_route")
-def _create_transit_gateway_route(
-    self: Any,
-    original: Callable,
-    settings: SandboxSettings,
-    transit_gateway_route_table_id: str,
-    destination_cidr_block: str,
-    transit_gateway_attachment_id: str | None = None,
-    blackhole: bool = False,
-) -> dict[str, Any]:
-    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
-    if destination_cidr_block in table.routes:
-        raise EC2ClientError(
-            "RouteAlreadyExists",
-            f"Route {destination_cidr_block} already exists in Transit Gateway Route Table {table.id}.",
-        )
-    if not blackhole:
-        if not transit_gateway_attachment_id:
-            raise EC2ClientError(
-                "MissingParameter", "The request must contain the parameter TransitGatewayAttachmentId or Blackhole."
-            )
-        _attachment_of_table(self, table, transit_gateway_attachment_id, available=False)
-    route = original(
-        self,
-        transit_gateway_route_table_id=transit_gateway_route_table_id,
-        destination_cidr_block=destination_cidr_block,
-        transit_gateway_attachment_id=None if blackhole else transit_gateway_attachment_id,
-        blackhole=blackhole,
-    )
-    # moto keeps the one attachment as a dict, which the response shape (a list) drops.
-    single = route.get("transitGatewayAttachments")
-    route["transitGatewayAttachments"] = [single] if isinstance(single, dict) else list(single or [])
-    return route
-
-
-@patch(EC2Backend, "delete_transit_gateway_route")
-def _delete_transit_gateway_route(
-    self: Any, original: Callable, settings: SandboxSettings, transit_gateway_route_table_id: str, destination_cidr_block: str
-) -> dict[str, Any]:
-    # moto raises KeyError (a 500) for a route that is not there; AWS answers InvalidRoute.NotFound, which is
-    # what a teardown repeating a delete that a killed run already made must meet.
-    table = _live_tgw_route_table(self, transit_gateway_route_table_id)
-    if destination_cidr_block not in table.routes:
-        raise EC2ClientError(
-            "InvalidRoute.NotFound",
-            f"Route {destination_cidr_block} does not exist in Transit Gateway Route Table {table.id}.",
-        )
-    return original(
-        self, transit_gateway_route_table_id=transit_gateway_route_table_id, destination_cidr_block=destination_cidr_block
-    )
-
-
-@patch(EC2Response, "replace_transit_gateway_route", adds=True)  # missing in moto 5.2.5
-def _replace_transit_gateway_route(self: Any, original: Callable, settings: SandboxSettings) -> Any:
-    backend = self.ec2_backend
-    table = _live_tgw_route_table(backend, self._get_param("TransitGatewayRouteTableId"))
-    destination = self._get_param("DestinationCidrBlock")
-    blackhole = bool(str2bool(self._get_param("Blackhole")))
-    attachment_id = self._get_param("TransitGatewayAttachmentId")
-    if not blackhole:
-        _attachment_of_table(backend, table, attachment_id, available=False)  # before anything changes
-    previous = table.routes.pop(destination, None)  # replaced, or added if the table lacked it
-    try:
-        route = backend.create_transit_gateway_route(
-            transit_gateway_route_table_id=table.id,
-            destination_cidr_block=destination,
-            transit_gateway_attachment_id=attachment_id,
-            blackhole=blackhole,
-        )
-    except EC2ClientError:
-        if previous is not None:
-            table.routes[destination] = previous
-        raise
-    return ActionResult({"Route": route})
-
-
-def _check_route_to_tgw(backend: Any, route_table_id: str, tgw_id: str) -> None:
-    """EC2 knows a transit gateway as a route target only once the table's VPC is attached to it."""
-    table = backend.get_route_table(route_table_id)  # InvalidRouteTableID.NotFound first
-    tgw = backend.transit_gateways.get(tgw_id)
-    attached = (
-        tgw is not None
-        and tgw.state == "available"
-        and any(
-            att.transit_gateway_id == tgw_id
-            and getattr(att, "vpc_id", None) == table.vpc_id
-            and att.state == "available"
-            for att in backend.transit_gateway_attachments.values()
-        )
-    )
-    if not attached:
-        raise EC2ClientError("InvalidTransitGatewayID.NotFound", f"The transitGateway ID '{tgw_id}' does not exist.")
-
-
-@patch(EC2Response, "create_route")
-def _create_route_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
-    tgw_id = self._get_param("TransitGatewayId")
-    if tgw_id:
-        _check_route_to_tgw(self.ec2_backend, self._get_param("RouteTableId"), tgw_id)
-    return original(self)
-
-
-@patch(EC2Response, "replace_route")
-def _replace_route_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
-    backend = self.ec2_backend
-    table_id = self._get_param("RouteTableId")
-    tgw_id, vpce_id = self._get_param("TransitGatewayId"), self._get_param("VpcEndpointId")
-    if tgw_id:
-        _check_route_to_tgw(backend, table_id, tgw_id)
-    if vpce_id and backend.get_vpc_end_point(vpce_id).vpc_endpoint_type != "GatewayLoadBalancer":
-        raise RouteNotSupportedError(vpce_id)  # as CreateRoute: Gateway Load Balancer endpoints only
-    result = original(self)
-    destination = (
-        self._get_param("DestinationCidrBlock")
-        or self._get_param("DestinationIpv6CidrBlock")
-        or self._get_param("DestinationPrefixListId")
-    )
-    for route in backend.get_route_table(table_id).routes:
-        if destination in (
-            route.destination_cidr_block,
-            route.destination_ipv6_cidr_block,
-            getattr(route.destination_prefix_list, "id", None),
-        ):
-            route.vpc_endpoint_id = vpce_id or None  # moto ignores VpcEndpointId and keeps the old one
-    return result
 
 
 # --- inventory (listing.py): `deleted` transit resources are still listed by AWS, history not inventory
