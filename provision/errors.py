@@ -20,6 +20,15 @@ class FieldProblem:
         return f"{self.field}: {self.reason}"
 
 
+class GraphError(ProvisionError):
+    """A topology's step graph is miswired (a step reads an output it does not need or that its producer does
+    not declare): a programming error in provision, never the user's doing."""
+
+
+class DependencyMismatch(ProvisionError):
+    """An installed library is not the one provision was written for (what it relies on moved or changed)."""
+
+
 class SpecError(ProvisionError):
     """The deployment spec is invalid. Carries every problem found, each naming its field."""
 

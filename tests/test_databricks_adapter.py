@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from provision.clouds.databricks.sdk_adapter import count_calls, no_resends, operation_name
+from provision.clouds.databricks.sdk_adapter import (
+    count_calls,
+    no_resends,
+    operation_name,
+)
+from provision.errors import DependencyMismatch
 from provision.orchestrator.clients import CallStats
 
 
@@ -32,7 +37,7 @@ def test_an_sdk_without_those_internals_is_refused_by_name():
     class Moved:
         _api_client = object()
 
-    with pytest.raises(RuntimeError, match="_is_retryable"):
+    with pytest.raises(DependencyMismatch, match="_is_retryable"):
         no_resends(Moved())
 
 

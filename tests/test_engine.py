@@ -11,22 +11,22 @@ from typing import Any
 
 import pytest
 import structlog
-from structlog.contextvars import merge_contextvars
 from botocore.exceptions import ClientError
+from fakes import FakeClock
+from structlog.contextvars import merge_contextvars
 from structlog.testing import CapturingLogger
 
 from provision import topologies as spec_module
-from provision.orchestrator.clients import CallStats
-from provision.orchestrator.engine import Engine, GraphError, ordered
-from provision.errors import InjectedFault, StepFailed
-from provision.orchestrator.failpoints import Failpoints
 from provision.clouds import error_rules
+from provision.errors import GraphError, InjectedFault, StepFailed
+from provision.orchestrator.clients import CallStats
+from provision.orchestrator.engine import Engine
+from provision.orchestrator.failpoints import Failpoints
+from provision.orchestrator.graph import ordered
 from provision.orchestrator.retry import RetryPolicy
+from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 from provision.orchestrator.wait import PollPolicy
 from provision.state.store import StateFile, Status
-from provision.orchestrator.step import Context, Outputs, Ref, Step, single
-
-from fakes import FakeClock
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "basic.toml"
 ORDER = ["vpc", "subnet.0", "subnet.1", "nat.0"]

@@ -537,3 +537,33 @@ def test_privatelink_requires_enterprise_and_public_access_and_regional_services
     assert "ENTERPRISE" in fields["databricks.pricing_tier"]
     assert "front-end" in fields["privatelink.public_access_enabled"]
     assert "us-east-1" in fields["privatelink.relay_service"]
+
+
+# --- specs as run (read back from a state file) ----------------------------------------------------
+
+
+def test_a_hub_spoke_spec_as_run_with_tables_it_never_read_still_loads(tmp_path):
+    """An older provision ignored [existing] and [storage] in a hub-and-spoke spec; a deployment built from
+    one must stay resumable. A new spec with them is refused, naming the topologies that read them."""
+    data = {**tomllib.loads((EXAMPLES / "hub-spoke.toml").read_text()), "storage": {"bucket_name": "old-bucket"}, "existing": {}}
+    with pytest.raises(SpecError) as refused:
+        spec.from_dict(data)
+    assert {p.field for p in refused.value.problems} == {"storage", "existing"}
+    assert 'only applies to topologies "basic", "privatelink"' in str(refused.value)
+    loaded = spec.from_dict(data, as_run=True)
+    assert loaded.hub is not None and loaded.storage is None and loaded.raw["storage"] == {"bucket_name": "old-bucket"}
+
+
+def test_an_unknown_topology_still_reports_the_deployment_wide_problems():
+    with pytest.raises(SpecError) as refused:
+        spec.from_dict({**base(), "topology": "fancy", "region": "mars-1", "timeouts": {"resource_seconds": -1}})
+    assert {"topology", "region", "timeouts.resource_seconds"} <= {p.field for p in refused.value.problems}
+
+
+def test_a_section_of_no_topology_is_an_error_not_none():
+    loaded = spec.from_dict(base())
+    assert loaded.hub is None and loaded.network is not None
+    with pytest.raises(AttributeError, match="netwrok"):
+        loaded.netwrok  # noqa: B018
+    other = spec.from_dict(with_("network.vpc_cidr", "10.99.0.0/16"))
+    assert other != loaded

@@ -18,7 +18,7 @@ from provision import spec as specs
 from provision import topologies
 from provision.clouds import CLOUDS, error_rules
 from provision.constants import DEFAULT_PARALLELISM
-from provision.errors import StepFailed, UsageError
+from provision.errors import SpecError, StepFailed, UsageError
 from provision.orchestrator.clients import (
     REAL,
     SANDBOX,
@@ -108,14 +108,24 @@ def _locked(state_path: Path) -> Iterator[StateLock]:
 
 
 class _CallLog:
-    """Logs every API call once the run's log exists; preflight calls, made before it, go unlogged."""
+    """Logs every API call. Preflight's calls come before the run's log exists (a failed preflight must
+    leave no file behind): they are held, and written first once the log is attached."""
 
     def __init__(self) -> None:
-        self.log: Any = None
+        self._log: Any = None
+        self._held: list[tuple[str, str, float, Any]] = []
+
+    def attach(self, log: Any) -> None:
+        self._log = log
+        for call in self._held:
+            self(*call)
+        self._held.clear()
 
     def __call__(self, service: str, operation: str, duration: float, status: Any) -> None:
-        if self.log is not None:
-            self.log.debug("api call", service=service, operation=operation, duration_ms=round(duration * 1000, 1), status=status)
+        if self._log is None:
+            self._held.append((service, operation, duration, status))
+            return
+        self._log.debug("api call", service=service, operation=operation, duration_ms=round(duration * 1000, 1), status=status)
 
 
 @dataclass
@@ -141,7 +151,8 @@ def _engine(command: str, run: _Run, state: StateFile, opts: RunOptions, reporte
     spec = run.spec
     log_path = log_path_for(opts.state_path, spec.name, command)
     root = configure(log_path=log_path, console_format=opts.log_format, verbose=opts.verbose, console_write=opts.console_write)
-    log = run.calls.log = root.bind(deployment=spec.name, command=command, cloud=spec.cloud, target=run.target.kind)
+    log = root.bind(deployment=spec.name, command=command, cloud=spec.cloud, target=run.target.kind)
+    run.calls.attach(log)
     retry, poll = policies(spec, run.target)
     ctx = Context(spec=spec, clients=run.clients, retry=retry, poll=poll, log=log)
     reporter = reporter_factory([(s.id, s.kind) for s in run.steps]) if reporter_factory else None
@@ -221,7 +232,7 @@ def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: Repor
             state = StateFile.load(opts.state_path)
             _check_matches(state, spec, target_kind, opts.state_path)
             if state.live_records():
-                previous = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)")
+                previous = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)", as_run=True)
                 changed = topologies.changed_fields(previous, spec)
                 if changed:
                     raise UsageError(
@@ -240,7 +251,7 @@ def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: Repor
 
 def _load_state(opts: RunOptions) -> tuple[StateFile, specs.Spec]:
     state = StateFile.load(opts.state_path)
-    spec = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)")
+    spec = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)", as_run=True)
     return state, spec
 
 
@@ -287,21 +298,26 @@ def read_state(opts: RunOptions) -> StateFile:
 WORKSPACE_FACTS = ("workspace_id", "workspace_url", "workspace_status")
 
 
-def workspaces(state: StateFile, spec: specs.Spec) -> list[dict[str, Any]]:
-    """Every workspace the topology yields (hub-and-spoke: one per spoke), built or not."""
+def workspaces(state: StateFile) -> list[dict[str, Any]]:
+    """Every workspace the topology yields (hub-and-spoke: one per spoke), built or not. A state file whose
+    spec no longer validates still lists the workspace steps it records."""
+    try:
+        spec = topologies.from_dict(state.spec, f"{state.path} (spec as run)", as_run=True)
+        declared = topologies.topology_of(spec).workspaces(spec)
+    except SpecError:
+        declared = [("", r.id) for r in state.steps.values() if "workspace_url" in r.outputs]
     out = []
-    for name, step_id in topologies.topology_of(spec).workspaces(spec):
+    for name, step_id in declared:
         record = state.steps.get(step_id)
         facts = record.outputs if record is not None and record.status is Status.DONE else {}
-        out.append({"name": facts.get("workspace_name") or name, "step": step_id, **{k: facts.get(k) for k in WORKSPACE_FACTS}})
+        out.append({"name": facts.get("workspace_name") or name or None, "step": step_id, **{k: facts.get(k) for k in WORKSPACE_FACTS}})
     return out
 
 
 def flat_outputs(state: StateFile) -> dict[str, Any]:
     """Every workspace under `workspaces`; a single-workspace topology's facts also at the top level; then
     every step's outputs as `<step>.<key>`."""
-    spec = topologies.from_dict(state.spec, f"{state.path} (spec as run)")
-    listed = workspaces(state, spec)
+    listed = workspaces(state)
     flat: dict[str, Any] = {}
     if len(listed) == 1:
         record = state.steps.get(listed[0]["step"])

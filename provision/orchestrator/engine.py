@@ -33,12 +33,13 @@ from structlog.contextvars import bind_contextvars, bound_contextvars
 
 from provision.constants import DEFAULT_PARALLELISM
 from provision.errors import (
+    GraphError,
     OwnershipConflict,
     StateFileError,
     StepFailed,
 )
 from provision.orchestrator.failpoints import Failpoints
-from provision.orchestrator.graph import GraphError, check, ordered, produced  # noqa: F401 (ordered: re-exported)
+from provision.orchestrator.graph import check, produced
 from provision.orchestrator.logging import scrub, secret_values
 from provision.orchestrator.retry import CONVERGING, DELETING, phase
 from provision.orchestrator.step import DECLARED_READS, Context, Outputs, Step

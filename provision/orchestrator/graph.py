@@ -9,12 +9,8 @@ the topology or in a step, never the user's doing.
 
 from __future__ import annotations
 
-from provision.errors import ProvisionError
+from provision.errors import GraphError
 from provision.orchestrator.step import Outputs, Step
-
-
-class GraphError(ProvisionError):
-    """The topology's step graph is broken: a programming error, not a user one."""
 
 
 def ordered(steps: list[Step]) -> list[Step]:

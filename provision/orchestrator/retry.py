@@ -144,6 +144,8 @@ def phase(name: str) -> Iterator[None]:
 class RetryPolicy:
     """Exponential backoff with full jitter up to a deadline. `clock` and `sleep` are injectable."""
 
+    # The run's clouds' error rules, from the composition root: without them nothing cloud-specific retries.
+    errors: ErrorRules
     deadline_seconds: float = 300.0
     initial_seconds: float = 1.0
     max_seconds: float = 20.0
@@ -153,8 +155,6 @@ class RetryPolicy:
     # Reasons that only bridge a short settling time get a shorter budget than the deadline, so a real
     # error (a wrong id, a teardown-order bug) is reported in seconds, not minutes.
     reason_limits: dict[str, float] = field(default_factory=lambda: {EVENTUAL_CONSISTENCY: 120.0, DEPENDENCY_RELEASE: 600.0})
-    # The run's clouds' error rules (the composition root passes them; alone, only cloud-neutral rules).
-    errors: ErrorRules = field(default_factory=ErrorRules)
 
     def call(
         self,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, TypeVar
 
 from structlog.contextvars import bound_contextvars
 
-from provision.errors import OwnershipConflict
+from provision.errors import GraphError, OwnershipConflict
 from provision.orchestrator.retry import RetryPolicy
 from provision.orchestrator.wait import PollPolicy, wait_for
 
@@ -84,7 +84,7 @@ class Context:
     def _declared(ref: Ref) -> None:
         declared = DECLARED_READS.get()
         if declared is not None and ref not in declared:
-            raise AssertionError(f"a step read {ref}, which it does not declare: keep the Ref in one of its attributes")
+            raise GraphError(f"a step read {ref}, which it does not declare: keep the Ref in one of its attributes")
 
     @property
     def deployment(self) -> str:

@@ -47,14 +47,19 @@ class Spec:
     tags: dict[str, str]
     timeouts: TimeoutsSpec
     # The topology's sections by field (network, databricks, hub, ...); read as attributes: spec.network.
-    sections: dict[str, Any] = field(default_factory=dict, compare=False)
+    sections: dict[str, Any] = field(default_factory=dict)
+    # Every section field any topology has: one this spec lacks reads as None, any other name is an error.
+    known_sections: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     raw: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for attributes that are not fields: a section this topology does not have is None.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self.__dict__.get("sections", {}).get(name)
+        # Only called for attributes that are not fields.
+        state = self.__dict__
+        if name in state.get("sections", {}):
+            return state["sections"][name]
+        if name in state.get("known_sections", ()):
+            return None
+        raise AttributeError(f"a spec has no section {name!r}")
 
     def to_json(self) -> dict[str, Any]:
         """The spec as run, for the state file (re-validated on resume)."""

@@ -27,6 +27,8 @@ from provision.topologies import basic, hub_spoke, privatelink
 from provision.topologies.registry import EXAMPLES, Topology
 
 REGISTRY: dict[str, Topology] = {m.TOPOLOGY.name: m.TOPOLOGY for m in (basic, privatelink, hub_spoke)}
+# Every section any topology has: `spec.<field>` of a section this spec's topology lacks is None.
+SECTION_FIELDS = frozenset(s.field for t in REGISTRY.values() for s in t.sections)
 
 
 def topology_of(spec: Spec) -> Topology:
@@ -46,36 +48,44 @@ def _refusal(key: str, topology: Topology) -> str:
     return f"only applies to topolog{'y' if len(users) == 1 else 'ies'} {names}, not {topology.name!r}"
 
 
-def from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
-    """Validate a parsed spec completely, for its topology; raise SpecError listing every problem."""
+DEFAULT_TOPOLOGY = "basic"
+
+
+def from_dict(data: dict[str, Any], source: str = "<spec>", *, as_run: bool = False) -> Spec:
+    """Validate a parsed spec completely, for its topology; raise SpecError listing every problem.
+
+    `as_run`: the spec comes from a state file. A table this topology does not read is then ignored, not
+    refused: an older provision accepted some (hub-and-spoke ignored [existing] and [storage]), and a
+    deployment built from such a spec must stay resumable, and removable."""
     check = Checker()
     known = COMMON_KEYS.union(*(t.tables for t in REGISTRY.values()))
     check.unknown(data, set(known), "")
     name = parse_name(check, data)
-    topology_name = check.string(data, "topology", "topology", required=False, default="basic")
+    topology_name = check.string(data, "topology", "topology", required=False, default=DEFAULT_TOPOLOGY)
     topology = REGISTRY.get(topology_name or "")
     if topology_name is not None and topology is None:
         check.fail("topology", f"unknown topology {topology_name!r}; choose one of {', '.join(REGISTRY)}")
-    if topology is None:
-        raise SpecError(source, check.problems)
-    cloud = CLOUDS[topology.cloud]
+    # Without a topology its sections are unknown, but the deployment-wide fields are still checked (by
+    # the default topology's cloud), so one run reports every problem it can.
+    cloud = CLOUDS[(topology or REGISTRY[DEFAULT_TOPOLOGY]).cloud]
     assert cloud.parse_region is not None and cloud.parse_tags is not None, f"{cloud.name} hosts no topology"
     region = cloud.parse_region(check, data)
     tags = cloud.parse_tags(check, data)
-    for key in data:
-        if key in known and key not in COMMON_KEYS and key not in topology.tables:
-            check.fail(key, _refusal(key, topology))
-    parsed: dict[str, Any] = {"name": name, "region": region, "topology": topology.name}
-    sections = {}
-    for section in topology.sections:
-        sections[section.field] = parsed[section.field] = section.parse(check, data, parsed)
+    sections: dict[str, Any] = {}
+    if topology is not None:
+        for key in data:
+            if key in known and key not in COMMON_KEYS and key not in topology.tables and not as_run:
+                check.fail(key, _refusal(key, topology))
+        parsed: dict[str, Any] = {"name": name, "region": region, "topology": topology.name}
+        for section in topology.sections:
+            sections[section.field] = parsed[section.field] = section.parse(check, data, parsed)
     timeouts = parse_timeouts(check, data)
     if check.problems:
         raise SpecError(source, check.problems)
     # A section may be None without a problem (no [network] when the VPC exists); these may not.
-    assert name and region and timeouts, "a parser returned None without recording a problem"
+    assert topology and name and region and timeouts, "a parser returned None without recording a problem"
     return Spec(name=name, cloud=topology.cloud, region=region, topology=topology.name, tags=tags, timeouts=timeouts,
-                sections=sections, raw=data)
+                sections=sections, known_sections=SECTION_FIELDS, raw=data)
 
 
 def load(path: Path) -> Spec:

@@ -34,9 +34,6 @@ class AwsClients:
                     client = self._clients[service] = self._make(service)
         return client
 
-    # A bound method reads like the old `clients.aws("ec2")` where a callable is wanted (preflight).
-    __call__ = client
-
     def _make(self, service: str) -> Any:
         import boto3
         from botocore.config import Config

@@ -71,7 +71,8 @@ def _not_found(e: ErrorInfo) -> bool:
 
 
 def _already_exists(e: ErrorInfo) -> bool:
-    return e.code in _ALREADY_EXISTS or e.code.endswith("AlreadyExists")
+    # The name is taken. S3's BucketAlreadyExists means by another account: never a re-read of ours.
+    return e.code != "BucketAlreadyExists" and (e.code in _ALREADY_EXISTS or e.code.endswith("AlreadyExists"))
 
 
 ERRORS = CloudErrors(

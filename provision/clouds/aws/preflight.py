@@ -9,8 +9,8 @@ import ipaddress
 from typing import Any, Callable
 
 from provision.clouds.aws.errors import error_code, is_not_found
-from provision.errors import FieldProblem, PreflightError
 from provision.clouds.aws.spec import PRIVATE_NETMASK_RANGE
+from provision.errors import FieldProblem, PreflightError
 from provision.spec import Spec
 
 

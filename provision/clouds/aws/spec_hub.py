@@ -7,7 +7,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from provision.clouds.aws.spec import PRIVATE_NETMASK_RANGE, bucket_problem, derived_bucket_name
+from provision.clouds.aws.spec import (
+    PRIVATE_NETMASK_RANGE,
+    bucket_problem,
+    derived_bucket_name,
+)
 from provision.regions import EGRESS_FACTS
 from provision.spec import Checker, Section, allocate, parse_cidr
 

@@ -56,7 +56,3 @@ _ALONE = ErrorRules((ERRORS,))
 
 def is_not_found(exc: BaseException) -> bool:
     return _ALONE.is_not_found(exc)
-
-
-def error_code(exc: BaseException) -> str | None:
-    return _ALONE.error_code(exc)

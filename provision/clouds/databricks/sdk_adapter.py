@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from provision.errors import DependencyMismatch
 from provision.orchestrator.clients import CallStats, OnCall
 
 
@@ -26,7 +27,7 @@ def no_resends(api_client: Any) -> None:
     """Stop the SDK's own retries: each failed call reaches our classifier once."""
     base = getattr(api_client, "_api_client", None)
     if base is None or not hasattr(base, "_is_retryable") or not hasattr(base, "_perform"):
-        raise RuntimeError("databricks-sdk's ApiClient no longer has _api_client._is_retryable/_perform: review sdk_adapter.py")
+        raise DependencyMismatch("databricks-sdk's ApiClient no longer has _api_client._is_retryable/_perform: review sdk_adapter.py")
     base._is_retryable = lambda err: None
     perform = base._perform
 
