@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import topologies as specs  # noqa: E402
+from provision import topologies  # noqa: E402
 from provision.topologies import REGISTRY  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
 from provision.sandbox.latency import settings_for  # noqa: E402
@@ -167,11 +167,11 @@ def firewall_reaction(sandbox: Sandbox, workdir: Path, events: list[dict]) -> di
 
 
 def graph_of(spec_path: Path) -> dict[str, tuple[str, ...]]:
-    return {s.id: s.needs for s in specs.build(specs.load(spec_path))}
+    return {s.id: s.needs for s in topologies.build(topologies.load(spec_path))}
 
 
 def owned_resources(spec_path: Path) -> int:
-    return sum(1 for s in specs.build(specs.load(spec_path)) if not s.external)
+    return sum(1 for s in topologies.build(topologies.load(spec_path)) if not s.external)
 
 
 # --- scenarios --------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import topologies as specs  # noqa: E402
+from provision import topologies  # noqa: E402
 from provision.topologies import REGISTRY, build  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
 from provision.app.inventory import counts, inventory, untagged  # noqa: E402
@@ -84,7 +84,7 @@ class Runner:
 
 def points_for(topology: str) -> tuple[Path, list[tuple[str, str]], str, str]:
     path = EXAMPLES[topology]
-    spec = specs.load(path)
+    spec = topologies.load(path)
     owned = [s.id for s in build(spec) if not s.external]
     points = [(sid, p) for sid in owned for p in CREATE_POINTS + DELETE_POINTS]
     return path, points, spec.name, spec.databricks.account_id
