@@ -22,10 +22,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Build Databricks workspaces on AWS with boto3 and the Databricks Account API: one run that "
+    help="Build Databricks workspaces on AWS (boto3 and the Databricks Account API) and on Azure (ARM): one run that "
     "finishes, resumes where it stopped, and tears down everything it made.",
 )
-sandbox_app = typer.Typer(no_args_is_help=True, help="The local sandbox cloud on 127.0.0.1 (moto + a Databricks emulator).")
+sandbox_app = typer.Typer(no_args_is_help=True, help="The local sandbox cloud on 127.0.0.1 (moto for AWS, an ARM emulator for Azure, a Databricks emulator).")
 app.add_typer(sandbox_app, name="sandbox")
 
 DEFAULT_STATE = Path("provision.state.json")
@@ -206,7 +206,10 @@ def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None
 
 
 def _sandbox_json(info: Any) -> dict[str, Any]:
-    keys = ("aws_endpoint_url", "databricks_host", "databricks_account_id", "databricks_token")
+    keys = (
+        "aws_endpoint_url", "databricks_host", "databricks_account_id", "databricks_token",
+        "azure_endpoint_url", "azure_subscription_id", "azure_token",
+    )
     data: dict[str, Any] = {"running": info is not None}
     data.update({k: (getattr(info, k) if info else None) for k in keys})
     return data
@@ -219,7 +222,7 @@ def sandbox_start(
     workspace_seconds: Optional[float] = typer.Option(None, help="How long a workspace stays PROVISIONING."),
     nat_seconds: Optional[float] = typer.Option(None, help="How long a NAT gateway stays pending (and deleting)."),
     latency: Optional[str] = typer.Option(
-        None, "--latency", help="A latency profile: 'realistic' (pending times and call latency of real AWS and Databricks)."
+        None, "--latency", help="A latency profile: 'realistic' (pending times and call latency of real AWS, Azure and Databricks)."
     ),
     time_scale: float = typer.Option(
         1.0, "--time-scale", min=0.0001, help="Multiply the latency profile by this (0.02: a 6-minute wait takes 7.2 s)."
@@ -244,7 +247,10 @@ def sandbox_start(
     if output is OutputFormat.json:
         typer.echo(json.dumps(_sandbox_json(info), indent=2))
     else:
-        typer.echo(f"sandbox {'started' if started else 'already running'} (pid {info.pid}): AWS {info.aws_endpoint_url}, Databricks {info.databricks_host}")
+        typer.echo(
+            f"sandbox {'started' if started else 'already running'} (pid {info.pid}): AWS {info.aws_endpoint_url}, "
+            f"Azure {info.azure_endpoint_url}, Databricks {info.databricks_host}"
+        )
 
 
 @sandbox_app.command("stop")
@@ -268,7 +274,10 @@ def sandbox_status(output: OutputFormat = OutputOpt) -> None:
     if output is OutputFormat.json:
         typer.echo(json.dumps(_sandbox_json(info), indent=2))
     elif info:
-        typer.echo(f"running (pid {info.pid}): AWS {info.aws_endpoint_url}, Databricks {info.databricks_host}, account {info.databricks_account_id}")
+        typer.echo(
+            f"running (pid {info.pid}): AWS {info.aws_endpoint_url}, Azure {info.azure_endpoint_url} (subscription "
+            f"{info.azure_subscription_id}), Databricks {info.databricks_host}, account {info.databricks_account_id}"
+        )
     else:
         typer.echo("not running")
 

@@ -63,6 +63,16 @@ class UsageError(ProvisionError):
     exit_code = 2
 
 
+class CredentialsError(ProvisionError):
+    """No credentials for a cloud could be found before anything was created; the message says how to sign in."""
+
+    exit_code = 2
+
+    def __init__(self, cloud: str, message: str):
+        self.cloud = cloud
+        super().__init__(message)
+
+
 class StateLockedError(ProvisionError):
     """Another run holds the state file's lock."""
 

@@ -48,7 +48,8 @@ FAST = {
     "iam_propagation_seconds": 0.2, "workspace_provisioning_seconds": 0.2, "nat_gateway_pending_seconds": 0.1,
     "nat_gateway_deleting_seconds": 0.1, "vpc_endpoint_pending_seconds": 0.05, "eni_release_seconds": 0.05,
     "firewall_provisioning_seconds": 0.2, "firewall_deleting_seconds": 0.2, "tgw_pending_seconds": 0.1,
-    "tgw_attachment_pending_seconds": 0.1,
+    "tgw_attachment_pending_seconds": 0.1, "azure_workspace_provisioning_seconds": 0.2, "azure_workspace_deleting_seconds": 0.1,
+    "azure_resource_seconds": 0.05, "azure_endpoint_seconds": 0.1, "azure_resource_group_deleting_seconds": 0.1,
 }
 
 
@@ -87,7 +88,7 @@ def points_for(topology: str) -> tuple[Path, list[tuple[str, str]], str, str]:
     spec = topologies.load(path)
     owned = [s.id for s in build(spec) if not s.external]
     points = [(sid, p) for sid in owned for p in CREATE_POINTS + DELETE_POINTS]
-    return path, points, spec.name, spec.databricks.account_id
+    return path, points, spec.name, spec.databricks.account_id if spec.databricks else None
 
 
 def cycles(points: list[tuple[str, str]]) -> list[tuple[tuple[str, str] | None, tuple[str, str] | None]]:

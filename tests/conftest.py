@@ -21,6 +21,11 @@ FAST = {
     "nat_gateway_pending_seconds": 0.2,
     "nat_gateway_deleting_seconds": 0.2,
     "vpc_endpoint_pending_seconds": 0.1,
+    "azure_workspace_provisioning_seconds": 0.5,
+    "azure_workspace_deleting_seconds": 0.2,
+    "azure_resource_seconds": 0.05,
+    "azure_endpoint_seconds": 0.1,
+    "azure_resource_group_deleting_seconds": 0.1,
     "refuse": {},  # no terminal refusal survives from an earlier test
 }
 

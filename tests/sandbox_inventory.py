@@ -66,3 +66,19 @@ HUB_SPOKE_TWO_SPOKES = Counter(
         "databricks_tokens": 2,
     }
 )
+
+# The azure-privatelink example: resource group (plus the workspace's managed one, Azure Databricks' own), VNet,
+# three subnets, NSG, workspace, the databricks_ui_api endpoint and its DNS zone group, the zone and its link.
+AZURE_PRIVATELINK = Counter(
+    {
+        "azure_resource_groups": 2,
+        "azure_virtual_networks": 1,
+        "azure_subnets": 3,
+        "azure_network_security_groups": 1,
+        "azure_workspaces": 1,
+        "azure_private_endpoints": 1,
+        "azure_private_dns_zones": 1,
+        "azure_virtual_network_links": 1,
+        "azure_private_dns_zone_groups": 1,
+    }
+)

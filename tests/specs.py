@@ -30,16 +30,23 @@ def _is_table_array(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
+def _table(lines: list[str], header: str, table: dict[str, Any]) -> None:
+    """One table's plain keys, then its sub-tables as [header.sub] (Azure's [azure.network])."""
+    lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in table.items() if not isinstance(v, dict) and not _is_table_array(v)]
+    for key, value in table.items():
+        name = f"{header}.{json.dumps(key)}" if header else key
+        if isinstance(value, dict):
+            lines.append(f"\n[{name}]")
+            _table(lines, name, value)
+        elif _is_table_array(value):
+            for entry in value:
+                lines.append(f"\n[[{name}]]")
+                _table(lines, name, entry)
+
+
 def to_toml(data: dict[str, Any]) -> str:
-    lines = [f"{k} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict) and not _is_table_array(v)]
-    for key, table in data.items():
-        if isinstance(table, dict):
-            lines.append(f"\n[{key}]")
-            lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in table.items()]
-        elif _is_table_array(table):
-            for entry in table:
-                lines.append(f"\n[[{key}]]")
-                lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in entry.items()]
+    lines: list[str] = []
+    _table(lines, "", data)
     return "\n".join(lines) + "\n"
 
 
@@ -49,11 +56,11 @@ def write(path: Path, data: dict[str, Any]) -> Path:
 
 
 def merged(base: dict[str, Any], **tables: Any) -> dict[str, Any]:
-    """base with top-level values replaced and tables merged key by key."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    """base with top-level values replaced and tables merged key by key (sub-tables too)."""
+    out = {k: (merged(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in tables.items():
-        if isinstance(value, dict):
-            out.setdefault(key, {}).update(value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], **value)
         else:
             out[key] = value
     return out

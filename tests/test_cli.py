@@ -114,7 +114,7 @@ def test_second_concurrent_up_exits_3(sandbox, cli, tmp_path, monkeypatch):
         first.wait()
 
 
-def test_help_imports_neither_boto3_nor_databricks_sdk():
+def test_help_imports_no_cloud_sdk():
     code = (
         "import sys\n"
         "from provision import cli\n"
@@ -123,7 +123,7 @@ def test_help_imports_neither_boto3_nor_databricks_sdk():
         "        cli.main(args)\n"
         "    except SystemExit as exit:\n"
         "        assert exit.code == 0, exit.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'moto') or m.startswith('databricks.sdk'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'moto', 'azure', 'msal') or m.startswith('databricks.sdk'))\n"
         "print(heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -139,7 +139,11 @@ def test_sandbox_status_json_shape(sandbox, cli):
         "databricks_host": sandbox.databricks_host,
         "databricks_account_id": sandbox.databricks_account_id,
         "databricks_token": sandbox.databricks_token,
+        "azure_endpoint_url": sandbox.azure_endpoint_url,
+        "azure_subscription_id": sandbox.azure_subscription_id,
+        "azure_token": sandbox.azure_token,
     }
+    assert data["azure_endpoint_url"].startswith("http://127.0.0.1:")
 
 
 def test_unknown_command_and_missing_option_exit_2(cli):

@@ -43,7 +43,7 @@ def test_each_resource_draws_its_own_delay_once():
 
 def test_client_intervals_scale_with_a_profiled_sandbox():
     spec = specs.load(EXAMPLE)
-    retry, poll = policies(spec, Target("sandbox", {"aws": "http://x", "databricks": "http://y"}, "t", time_scale=0.05))
+    retry, poll = policies(spec, Target("sandbox", {"aws": "http://x", "databricks": "http://y"}, {"databricks": "t"}, time_scale=0.05))
     assert (poll.initial_seconds, poll.max_seconds) == pytest.approx((0.1, 0.75))
     assert (retry.initial_seconds, retry.max_seconds) == pytest.approx((0.05, 1.0))
     _, real = policies(spec, Target("real"))

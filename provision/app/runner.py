@@ -58,7 +58,8 @@ def resolve_target(kind: str) -> Target:
         info, _ = daemon.start()
         config = daemon.request(info.databricks_host, "/_sandbox/config")
         return Target(
-            SANDBOX, {"aws": info.aws_endpoint_url, "databricks": info.databricks_host}, info.databricks_token,
+            SANDBOX, {"aws": info.aws_endpoint_url, "databricks": info.databricks_host, "azure": info.azure_endpoint_url},
+            {"databricks": info.databricks_token, "azure": info.azure_token},
             float(config.get("time_scale") or 0.0), frozenset(config.get("oauth_clients") or ()),
         )
     return Target(REAL)

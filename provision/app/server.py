@@ -1,16 +1,17 @@
-"""The sandbox daemon: moto's server (with our fidelity) and the Databricks emulator, on 127.0.0.1.
+"""The sandbox daemon: moto's server (with our fidelity), the Databricks emulator and the ARM emulator, on 127.0.0.1.
 
-Two ports: AWS on one (S3 path-style buckets could otherwise collide with the emulator's paths),
-Databricks plus the control endpoints on the other:
+Three ports: AWS on one (S3 path-style buckets could otherwise collide with the emulators' paths), Azure ARM on
+another (its paths begin /subscriptions/ like nothing else, but its faults and token are its own), Databricks plus
+the control endpoints on the third:
 
     GET  /_sandbox/health      -> {"ok": true}
     GET  /_sandbox/config      -> the live settings
     POST /_sandbox/config      -> change settings (JSON object of numeric fields)
-    POST /_sandbox/reset       -> forget every AWS resource and Databricks object
+    POST /_sandbox/reset       -> forget every AWS resource, Databricks object and Azure resource
     GET  /_sandbox/faults      -> {"injected": {kind: count}, "lost_responses": n} (faults.py)
     POST /_sandbox/faults/reset -> zero those counters and reseed the fault RNG from fault_seed
 
-Both apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0.
+All three apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0.
 
 Run as `python -m provision.app.server --runtime-dir DIR`; it writes DIR/sandbox.json once both
 ports listen, and removes it on SIGTERM. Against a moto the AWS fidelity patches were not written for
@@ -38,6 +39,7 @@ INFO_FILE = "sandbox.json"
 def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultInjector | None = None) -> Callable:
     from werkzeug.wrappers import Request, Response
 
+    from provision.clouds.azure import sandbox as azure
     from provision.clouds.databricks import sandbox as databricks
 
     def reply(payload: Any, status: int = 200) -> Response:
@@ -65,6 +67,7 @@ def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultI
 
             moto_api_backend.reset()
             databricks.reset()
+            azure.reset()
             response = reply({"reset": True})
         else:
             response = reply({"error": f"no such control endpoint {request.method} {path}"}, 404)
@@ -87,6 +90,7 @@ def serve(runtime_dir: Path, overrides: dict[str, Any], port: int = 0) -> None:
     from werkzeug.serving import make_server
 
     from provision.clouds.aws.sandbox import make_aws_app
+    from provision.clouds.azure.sandbox import make_azure_app
     from provision.clouds.databricks.sandbox import make_databricks_app
 
     settings = SandboxSettings()
@@ -95,7 +99,9 @@ def serve(runtime_dir: Path, overrides: dict[str, Any], port: int = 0) -> None:
     aws_server = make_server("127.0.0.1", port, faults.wrap(make_aws_app(settings), "aws"), threaded=True)
     dbx_app = _control(settings, faults.wrap(make_databricks_app(settings), "databricks"), faults)
     dbx_server = make_server("127.0.0.1", 0, dbx_app, threaded=True)
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (aws_server, dbx_server)]
+    azure_server = make_server("127.0.0.1", 0, faults.wrap(make_azure_app(settings), "azure"), threaded=True)
+    servers = (aws_server, dbx_server, azure_server)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for thread in threads:
         thread.start()
     runtime_dir.mkdir(parents=True, exist_ok=True)
@@ -107,13 +113,16 @@ def serve(runtime_dir: Path, overrides: dict[str, Any], port: int = 0) -> None:
             "databricks_host": f"http://127.0.0.1:{dbx_server.server_port}",
             "databricks_account_id": settings.account_id,
             "databricks_token": settings.token,
+            "azure_endpoint_url": f"http://127.0.0.1:{azure_server.server_port}",
+            "azure_subscription_id": settings.azure_subscription_id,
+            "azure_token": settings.azure_token,
         },
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    for server in (aws_server, dbx_server):
+    for server in servers:
         server.shutdown()
     try:
         info = json.loads((runtime_dir / INFO_FILE).read_text())

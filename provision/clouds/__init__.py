@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from provision.clouds import aws, databricks
+from provision.clouds import aws, azure, databricks
 from provision.clouds.base import Cloud
 from provision.orchestrator.retry import ErrorRules
 
-CLOUDS: dict[str, Cloud] = {c.name: c for c in (aws.CLOUD, databricks.CLOUD)}
+CLOUDS: dict[str, Cloud] = {c.name: c for c in (aws.CLOUD, azure.CLOUD, databricks.CLOUD)}
 
 
 def error_rules(names: Iterable[str] = tuple(CLOUDS)) -> ErrorRules:

@@ -25,8 +25,8 @@ class Target:
 
     kind: str  # REAL or SANDBOX
     endpoints: Mapping[str, str] = field(default_factory=dict)
-    # The sandbox's own local token (its Databricks emulator's); never a user's credential.
-    sandbox_token: str | None = field(default=None, repr=False)
+    # The sandbox's own local tokens, per cloud (its emulators' fixed tokens); never a user's credential.
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
     # A sandbox running a latency profile at this time scale (0: none); waits and backoff scale alike.
     time_scale: float = 0.0
     # Service principals the sandbox accepts for OAuth M2M (its `oauth_clients` setting).
@@ -38,6 +38,9 @@ class Target:
 
     def endpoint(self, cloud: str) -> str | None:
         return self.endpoints.get(cloud)
+
+    def token(self, cloud: str) -> str | None:
+        return self.tokens.get(cloud)
 
 
 @dataclass

@@ -24,6 +24,9 @@ SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "ARM_CLIENT_SECRET",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_PASSWORD",
 )
 _SECRET_KEY = re.compile(r"secret|token|password|authorization", re.IGNORECASE)
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}

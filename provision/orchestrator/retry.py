@@ -31,6 +31,8 @@ class ErrorInfo:
     code: str
     message: str
     status: int
+    # Seconds the service asked us to wait before trying again (HTTP Retry-After), if it said.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,15 @@ class ErrorRules:
         found = self._find(exc)
         return bool(found and found[0].in_use(found[1]))
 
+    def retry_after(self, exc: BaseException) -> float | None:
+        """How long the service asked to wait (Retry-After), if it said: from the cloud's own error, or an
+        SDK's `retry_after_secs` (databricks-sdk)."""
+        found = self._find(exc)
+        if found and found[1].retry_after:
+            return found[1].retry_after
+        value = getattr(exc, "retry_after_secs", None)
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
     def hint(self, reason: str) -> str:
         return next((c.hints[reason] for c in self.clouds if reason in c.hints), "")
 
@@ -180,7 +191,8 @@ class RetryPolicy:
         def backoff(state: tenacity.RetryCallState) -> float:
             ceiling = min(self.max_seconds, self.initial_seconds * (2 ** min(state.attempt_number - 1, 30)))
             delay = self.rng.uniform(ceiling / 2, ceiling)
-            retry_after = getattr(state.outcome.exception(), "retry_after_secs", None) if state.outcome else None
+            failed = state.outcome.exception() if state.outcome else None
+            retry_after = self.errors.retry_after(failed) if failed is not None else None
             if retry_after:
                 delay = max(delay, float(retry_after))
             remaining = deadline - (self.clock() - start)

@@ -35,6 +35,10 @@ class SandboxInfo:
     databricks_host: str
     databricks_account_id: str
     databricks_token: str
+    # The ARM emulator, its one subscription and its fixed local bearer token (it opens only 127.0.0.1).
+    azure_endpoint_url: str
+    azure_subscription_id: str
+    azure_token: str
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -67,6 +67,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
+from provision.sandbox.arm_shape import arm_error, arm_operation, arm_refusal
 from provision.sandbox.settings import SandboxSettings
 
 _MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -92,6 +93,7 @@ _AWS_CODES = {
 }  # fmt: skip
 _AWS_KINDS = ("throttling", "internal_error", "dropped_connection")
 _DBX_KINDS = ("too_many_requests", "temporarily_unavailable")
+_ARM_KINDS = ("too_many_requests", "internal_error", "dropped_connection")
 _STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -161,13 +163,13 @@ class FaultInjector:
     # --- middleware -----------------------------------------------------------------------------------------
 
     def wrap(self, app: Callable, kind: str) -> Callable:
-        """kind: "aws" (moto's server) or "databricks" (the emulator)."""
-        if kind not in ("aws", "databricks"):
+        """kind: "aws" (moto's server), "databricks" or "azure" (the emulators)."""
+        handlers = {"aws": self._aws, "databricks": self._databricks, "azure": self._azure}
+        if kind not in handlers:
             raise ValueError(f"unknown app kind {kind!r}")
         settings = self.settings
-        handle = self._aws if kind == "aws" else self._databricks
-
-        latency = "aws_call_seconds" if kind == "aws" else "databricks_call_seconds"
+        handle = handlers[kind]
+        latency = f"{kind}_call_seconds"
 
         def middleware(environ: dict, start_response: Callable) -> Iterable[bytes]:
             call_seconds = getattr(settings, latency)
@@ -216,6 +218,30 @@ class FaultInjector:
             return app(environ, start_response)
         return self._lose(app, environ, start_response, lost, lambda: _dbx_error(
             start_response, 503, "TEMPORARILY_UNAVAILABLE", "sandbox fault: temporarily unavailable"))
+
+    def _azure(self, app: Callable, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """ARM: 429 with Retry-After, a 500, or a dropped connection; a PUT applied whose answer is lost."""
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "")
+        operation = arm_operation(method, path)
+        refusal = self.settings.refuse.get(operation) if self.settings.refuse else None
+        if refusal:
+            self._count(f"refused {refusal}")
+            return arm_refusal(start_response, refusal, operation, path)
+        fault, lost = self._decide(_ARM_KINDS, method == "PUT")
+        if fault == "dropped_connection":
+            self._count(fault)
+            _drop(environ)
+        if fault == "too_many_requests":
+            self._count(fault)
+            return arm_error(start_response, 429, "TooManyRequests", "sandbox fault: the request was throttled; retry after the interval", retry_after=1)
+        if fault == "internal_error":
+            self._count(fault)
+            return arm_error(start_response, 500, "InternalServerError", "sandbox fault: encountered internal server error")
+        if lost is None:
+            return app(environ, start_response)
+        return self._lose(app, environ, start_response, lost, lambda: arm_error(
+            start_response, 503, "ServiceUnavailable", "sandbox fault: the service is temporarily unavailable", retry_after=1))
 
     def _aws(self, app: Callable, environ: dict, start_response: Callable) -> Iterable[bytes]:
         shape, action = _classify_aws(environ)

@@ -28,6 +28,13 @@ REALISTIC: dict[str, float] = {
     "workspace_provisioning_seconds": 360.0,  # Databricks workspace PROVISIONING -> RUNNING
     "aws_call_seconds": 0.1,  # one AWS API round trip
     "databricks_call_seconds": 0.3,  # one Databricks Account API round trip
+    # Azure (the ARM emulator, clouds/azure/sandbox)
+    "azure_workspace_provisioning_seconds": 300.0,  # Microsoft.Databricks/workspaces Accepted -> Succeeded
+    "azure_workspace_deleting_seconds": 240.0,  # workspace (and its managed resource group) Deleting -> gone
+    "azure_endpoint_seconds": 30.0,  # private endpoint / DNS zone group Updating -> Succeeded (and deletion)
+    "azure_resource_seconds": 5.0,  # VNet, subnet, NSG, private DNS zone, VNet link PUT/DELETE
+    "azure_resource_group_deleting_seconds": 90.0,  # resource group deletion, with what it holds
+    "azure_call_seconds": 0.15,  # one ARM round trip
 }
 
 PROFILES = {"realistic": REALISTIC}

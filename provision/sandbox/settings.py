@@ -15,6 +15,11 @@ SANDBOX_ACCOUNT_ID = "5a4db0c5-0000-4000-8000-00000000000a"
 SANDBOX_TOKEN = "dapi-sandbox-local-token"
 # moto's default AWS account.
 SANDBOX_AWS_ACCOUNT_ID = "123456789012"
+# The ARM emulator's only subscription, its tenant and its fixed local bearer token (like the Databricks
+# token, it opens only the emulator on 127.0.0.1).
+SANDBOX_AZURE_SUBSCRIPTION_ID = "5a4db0c5-0000-4000-8000-0000000000a2"
+SANDBOX_AZURE_TENANT_ID = "5a4db0c5-0000-4000-8000-0000000000a3"
+SANDBOX_AZURE_TOKEN = "azure-sandbox-local-token"
 # Databricks' own AWS account, the principal a cross-account role must trust.
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID  # noqa: E402,F401  (re-exported for the emulator)
 
@@ -47,6 +52,18 @@ class SandboxSettings:
     # Transit gateways: pending -> available and deleting -> deleted; VPC attachments likewise.
     tgw_pending_seconds: float = 0.5
     tgw_attachment_pending_seconds: float = 0.5
+    # ARM emulator (clouds/azure/sandbox): its subscription and token (read-only), and how long each
+    # long-running operation takes: a workspace Accepted -> Succeeded and Deleting -> gone; a VNet, subnet,
+    # NSG, private DNS zone or VNet link PUT/DELETE; a private endpoint or DNS zone group; a resource group
+    # deletion (with everything in it); and every ARM call's own latency.
+    azure_subscription_id: str = SANDBOX_AZURE_SUBSCRIPTION_ID
+    azure_token: str = SANDBOX_AZURE_TOKEN
+    azure_workspace_provisioning_seconds: float = 2.0
+    azure_workspace_deleting_seconds: float = 1.0
+    azure_resource_seconds: float = 0.2
+    azure_endpoint_seconds: float = 0.5
+    azure_resource_group_deleting_seconds: float = 0.3
+    azure_call_seconds: float = 0.0
     # Fault injection (faults.py), all off by default: the fraction of requests failed before the backend
     # (throttling, 500, dropped connection; Databricks 429/503), the fraction of mutating requests applied
     # but answered with a 503 or a dropped connection, and the seed of the one RNG deciding both.
@@ -87,7 +104,7 @@ class SandboxSettings:
         known = {f.name: f for f in dataclasses.fields(self) if not f.name.startswith("_")}
         with self._lock:
             for key, value in values.items():
-                if key not in known or key in ("account_id", "token"):
+                if key not in known or key in ("account_id", "token", "azure_subscription_id", "azure_token"):
                     raise ValueError(f"unknown or read-only sandbox setting: {key}")
                 if key == "refuse":
                     self.refuse = _refusals(value)

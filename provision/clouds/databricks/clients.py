@@ -83,7 +83,7 @@ class DatabricksClients:
         client_id, secret = os.environ.get("DATABRICKS_CLIENT_ID"), os.environ.get("DATABRICKS_CLIENT_SECRET")
         if client_id and secret and client_id in self.target.oauth_client_ids:
             return {"client_id": client_id, "client_secret": secret, "auth_type": "oauth-m2m"}
-        return {"token": self.target.sandbox_token, "auth_type": "pat"}
+        return {"token": self.target.token("databricks"), "auth_type": "pat"}
 
 
 def workspace_url(deployment_name: str) -> str:
