@@ -119,3 +119,75 @@ def test_an_existing_resource_group_in_another_location_fails_preflight(sandbox,
     assert "azure.resource_group" in result.stderr and location in result.stderr
     assert not (tmp_path / "provision.state.json").exists()
     assert counts(azure_inventory(sandbox)) == {"azure_resource_groups": 1}
+
+
+SUB = "5a4db0c5-0000-4000-8000-0000000000a2"
+DELEGATION = [{"name": "dbx", "properties": {"serviceName": "Microsoft.Databricks/workspaces"}}]
+
+
+def _team_network(c: AzureClients, *, delegate: bool = True, nsg: bool = True) -> str:
+    """What a platform team already has: a VNet with a host, a container and an endpoint subnet."""
+    c.resource.resource_groups.create_or_update("net-rg", {"location": "eastus2"})
+    nsg_id = None
+    if nsg:
+        nsg_id = c.network.network_security_groups.begin_create_or_update("net-rg", "team-nsg", {"location": "eastus2"}).result().as_dict()["id"]
+    c.network.virtual_networks.begin_create_or_update(
+        "net-rg", "team-vnet", {"location": "eastus2", "properties": {"addressSpace": {"addressPrefixes": ["10.70.0.0/22"]}}},
+    ).result()
+    for name, prefix, delegated in (("public-host", "10.70.0.0/24", True), ("private-worker", "10.70.1.0/24", True), ("endpoints", "10.70.2.0/26", False)):
+        props: dict = {"addressPrefix": prefix}
+        if delegated and delegate:
+            props["delegations"] = DELEGATION
+        if delegated and nsg_id:
+            props["networkSecurityGroup"] = {"id": nsg_id}
+        c.network.subnets.begin_create_or_update("net-rg", "team-vnet", name, {"properties": props}).result()
+    return f"/subscriptions/{SUB}/resourceGroups/net-rg/providers/Microsoft.Network/virtualNetworks/team-vnet"
+
+
+def _existing_spec(tmp_path: Path, vnet_id: str, **network) -> Path:
+    data = specs.example(EXAMPLE)
+    data["azure"]["network"] = {
+        "existing_vnet_id": vnet_id, "host_subnet": "public-host", "container_subnet": "private-worker", "endpoint_subnet": "endpoints",
+        **network,
+    }
+    return specs.write(tmp_path / "spec.toml", data)
+
+
+def test_an_existing_vnet_is_used_read_only_and_left_as_it_was(sandbox, cli, tmp_path):
+    c = arm(sandbox)
+    vnet_id = _team_network(c)
+    before = {s.as_dict()["name"]: s.as_dict()["properties"].get("networkSecurityGroup") for s in c.network.subnets.list("net-rg", "team-vnet")}
+    spec = _existing_spec(tmp_path, vnet_id)
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    ws = c.databricks.workspaces.get("rg-acme-azpl", "acme-azpl").as_dict()["properties"]
+    assert ws["parameters"]["customVirtualNetworkId"]["value"].lower() == vnet_id.lower()
+    assert ws["parameters"]["customPublicSubnetName"]["value"] == "public-host"
+    cli("teardown", "--yes", check=0)
+    left = azure_inventory(sandbox)
+    assert sorted(g["name"] for g in left["azure_resource_groups"]) == ["net-rg"]
+    assert [v["name"] for v in left["azure_virtual_networks"]] == ["team-vnet"]
+    after = {s.as_dict()["name"]: s.as_dict()["properties"].get("networkSecurityGroup") for s in c.network.subnets.list("net-rg", "team-vnet")}
+    assert after == before
+
+
+@pytest.mark.parametrize("problem, fragment", [
+    ({"delegate": False}, "is not delegated to Microsoft.Databricks/workspaces"),
+    ({"nsg": False}, "has no network security group"),
+])
+def test_preflight_refuses_an_unfit_existing_vnet_before_anything_is_created(sandbox, cli, tmp_path, problem, fragment):
+    vnet_id = _team_network(arm(sandbox), **problem)
+    spec = _existing_spec(tmp_path, vnet_id)
+    result = cli("up", "--config", str(spec), "--sandbox")
+    assert result.returncode == 2, result.stderr
+    assert "azure.network.host_subnet" in result.stderr and fragment in result.stderr
+    assert not (tmp_path / "provision.state.json").exists()
+    assert [g["name"] for g in azure_inventory(sandbox)["azure_resource_groups"]] == ["net-rg"]
+
+
+def test_preflight_names_a_missing_subnet_and_a_subnet_outside_the_rules(sandbox, cli, tmp_path):
+    vnet_id = _team_network(arm(sandbox))
+    spec = _existing_spec(tmp_path, vnet_id, container_subnet="nope", endpoint_subnet="public-host2")
+    result = cli("up", "--config", str(spec), "--sandbox")
+    assert result.returncode == 2
+    assert "azure.network.container_subnet: subnet nope not found" in result.stderr
+    assert "azure.network.endpoint_subnet: subnet public-host2 not found" in result.stderr

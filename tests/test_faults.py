@@ -54,7 +54,8 @@ def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path,
     finally:
         daemon.configure(sandbox, {"fault_rate": 0})
     # The faults really happened, on the way up and on the way down.
-    assert injected_up > 10 and sum(injected.values()) - injected_up > 5, injected
+    # An Azure run makes fewer calls than an AWS one (ARM's PUT carries what EC2 needs several calls for).
+    assert injected_up > (5 if topology.startswith("azure") else 10) and sum(injected.values()) - injected_up > 5, injected
     assert counts(inventory(sandbox, account_id=account)) == {}
     log = "".join(p.read_text() for p in (tmp_path / "provision-logs").glob("*-up.log"))
     reasons = {json.loads(line)["reason"] for line in log.splitlines() if '"event": "retrying"' in line}

@@ -31,6 +31,7 @@ from test_azure_support import (  # noqa: F401  (fixtures)
 from provision.clouds.azure import sandbox as emulator
 from provision.clouds.azure.sandbox.listing import list_via_api
 from provision.sandbox.latency import REALISTIC
+from provision.sandbox.settings import SandboxSettings
 
 
 def raw(client, method: str, url: str, body: dict | None = None):
@@ -278,9 +279,28 @@ def test_a_private_endpoint_gets_a_nic_an_address_and_dns_records(world):
     assert {r.name for r in world.az.dns.record_sets.list("rg", zone["name"])} == {"@", relative}
     world.az.network.private_dns_zone_groups.begin_delete("rg", "pe", "default", polling_interval=POLL).result()
     assert [r.name for r in world.az.dns.record_sets.list("rg", zone["name"])] == ["@"]
+    refused(lambda: world.az.network.subnets.begin_delete("rg", "vnet", "endpoints", polling=False), 400, "InUseSubnetCannotBeDeleted",
+            f"Subnet endpoints is in use by {nic['properties']['ipConfigurations'][0]['id']} and cannot be deleted.")
     world.az.network.private_endpoints.begin_delete("rg", "pe", polling_interval=POLL).result()
     assert "privateEndpoints" not in world.az.network.subnets.get("rg", "vnet", "endpoints").as_dict()["properties"]
     world.az.network.subnets.begin_delete("rg", "vnet", "endpoints", polling_interval=POLL).result()
+
+
+def test_applying_the_same_bodies_again_changes_nothing(world):
+    vnet = world.network()
+    ws = world.workspace(vnet)
+    pe = world.put_pe(world.pe_body(vnet, ws)).result().as_dict()
+    nsg = world.az.network.network_security_groups.get("rg", "nsg").as_dict()
+    poller = world.put_workspace(world.workspace_body(vnet), polling=False)
+    assert poller.result().provisioning_state == "Updating"
+    wait_until(lambda: world.az.databricks.workspaces.get("rg", "ws").provisioning_state == "Succeeded", timeout=3)
+    again = world.az.databricks.workspaces.get("rg", "ws").as_dict()["properties"]
+    assert (again["workspaceId"], again["workspaceUrl"]) == (ws["properties"]["workspaceId"], ws["properties"]["workspaceUrl"])
+    assert world.put_pe(world.pe_body(vnet, ws)).result().as_dict()["properties"]["customDnsConfigs"] == pe["properties"]["customDnsConfigs"]
+    # An NSG re-applied as read back (Databricks' rules included) is accepted.
+    body = {"location": "eastus", "properties": {"securityRules": [{"name": r["name"], "properties": r["properties"]} for r in nsg["properties"]["securityRules"]]}}
+    world.az.network.network_security_groups.begin_create_or_update("rg", "nsg", body, polling_interval=POLL).result()
+    assert [r.name for r in world.az.network.network_security_groups.get("rg", "nsg").security_rules] == [r["name"] for r in nsg["properties"]["securityRules"]]
 
 
 def test_nsg_shows_default_rules_and_its_subnets(world):
@@ -306,7 +326,7 @@ def test_a_vnet_link_completes(world, settings):
 
 
 def test_azure_settings_and_latency_profile():
-    values = emulator.make_azure_app.__globals__["SandboxSettings"]()
+    values = SandboxSettings()
     with pytest.raises(ValueError, match="read-only"):
         values.update({"azure_token": "x"})
     with pytest.raises(ValueError, match="read-only"):

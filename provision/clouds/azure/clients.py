@@ -160,6 +160,9 @@ class AzureClients:
             custom_hook_policy=counter(f"azure.{name}", self.stats, self._on_call),
             connection_timeout=10,
             read_timeout=60,
+            # Only for callers that use the SDK's own pollers (tests, a user's script): steps poll with our
+            # policy. The SDK's default of 30 s between polls when ARM sends no Retry-After is far too slow.
+            polling_interval=0.05 if self.target.is_sandbox else 2,
         )
         if name == "resource":
             from azure.mgmt.resource.resources import ResourceManagementClient

@@ -32,7 +32,7 @@ DNS record outlive their target: getstratolens.com "Private Endpoint Disconnecte
 "orphaned private endpoints after target service deletion").
 
 A DNS zone group's zone must exist (InvalidResourceReference); once it is Succeeded the zone holds an A
-record (TTL 10) per FQDN of the endpoint: adb-<workspaceId>.<n> for databricks_ui_api, <region>.pl-auth for
+record (TTL 10, the TTL Azure gives these records; recalled, not sourced) per FQDN of the endpoint: adb-<workspaceId>.<n> for databricks_ui_api, <region>.pl-auth for
 browser_authentication (relative to privatelink.azuredatabricks.net), shown in the group's
 privateDnsZoneConfigs[].properties.recordSets; deleting the group (or its endpoint) removes them.
 """

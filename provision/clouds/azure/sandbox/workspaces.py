@@ -184,7 +184,7 @@ def _validate(ctx: Any, rid: str, body: dict, existing: dict | None) -> dict:
     mode = mode or old.get("computeMode") or "Hybrid"
     if existing is not None and old.get("computeMode") and not same(mode, old["computeMode"]) and rules.enforced("workspace-compute-mode-immutable"):
         raise _refuse("ComputeModeChangeNotAllowed", f"Updating computeMode from {old['computeMode']} to {mode} is currently not allowed")
-    mrg_ref = props.get("managedResourceGroupId")
+    mrg_ref = old.get("managedResourceGroupId") or props.get("managedResourceGroupId")  # kept on update
     mrg = parse_group_id(mrg_ref)
     if mrg is None or not same(mrg[0], ctx.sub):
         raise _refuse("InvalidParameter", f"The managedResourceGroupId '{mrg_ref}' is not a valid resource group id in subscription '{ctx.sub}'.")
@@ -194,7 +194,7 @@ def _validate(ctx: Any, rid: str, body: dict, existing: dict | None) -> dict:
     access = props.get("publicNetworkAccess") or old.get("publicNetworkAccess") or "Enabled"
     if access == "Disabled" and not premium and rules.enforced("workspace-premium-for-private-access"):
         raise _refuse("InvalidSkuForPublicNetworkAccess", "Disabling public network access (Private Link) is only supported for workspaces on the premium pricing tier.")
-    params = props.get("parameters") or {}
+    params = {**(old.get("parameters") or {}), **(props.get("parameters") or {})}  # an update keeps what it omits
     vnet_ref = _param(params, "customVirtualNetworkId")
     old_vnet = _param(old.get("parameters") or {}, "customVirtualNetworkId")
     if existing is not None and not same(vnet_ref or old_vnet, old_vnet) and rules.enforced("workspace-vnet-immutable"):
@@ -261,7 +261,7 @@ def _put(ctx: Any) -> tuple[int, Any, dict]:
     stamp = lro.iso(ctx.at)
     ws["properties"] = {
         **{k: v for k, v in old.items() if k in ("workspaceId", "workspaceUrl", "createdBy", "createdDateTime")},
-        "managedResourceGroupId": props["managedResourceGroupId"],
+        "managedResourceGroupId": old.get("managedResourceGroupId") or props["managedResourceGroupId"],
         "computeMode": need["mode"],
         "parameters": _parameters(props.get("parameters") or {}, existing),
         "provisioningState": "Updating" if state_of(existing) == "Succeeded" else "Accepted",
