@@ -47,7 +47,8 @@ from provision.sandbox.settings import SandboxSettings  # noqa: E402
 
 # Every topology of the registry, run from its own example file.
 EXAMPLES = {name: topology.example_path for name, topology in REGISTRY.items()}
-CREATE_PREFIXES = ("Create", "Allocate", "Run", "POST ")
+# ARM creates with PUT (create-or-update): counted as creates, like the Account API's POSTs.
+CREATE_PREFIXES = ("Create", "Allocate", "Run", "POST ", "PUT ")
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "GET ")
 
 
@@ -258,7 +259,7 @@ def measure_help(runs: int = 7) -> dict:
         walls.append(time.monotonic() - started)
     probe = (
         "import sys\nfrom provision import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('boto3', 'botocore', 'databricks.sdk', 'moto') if m in sys.modules))"
+        "print(sorted(m for m in ('boto3', 'botocore', 'databricks.sdk', 'moto', 'azure.core', 'azure.identity') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return {"median_seconds": round(statistics.median(walls), 3), "min_seconds": round(min(walls), 3), "heavy_modules_loaded": loaded}

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import specs
 from cli_support import provision_command
+
 from provision import topologies
 from provision.errors import SpecError
 

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 import specs
 from sandbox_inventory import AZURE_PRIVATELINK, counts, inventory, untagged
+
 from provision.app.inventory import azure_inventory
 from provision.clouds.azure.clients import AzureClients
 from provision.orchestrator.clients import SANDBOX, CallStats, Target

@@ -36,8 +36,22 @@ KINDS = [
     "databricks_vpc-endpoints",
     "databricks_private-access-settings",
     "databricks_tokens",
+    "azure_resource_groups",
+    "azure_virtual_networks",
+    "azure_subnets",
+    "azure_network_security_groups",
+    "azure_private_endpoints",
+    "azure_private_dns_zone_groups",
+    "azure_private_dns_zones",
+    "azure_virtual_network_links",
+    "azure_workspaces",
 ]
-OWNED = ["vpc", "subnet", "internet_gateway", "nat_gateway", "elastic_ip", "route_table", "security_group", "vpc_endpoint"]
+OWNED = [
+    "vpc", "subnet", "internet_gateway", "nat_gateway", "elastic_ip", "route_table", "security_group", "vpc_endpoint",
+    # Azure: every taggable resource we create (subnets and zone groups have no tags; their parent is ours).
+    "azure_resource_groups", "azure_virtual_networks", "azure_network_security_groups", "azure_private_endpoints",
+    "azure_private_dns_zones", "azure_virtual_network_links", "azure_workspaces",
+]
 
 
 def test_composed_inventory_has_exactly_the_known_kinds(sandbox):
@@ -48,7 +62,7 @@ def test_composed_inventory_has_exactly_the_known_kinds(sandbox):
     assert counts(found) == {}  # a fresh sandbox: the default VPC and its parts are not inventory
 
 
-def test_owned_kinds_are_the_ec2_kinds_we_tag():
+def test_owned_kinds_are_the_kinds_we_tag():
     assert sorted(owned_kinds()) == sorted(OWNED)
 
 

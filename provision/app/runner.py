@@ -179,7 +179,8 @@ def _run(
         # flock released the dead holder's lock; the user should know that run ended unfinished.
         log.warning("the previous run died without finishing; its lock was released and this run takes over", pid=lock.taken_over_from)
     state.save()
-    _prewarm_databricks_sdk()
+    if "databricks" in run.clients:
+        _prewarm_databricks_sdk()
     outcome = "failed"
     try:
         engine.up() if operation == "up" else engine.teardown()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 _VERBS = {"PUT": "write", "PATCH": "write", "DELETE": "delete", "GET": "read", "HEAD": "read", "POST": "action"}
 STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}

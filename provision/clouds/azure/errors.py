@@ -11,10 +11,8 @@ from provision.orchestrator.retry import CloudErrors, ErrorInfo, ErrorRules
 
 # The resource (or the one it hangs on) is busy with another operation: ARM serialises writes per resource.
 _BUSY = {
-    "AnotherOperationInProgress", "RetryableError", "RetryableErrorDueToAnotherOperation", "OperationNotAllowed_InProgress",
-    "ReferencedResourceNotProvisioned", "Conflict", "ResourceGroupBeingDeleted_Retry", "PutSubnetOperationInProgress",
-    "CanceledAndSupersededDueToAnotherOperation", "InternalServerError", "ServiceUnavailable", "GatewayTimeout",
-    "TooManyRequests", "SubscriptionRequestsThrottled", "ResourceCollectionRequestsThrottled",
+    "AnotherOperationInProgress", "RetryableError", "RetryableErrorDueToAnotherOperation", "ReferencedResourceNotProvisioned",
+    "ConcurrentUpdateError", "ResourceGroupBeingDeleted", "PutSubnetOperationInProgress", "CanceledAndSupersededDueToAnotherOperation",
 }
 _NOT_FOUND = {"ResourceNotFound", "ResourceGroupNotFound", "NotFound", "ParentResourceNotFound"}
 # A 404 that is not "this resource is gone" but a wrong subscription: never counts as deleted.
@@ -23,9 +21,7 @@ _NOT_GONE = {"SubscriptionNotFound", "InvalidSubscriptionId"}
 # subnet); released once the user is gone, which ARM reports late.
 _IN_USE = {
     "InUseSubnetCannotBeDeleted", "InUseNetworkSecurityGroupCannotBeDeleted", "NetworkSecurityGroupCannotBeRemovedDueToNipOnSubnet",
-    "SubnetHasServiceEndpointWithInvalidServiceName", "InUseSubnetCannotBeUpdated", "CannotDeleteResource",
-    "PrivateDnsZoneHasVirtualNetworkLinks", "CannotDeleteVirtualNetworkWhileSubnetsInUse",
-    "InUseVirtualNetworkCannotBeDeleted", "SubnetInUseByWorkspace", "NetworkSecurityGroupInUseByVirtualNetworkInjectedWorkspace",
+    "SubnetDelegationsCannotChangeWhenSubnetUsedByResource", "CannotDeleteResource", "ResourceGroupDeletionBlocked",
 }
 _CONNECTION = {"ServiceRequestError", "ServiceResponseError", "ServiceRequestTimeoutError", "ServiceResponseTimeoutError"}
 

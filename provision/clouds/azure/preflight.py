@@ -5,7 +5,8 @@ before anything is created. Every problem names its spec field and is reported a
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from provision.clouds.azure import context as az
 from provision.clouds.azure.errors import is_not_found
@@ -101,7 +102,7 @@ def _existing_vnet(spec: Spec, arm: Any, call: Call, workspace_id: str) -> list[
                 problems.append(FieldProblem(where, f"subnet {subnet_name} is not delegated to {DATABRICKS_DELEGATION}"))
             if not (p.get("networkSecurityGroup") or {}).get("id"):
                 problems.append(FieldProblem(where, f"subnet {subnet_name} has no network security group associated"))
-            user = used.get((subnet_name.lower()))
+            user = used.get(subnet_name.lower())
             if user:
                 problems.append(FieldProblem(where, f"subnet {subnet_name} is already used by workspace {user}"))
         elif services:

@@ -26,15 +26,13 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from provision.clouds.azure.sandbox import (
-    dns,
-    endpoints,
-    lro,
-    network,
-    nsg,
-    resources,
-    workspaces,
-)
+import provision.clouds.azure.sandbox.dns as dns  # noqa: PLR0402
+import provision.clouds.azure.sandbox.endpoints as endpoints  # noqa: PLR0402
+import provision.clouds.azure.sandbox.lro as lro  # noqa: PLR0402
+import provision.clouds.azure.sandbox.network as network  # noqa: PLR0402
+import provision.clouds.azure.sandbox.nsg as nsg  # noqa: PLR0402
+import provision.clouds.azure.sandbox.resources as resources  # noqa: PLR0402
+import provision.clouds.azure.sandbox.workspaces as workspaces  # noqa: PLR0402
 from provision.clouds.azure.sandbox.store import (
     STORE,
     ArmError,

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.clouds.azure.sandbox import endpoints, lro, resources, rules
+import provision.clouds.azure.sandbox.endpoints as endpoints  # noqa: PLR0402
+import provision.clouds.azure.sandbox.lro as lro  # noqa: PLR0402
+import provision.clouds.azure.sandbox.resources as resources  # noqa: PLR0402
+import provision.clouds.azure.sandbox.rules as rules  # noqa: PLR0402
 from provision.clouds.azure.sandbox.store import (
     STORE,
     ArmError,

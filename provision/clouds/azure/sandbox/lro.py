@@ -152,7 +152,7 @@ def ensure_idle(ctx: Any, records: list[dict | None]) -> None:
     """The network resource provider runs one operation at a time on a resource and what depends on it:
     409 AnotherOperationInProgress (with the pending operation's status URL) otherwise, as
     Azure/terraform-provider-azapi#503 shows it (older API versions answered 429, hashicorp/terraform#7153)."""
-    from provision.clouds.azure.sandbox import rules
+    import provision.clouds.azure.sandbox.rules as rules  # noqa: PLR0402
     from provision.clouds.azure.sandbox.store import ArmError
 
     if not rules.enforced("one-operation-at-a-time"):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from provision.clouds.azure.sandbox import lro, resources
+import provision.clouds.azure.sandbox.lro as lro  # noqa: PLR0402
+import provision.clouds.azure.sandbox.resources as resources  # noqa: PLR0402
 from provision.clouds.azure.sandbox.store import (
     STORE,
     bad_request,

@@ -26,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from provision.clouds.azure.sandbox import lro, resources, rules
+import provision.clouds.azure.sandbox.lro as lro  # noqa: PLR0402
+import provision.clouds.azure.sandbox.resources as resources  # noqa: PLR0402
+import provision.clouds.azure.sandbox.rules as rules  # noqa: PLR0402
 from provision.clouds.azure.sandbox.network import NS
 from provision.clouds.azure.sandbox.store import (
     STORE,

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.clouds.azure.sandbox import lro, rules
+import provision.clouds.azure.sandbox.lro as lro  # noqa: PLR0402
+import provision.clouds.azure.sandbox.rules as rules  # noqa: PLR0402
 from provision.clouds.azure.sandbox.store import (
     STORE,
     ArmError,

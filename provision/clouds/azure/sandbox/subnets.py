@@ -26,7 +26,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from provision.clouds.azure.sandbox import rules
+import provision.clouds.azure.sandbox.rules as rules  # noqa: PLR0402
 from provision.clouds.azure.sandbox.store import (
     STORE,
     bad_request,

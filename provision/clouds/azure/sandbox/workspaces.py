@@ -44,14 +44,12 @@ import random
 import string
 from typing import Any
 
-from provision.clouds.azure.sandbox import (
-    endpoints,
-    lro,
-    nsg,
-    resources,
-    rules,
-    subnets,
-)
+import provision.clouds.azure.sandbox.endpoints as endpoints  # noqa: PLR0402
+import provision.clouds.azure.sandbox.lro as lro  # noqa: PLR0402
+import provision.clouds.azure.sandbox.nsg as nsg  # noqa: PLR0402
+import provision.clouds.azure.sandbox.resources as resources  # noqa: PLR0402
+import provision.clouds.azure.sandbox.rules as rules  # noqa: PLR0402
+import provision.clouds.azure.sandbox.subnets as subnets  # noqa: PLR0402
 from provision.clouds.azure.sandbox.store import (
     STORE,
     ArmError,

@@ -223,7 +223,10 @@ class NsgAssociation(ArmResource):
         return {"subnet_id": resource["id"], "nsg_id": (az.props(resource).get("networkSecurityGroup") or {}).get("id")}
 
     def delete(self, ctx: Context, out: Outputs) -> None:
-        self._put_subnet(ctx, None)
+        # Read first: a retried removal whose first answer was lost finds the NSG already off.
+        subnet = az.as_json(self.get(ctx))
+        if (az.props(subnet).get("networkSecurityGroup") or {}).get("id"):
+            az.arm(ctx).network.subnets.begin_create_or_update(self.group, self.vnet_name, self.name, subnet_body(subnet, None), polling=False)
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
         ctx.wait(
