@@ -325,7 +325,8 @@ def flat_outputs(state: StateFile) -> dict[str, Any]:
         record = state.steps.get(listed[0]["step"])
         if record is not None and record.status is Status.DONE:
             for key in ("workspace_url", "workspace_id", "workspace_status", "deployment_name"):
-                flat[key] = record.outputs.get(key)
+                if key in record.outputs or key in WORKSPACE_FACTS:
+                    flat[key] = record.outputs.get(key)
     flat["workspaces"] = [{k: w[k] for k in ("name", *WORKSPACE_FACTS)} for w in listed]
     for sid, rec in state.steps.items():
         if rec.status is Status.DONE:

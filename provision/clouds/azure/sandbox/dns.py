@@ -102,14 +102,9 @@ def _zone(ctx: Any) -> tuple[int, Any, dict]:
     if ctx.method == "PUT":
         return _put_zone(ctx)
     rg, name = ctx.args["rg"], ctx.args["zone"]
-    resources.group(ctx, rg)
-    zone = STORE.get(zone_id(ctx.sub, rg, name))
-    if ctx.method == "GET":
-        if zone is None:
-            raise resource_not_found(f"{TYPE}/{name}", rg)
-        return 200, render_zone(zone), {}
-    if zone is None:
-        return 204, None, {}
+    reply, zone = resources.read_or_gone(ctx, rg, zone_id(ctx.sub, rg, name), f"{TYPE}/{name}", render_zone)
+    if reply is not None:
+        return reply
     links = links_of(zone)
     if links and rules.enforced("dns-zone-delete-with-links"):
         raise ArmError(

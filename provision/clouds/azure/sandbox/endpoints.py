@@ -244,14 +244,9 @@ def _pe(ctx: Any) -> tuple[int, Any, dict]:
     if ctx.method == "PUT":
         return _put_pe(ctx)
     rg, name = ctx.args["rg"], ctx.args["pe"]
-    resources.group(ctx, rg)
-    pe = STORE.get(pe_id(ctx.sub, rg, name))
-    if ctx.method == "GET":
-        if pe is None:
-            raise resource_not_found(f"Microsoft.Network/privateEndpoints/{name}", rg)
-        return 200, public(pe), {}
-    if pe is None:
-        return 204, None, {}
+    reply, pe = resources.read_or_gone(ctx, rg, pe_id(ctx.sub, rg, name), f"Microsoft.Network/privateEndpoints/{name}", public)
+    if reply is not None:
+        return reply
     groups = STORE.children(pe["id"], "private_dns_zone_groups")
     lro.ensure_idle(ctx, [pe, *groups])
     op = lro.schedule(pe, ctx.at, ctx.delay("azure_endpoint_seconds", pe["id"]), "deleted", ns=NS, location=pe["location"])

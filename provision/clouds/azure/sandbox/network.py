@@ -108,14 +108,9 @@ def _vnet(ctx: Any) -> tuple[int, Any, dict]:
     rg, name = ctx.args["rg"], ctx.args["vnet"]
     if ctx.method == "PUT":
         return _put_vnet(ctx)
-    resources.group(ctx, rg)
-    vnet = STORE.get(vnet_id(ctx.sub, rg, name))
-    if ctx.method == "GET":
-        if vnet is None:
-            raise resource_not_found(f"Microsoft.Network/virtualNetworks/{name}", rg)
-        return 200, render_vnet(vnet), {}
-    if vnet is None:
-        return 204, None, {}
+    reply, vnet = resources.read_or_gone(ctx, rg, vnet_id(ctx.sub, rg, name), f"Microsoft.Network/virtualNetworks/{name}", render_vnet)
+    if reply is not None:
+        return reply
     lro.ensure_idle(ctx, [vnet, *subnets_of(vnet)])
     for subnet in subnets_of(vnet):
         in_use(subnet)

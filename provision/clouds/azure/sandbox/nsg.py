@@ -37,7 +37,6 @@ from provision.clouds.azure.sandbox.store import (
     new_guid,
     provider_id,
     public,
-    resource_not_found,
     same,
 )
 
@@ -245,14 +244,9 @@ def _nsg(ctx: Any) -> tuple[int, Any, dict]:
     if ctx.method == "PUT":
         return _put(ctx)
     rg, name = ctx.args["rg"], ctx.args["nsg"]
-    resources.group(ctx, rg)
-    nsg = STORE.get(nsg_id(ctx.sub, rg, name))
-    if ctx.method == "GET":
-        if nsg is None:
-            raise resource_not_found(f"Microsoft.Network/networkSecurityGroups/{name}", rg)
-        return 200, render(nsg), {}
-    if nsg is None:
-        return 204, None, {}
+    reply, nsg = resources.read_or_gone(ctx, rg, nsg_id(ctx.sub, rg, name), f"Microsoft.Network/networkSecurityGroups/{name}", render)
+    if reply is not None:
+        return reply
     lro.ensure_idle(ctx, [nsg])
     subnets = associated_subnets(nsg)
     if subnets and rules.enforced("in-use-nsg-delete"):

@@ -36,6 +36,7 @@ from provision.clouds.azure.sandbox.store import (
     group_id,
     new_guid,
     public,
+    resource_not_found,
     rg_not_found,
 )
 from provision.sandbox.settings import SANDBOX_AZURE_TENANT_ID
@@ -77,6 +78,20 @@ def group(ctx: Any, rg: str, write: bool = False) -> dict:
             f"The resource group '{record['name']}' is in deprovisioning state and cannot perform this operation.",
         )
     return record
+
+
+def read_or_gone(ctx: Any, rg: str, rid: str, type_path: str, render: Any) -> tuple[tuple[int, Any, dict] | None, dict | None]:
+    """The shared start of a GET or DELETE on one resource: a GET is answered here (404 in ARM's words if it is
+    missing), and so is a DELETE of a missing resource (204, as ARM answers). Otherwise (None, the resource)."""
+    group(ctx, rg)
+    found = STORE.get(rid)
+    if ctx.method == "GET":
+        if found is None:
+            raise resource_not_found(type_path, rg)
+        return (200, render(found), {}), found
+    if found is None:
+        return (204, None, {}), None
+    return None, found
 
 
 def generic(record: dict) -> dict:

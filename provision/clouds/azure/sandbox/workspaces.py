@@ -298,14 +298,9 @@ def _workspace(ctx: Any) -> tuple[int, Any, dict]:
     if ctx.method == "PUT":
         return _put(ctx)
     rg, name = ctx.args["rg"], ctx.args["ws"]
-    resources.group(ctx, rg)
-    ws = STORE.get(ws_id(ctx.sub, rg, name))
-    if ctx.method == "GET":
-        if ws is None:
-            raise resource_not_found(f"{TYPE}/{name}", rg)
-        return 200, render(ws), {}
-    if ws is None:
-        return 204, None, {}
+    reply, ws = resources.read_or_gone(ctx, rg, ws_id(ctx.sub, rg, name), f"{TYPE}/{name}", render)
+    if reply is not None:
+        return reply
     if busy(ws) and rules.enforced("workspace-one-operation-at-a-time"):
         raise ArmError(409, "ConcurrentUpdateError", _BUSY)
     op = lro.schedule(ws, ctx.at, ctx.delay("azure_workspace_deleting_seconds", ws["id"]), "deleted", ns=NS, location=ws["location"])
