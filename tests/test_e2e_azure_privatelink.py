@@ -191,3 +191,103 @@ def test_preflight_names_a_missing_subnet_and_a_subnet_outside_the_rules(sandbox
     assert result.returncode == 2
     assert "azure.network.container_subnet: subnet nope not found" in result.stderr
     assert "azure.network.endpoint_subnet: subnet public-host2 not found" in result.stderr
+
+
+# --- resuming what an earlier run left in flight or broken ---------------------------------------------------
+
+
+def _slow(sandbox, **delays: float) -> None:
+    from provision.sandbox import daemon
+
+    daemon.configure(sandbox, delays)
+
+
+def test_teardown_killed_while_the_workspace_is_deleting_waits_for_it_rather_than_retrying_a_refused_delete(sandbox, cli, tmp_path):
+    """The second teardown finds the workspace still Deleting (ARM refuses another DELETE with 409): it waits with
+    the workspace's own timeout, far past the 3 s retry deadline a retried DELETE would have."""
+    spec = specs.write(tmp_path / "spec.toml", specs.merged(specs.example(EXAMPLE), timeouts={"retry_deadline_seconds": 3}))
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    _slow(sandbox, azure_workspace_deleting_seconds=6)
+    killed = cli("teardown", "--yes", env={"PROVISION_FAILPOINTS": "workspace:after_delete=kill"})
+    assert killed.returncode == -9
+    cli("teardown", "--yes", check=0)
+    assert counts(azure_inventory(sandbox)) == {}
+
+
+def test_up_killed_while_the_workspace_is_creating_is_resumed_by_waiting_and_teardown_waits_too(sandbox, cli, tmp_path):
+    spec = specs.write(tmp_path / "spec.toml", specs.merged(specs.example(EXAMPLE), timeouts={"retry_deadline_seconds": 3}))
+    _slow(sandbox, azure_workspace_provisioning_seconds=6)
+    killed = cli("up", "--config", str(spec), "--sandbox", env={"PROVISION_FAILPOINTS": "workspace:after_create=kill"})
+    assert killed.returncode == -9
+    # Straight to teardown while the workspace is still being created: its DELETE waits for the create to finish.
+    cli("teardown", "--yes", check=0)
+    assert counts(azure_inventory(sandbox)) == {}
+
+
+def test_a_failed_workspace_is_put_again_by_resume_once_the_cause_is_gone(sandbox, cli, tmp_path):
+    c = arm(sandbox)
+    # The cause: the managed resource group the workspace names already exists (Azure Databricks must create it).
+    c.resource.resource_groups.create_or_update("managed-acme-azpl", {"location": "eastus2"})
+    spec = specs.write(tmp_path / "spec.toml", specs.example(EXAMPLE))
+    failed = cli("up", "--config", str(spec), "--sandbox")
+    assert failed.returncode == 2, failed.stderr  # preflight names it before anything is made
+    assert "azure.workspace.managed_resource_group" in failed.stderr
+    # Made after preflight passed (a race with someone else): the workspace's operation fails.
+    c.resource.resource_groups.begin_delete("managed-acme-azpl").result()
+    killed = cli("up", "--config", str(spec), "--sandbox", env={"PROVISION_FAILPOINTS": "workspace:before_create=kill"})
+    assert killed.returncode == -9
+    c.resource.resource_groups.create_or_update("managed-acme-azpl", {"location": "eastus2"})
+    resumed = cli("resume")
+    assert resumed.returncode == 1 and "Failed" in resumed.stderr
+    assert c.databricks.workspaces.get("rg-acme-azpl", "acme-azpl").as_dict()["properties"]["provisioningState"] == "Failed"
+    c.resource.resource_groups.begin_delete("managed-acme-azpl").result()
+    cli("resume", check=0)
+    assert c.databricks.workspaces.get("rg-acme-azpl", "acme-azpl").as_dict()["properties"]["provisioningState"] == "Succeeded"
+    cli("teardown", "--yes", check=0)
+    assert counts(azure_inventory(sandbox)) == {}
+
+
+def test_an_endpoint_left_disconnected_by_a_replaced_workspace_is_made_again(sandbox, cli, tmp_path):
+    spec = specs.write(tmp_path / "spec.toml", specs.example(EXAMPLE))
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    c = arm(sandbox)
+    c.databricks.workspaces.begin_delete("rg-acme-azpl", "acme-azpl").result()  # someone deleted it by hand
+    pe = c.network.private_endpoints.get("rg-acme-azpl", "acme-azpl-pe-ui-api").as_dict()
+    assert pe["properties"]["privateLinkServiceConnections"][0]["properties"]["privateLinkServiceConnectionState"]["status"] == "Disconnected"
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    pe = c.network.private_endpoints.get("rg-acme-azpl", "acme-azpl-pe-ui-api").as_dict()
+    assert pe["properties"]["privateLinkServiceConnections"][0]["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
+    assert counts(inventory(sandbox)) == AZURE_PRIVATELINK
+    cli("teardown", "--yes", check=0)
+    assert counts(azure_inventory(sandbox)) == {}
+
+
+def test_a_second_deployment_in_the_same_group_is_refused_by_preflight(sandbox, cli, tmp_path):
+    arm(sandbox).resource.resource_groups.create_or_update("shared-rg", {"location": "eastus2"})
+    first = specs.write(tmp_path / "first.toml", specs.merged(specs.example(EXAMPLE), azure={"resource_group": "shared-rg", "resource_group_exists": True}))
+    cli("up", "--config", str(first), "--sandbox", check=0)
+    other = tmp_path / "other"
+    other.mkdir()
+    second = specs.write(other / "spec.toml", specs.merged(
+        specs.example(EXAMPLE), name="acme-two",
+        azure={"resource_group": "shared-rg", "resource_group_exists": True, "workspace": {"name": "acme-two"},
+               "network": {"vnet_cidr": "10.61.0.0/22"}},
+    ))
+    before = counts(azure_inventory(sandbox))
+    result = cli("up", "--config", str(second), "--sandbox", "--state", str(other / "provision.state.json"))
+    assert result.returncode == 2, result.stderr
+    assert "azure.resource_group" in result.stderr and "privatelink.azuredatabricks.net" in result.stderr
+    assert counts(azure_inventory(sandbox)) == before
+
+
+def test_an_existing_vnet_already_linked_to_a_hub_zone_of_the_same_name_is_refused_by_preflight(sandbox, cli, tmp_path):
+    c = arm(sandbox)
+    vnet_id = _team_network(c)
+    c.resource.resource_groups.create_or_update("hub-dns", {"location": "eastus2"})
+    c.dns.private_zones.begin_create_or_update("hub-dns", "privatelink.azuredatabricks.net", {"location": "global"}).result()
+    link = {"location": "global", "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False}}
+    c.dns.virtual_network_links.begin_create_or_update("hub-dns", "privatelink.azuredatabricks.net", "team", link).result()
+    result = cli("up", "--config", str(_existing_spec(tmp_path, vnet_id)), "--sandbox")
+    assert result.returncode == 2, result.stderr
+    assert "azure.network.existing_vnet_id" in result.stderr and "already linked" in result.stderr
+    assert not (tmp_path / "provision.state.json").exists()

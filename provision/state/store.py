@@ -105,6 +105,8 @@ class StateLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            # A run that ends, however it ends, clears its pid: only a killed run leaves one for the next to report.
+            os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -45,9 +45,10 @@ def _outbound(name: str, priority: int, destination: str) -> dict[str, Any]:
 # With requiredNsgRules = NoAzureDatabricksRules, Databricks adds no rules of its own: the control plane is
 # reached through the private endpoint; sign-in (Azure AD) and the web front end (Front Door) stay on 443.
 # Azure's default rules already allow traffic inside the VNet and deny inbound traffic from the internet.
+# Priorities 200 and up leave 100-199 to the rules Azure Databricks adds to the NSG itself.
 BACKEND_RULES = (
-    _outbound("AllowAzureActiveDirectoryOutbound", 100, "AzureActiveDirectory"),
-    _outbound("AllowAzureFrontDoorOutbound", 110, "AzureFrontDoor.Frontend"),
+    _outbound("AllowAzureActiveDirectoryOutbound", 200, "AzureActiveDirectory"),
+    _outbound("AllowAzureFrontDoorOutbound", 201, "AzureFrontDoor.Frontend"),
 )
 
 

@@ -341,6 +341,20 @@ def test_dns_link_once_per_vnet(world):
         call()
 
 
+def test_dns_link_one_zone_per_namespace(world):
+    """The usual hub setup: the VNet already resolves privatelink.azuredatabricks.net from a zone in another group."""
+    world.rg()
+    world.rg("hub-rg")
+    vnet = world.vnet()
+    hub_zone = world.zone(rg="hub-rg")
+    world.link(hub_zone, vnet, rg="hub-rg")
+    zone = world.zone()
+    call = _link(world, zone, vnet["id"], "ours")
+    refused(call, 400, "BadRequest", "cannot be linked to multiple zones with overlapping namespaces")
+    with rules.disabled("dns-link-one-zone-per-namespace"):
+        call()
+
+
 def test_dns_zone_delete_with_links(world):
     world.rg()
     zone, vnet = world.zone(), world.vnet()

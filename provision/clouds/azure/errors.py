@@ -40,6 +40,8 @@ def parse(exc: BaseException) -> ErrorInfo | None:
     if "AzureError" not in names:
         return None
     if names & _CONNECTION and "HttpResponseError" not in names:
+        if "non-TLS" in str(exc):  # azure-core refused to send a token over plain HTTP: a setup error, never transient
+            return ErrorInfo("InsecureTransport", str(exc), 0)
         return ErrorInfo(type(exc).__name__, str(exc), 0)
     status = int(getattr(exc, "status_code", 0) or 0)
     error = getattr(exc, "error", None)
@@ -61,9 +63,10 @@ def _transient(e: ErrorInfo) -> str | None:
 
 
 def _not_found(e: ErrorInfo) -> bool:
+    # Only ARM's own word: a bare 404 (a proxy's page, a wrong provider or api-version) is not "gone".
     if e.code in _NOT_GONE:
         return False
-    return e.code in _NOT_FOUND or e.code.endswith("NotFound") or e.status == 404
+    return e.code in _NOT_FOUND or e.code.endswith("NotFound")
 
 
 ERRORS = CloudErrors(

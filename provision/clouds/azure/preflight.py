@@ -10,7 +10,9 @@ from typing import Any
 
 from provision.clouds.azure import context as az
 from provision.clouds.azure.errors import is_not_found
+from provision.clouds.azure.spec import LARGEST_ENDPOINT_SUBNET_PREFIX, LARGEST_SUBNET_PREFIX
 from provision.clouds.azure.steps.network import DATABRICKS_DELEGATION
+from provision.clouds.azure.steps.privatelink import PRIVATE_DNS_ZONE
 from provision.errors import FieldProblem, PreflightError
 from provision.orchestrator.step import TAG_DEPLOYMENT
 from provision.spec import Spec
@@ -61,8 +63,19 @@ def check(spec: Spec, clients: Any, source: str, call: Call) -> None:
             f"resource group {a.workspace.managed_resource_group} already exists; Azure Databricks creates the managed resource group itself: name one that does not exist",
         ))
 
+    own_zone = az.resource_id(a.subscription_id, a.resource_group, "Microsoft.Network/privateDnsZones", PRIVATE_DNS_ZONE)
+    zone = _read(call, lambda: arm.dns.private_zones.get(a.resource_group, PRIVATE_DNS_ZONE), "preflight private DNS zone")
+    zone_owner = (zone or {}).get("tags", {}).get(TAG_DEPLOYMENT) if zone else None
+    if zone is not None and zone_owner != spec.name:
+        whose = f"deployment {zone_owner!r}" if zone_owner else "no provision deployment"
+        problems.append(FieldProblem(
+            "azure.resource_group", f"resource group {a.resource_group} already holds the private DNS zone {PRIVATE_DNS_ZONE} "
+            f"(it belongs to {whose}) and a group holds one zone of a name: deploy into another resource group",
+        ))
+
     if a.network.existing:
         problems += _existing_vnet(spec, arm, call, workspace_id)
+        problems += _linked_elsewhere(arm, call, a.network.existing_vnet_id or "", own_zone)
     if problems:
         raise PreflightError(source, problems)
 
@@ -94,8 +107,10 @@ def _existing_vnet(spec: Spec, arm: Any, call: Call, workspace_id: str) -> list[
         block = ipaddress.ip_network(prefix) if prefix else None
         if block is None or not any(block.subnet_of(space) for space in spaces if space.version == block.version):
             problems.append(FieldProblem(where, f"subnet {subnet_name} ({prefix}) is not inside the VNet's address space"))
-        elif block.prefixlen > 26:
-            problems.append(FieldProblem(where, f"subnet {subnet_name} is a /{block.prefixlen}; Azure Databricks needs /26 or larger"))
+        elif delegated and block.prefixlen > LARGEST_SUBNET_PREFIX:
+            problems.append(FieldProblem(where, f"subnet {subnet_name} is a /{block.prefixlen}; Azure Databricks needs /{LARGEST_SUBNET_PREFIX} or larger"))
+        elif block.prefixlen > LARGEST_ENDPOINT_SUBNET_PREFIX:
+            problems.append(FieldProblem(where, f"subnet {subnet_name} is a /{block.prefixlen}; the endpoints need /{LARGEST_ENDPOINT_SUBNET_PREFIX} or larger"))
         services = {(d.get("properties") or {}).get("serviceName") for d in p.get("delegations") or []}
         if delegated:
             if DATABRICKS_DELEGATION not in services:
@@ -127,3 +142,21 @@ def _subnets_in_use(arm: Any, call: Call, workspace_id: str, vnet_id: str) -> di
             if value:
                 used[value.lower()] = ws.get("name", "")
     return used
+
+
+def _linked_elsewhere(arm: Any, call: Call, vnet_id: str, own_zone: str) -> list[FieldProblem]:
+    """A VNet resolves a namespace from one zone: one already linked to another privatelink.azuredatabricks.net
+    zone (the usual hub DNS) cannot be linked to ours, and ARM would refuse it halfway through the run."""
+    zones = call(lambda: [az.as_json(z) for z in arm.dns.private_zones.list()], "preflight private DNS zones")
+    for zone in zones:
+        if zone.get("name", "").lower() != PRIVATE_DNS_ZONE or zone.get("id", "").lower() == own_zone.lower():
+            continue
+        group = az.parse_id(zone["id"])["resourcegroups"]
+        links = call(lambda: [az.as_json(link) for link in arm.dns.virtual_network_links.list(group, PRIVATE_DNS_ZONE)], "preflight zone links")
+        if any(str((az.props(link).get("virtualNetwork") or {}).get("id", "")).lower() == vnet_id.lower() for link in links):
+            return [FieldProblem(
+                "azure.network.existing_vnet_id",
+                f"the VNet is already linked to the private DNS zone {zone['id']}; Azure links a VNet to one zone of a name, "
+                "so this deployment cannot link its own: unlink it, or deploy the endpoint's records into that zone yourself",
+            )]
+    return []

@@ -29,6 +29,10 @@ SKUS = ("premium", "standard", "trial")
 # The workspace VNet: Databricks takes /16 to /24; each subnet /26 or larger.
 VNET_PREFIX_RANGE = (16, 24)
 LARGEST_SUBNET_PREFIX = 26
+# The endpoint subnet holds only the endpoints' interfaces: /28 (11 usable addresses in Azure) is enough.
+LARGEST_ENDPOINT_SUBNET_PREFIX = 28
+# Address ranges Azure VNets take for a private network: RFC 1918 and the shared (CGNAT) range.
+PRIVATE_RANGES = tuple(ipaddress.IPv4Network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 DEFAULT_SUBNET_PREFIXES = {"host": 24, "container": 24, "endpoint": 26}
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -94,6 +98,8 @@ def parse_region(check: Checker, data: dict[str, Any]) -> str | None:
     if "region" in data:
         check.fail("region", "an Azure spec names its location as azure.location, not region")
     location = check.string(_table(data), "location", "azure.location")
+    # ARM takes "EastUS2" and "eastus2" alike; the canonical form is lowercase without spaces.
+    location = location.replace(" ", "").lower() if location is not None else None
     if location is not None and location not in DATABRICKS_AZURE_LOCATIONS:
         near = sorted(loc for loc in DATABRICKS_AZURE_LOCATIONS if loc.startswith(location.lower()[:4]))
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
@@ -150,13 +156,13 @@ def _bool(check: Checker, table: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
-def _prefix(check: Checker, table: dict[str, Any], key: str, default: int) -> int | None:
+def _prefix(check: Checker, table: dict[str, Any], key: str, default: int, largest: int = LARGEST_SUBNET_PREFIX) -> int | None:
     where = f"azure.network.{key}"
     value = check.integer(table, key, where, default)
     if value is None:
         return None
-    if not 16 <= value <= LARGEST_SUBNET_PREFIX:
-        check.fail(where, f"must be a prefix length from 16 to {LARGEST_SUBNET_PREFIX} (a /{LARGEST_SUBNET_PREFIX} or larger subnet), got {value}")
+    if not 16 <= value <= largest:
+        check.fail(where, f"must be a prefix length from 16 to {largest} (a /{largest} or larger subnet), got {value}")
         return None
     return value
 
@@ -179,10 +185,14 @@ def _network(check: Checker, table: dict[str, Any], subscription_id: str | None)
     if vnet is not None and not VNET_PREFIX_RANGE[0] <= vnet.prefixlen <= VNET_PREFIX_RANGE[1]:
         check.fail("azure.network.vnet_cidr", f"must be a /{VNET_PREFIX_RANGE[0]} to /{VNET_PREFIX_RANGE[1]} block, got /{vnet.prefixlen}")
         vnet = None
-    if vnet is not None and not vnet.is_private:
-        check.fail("azure.network.vnet_cidr", f"{vnet} is not a private (RFC 1918) range")
+    if vnet is not None and not any(vnet.subnet_of(r) for r in PRIVATE_RANGES):
+        check.fail("azure.network.vnet_cidr", f"{vnet} is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10)")
         vnet = None
-    prefixes = [_prefix(check, net, f"{role}_subnet_size", DEFAULT_SUBNET_PREFIXES[role]) for role in ("host", "container", "endpoint")]
+    prefixes = [
+        _prefix(check, net, "host_subnet_size", DEFAULT_SUBNET_PREFIXES["host"]),
+        _prefix(check, net, "container_subnet_size", DEFAULT_SUBNET_PREFIXES["container"]),
+        _prefix(check, net, "endpoint_subnet_size", DEFAULT_SUBNET_PREFIXES["endpoint"], LARGEST_ENDPOINT_SUBNET_PREFIX),
+    ]
     if vnet is None or None in prefixes:
         return None
     blocks = allocate(vnet, [p for p in prefixes if p is not None])

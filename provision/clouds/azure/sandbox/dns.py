@@ -159,6 +159,18 @@ def _put_link(ctx: Any, zone: dict, link: dict | None) -> tuple[int, Any, dict]:
             f"A virtual network cannot be linked to the same Private DNS zone more than once. Virtual network "
             f"'{vnet_ref}' is already linked to zone '{zone['name']}' by link '{twin['name']}'.",
         )
+    # A VNet resolves each namespace from one zone only: a second zone of the same name (in another group) is refused.
+    overlapping = next(
+        (z for z in STORE.of_kind("private_dns_zones") if same(z["name"], zone["name"]) and not same(z["id"], zone["id"])
+         and any(same(k["properties"]["virtualNetwork"]["id"], vnet_ref) for k in links_of(z))),
+        None,
+    )
+    if overlapping is not None and rules.enforced("dns-link-one-zone-per-namespace"):
+        raise bad_request(
+            "BadRequest",
+            f"A virtual network cannot be linked to multiple zones with overlapping namespaces. You tried to link virtual "
+            f"network with '{zone['name']}' and '{overlapping['name']}' zones.",
+        )
     created = link is None
     link = link or STORE.add({"id": lid, "name": ctx.args["link"], "type": f"{TYPE}/virtualNetworkLinks", "_kind": "virtual_network_links"})
     link.update({"location": location, "etag": new_guid()})

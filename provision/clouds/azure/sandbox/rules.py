@@ -47,6 +47,7 @@ RULES: dict[str, str] = {
     "dns-zone-location-global": "400 LocationNotAvailableForResourceType: private DNS zones are 'global'",
     "dns-link-vnet-must-exist": "400 BadRequest: Virtual network resource not found",
     "dns-link-once-per-vnet": "409 Conflict: a VNet links to a zone once",
+    "dns-link-one-zone-per-namespace": "400 BadRequest: a VNet cannot be linked to two zones of the same name",
     "dns-zone-delete-with-links": "409 CannotDeleteResource: nested virtual network links",
     # workspaces.py
     "workspace-needs-compute-mode": "400 computeMode is required on create (api-version 2026-01-01 and later)",

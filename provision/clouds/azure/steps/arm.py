@@ -16,8 +16,10 @@ from provision.clouds.azure import context as az
 from provision.clouds.azure.errors import is_not_found
 from provision.orchestrator.step import Context, Outputs, Step
 
-# A resource being deleted is as good as gone for `find`: a new PUT waits (ARM answers 409 until it is).
+# A resource being deleted is as good as gone for `find`; `create` first waits for it to go (ARM refuses a PUT
+# until it has). States in which ARM refuses another write on the resource, until the operation finishes.
 GOING = frozenset({"Deleting"})
+BUSY = frozenset({"Accepted", "Creating", "Updating", "Provisioning", "Deleting", "Running"})
 
 
 class ArmResource(Step):
@@ -70,10 +72,20 @@ class ArmResource(Step):
         return self.outputs(resource)
 
     def create(self, ctx: Context) -> Outputs:
+        # After a crash mid-teardown the resource may still be going: wait it out with the step's own timeout,
+        # not the retry deadline a refused PUT (409) would otherwise be retried for.
+        current = self.read(ctx)
+        if current is not None and az.provisioning_state(current) in GOING:
+            self.wait_deleted(ctx, {})
         started = self.put(ctx, self.body(ctx))
         return self.outputs(az.as_json(started.result() if hasattr(started, "result") else started))
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        current = self.read(ctx)
+        if current is not None and az.provisioning_state(current) in az.FAILED:
+            # Found Failed (an earlier run's operation failed): ARM's own remedy is the same PUT again, once per run.
+            ctx.log.warning("resource is Failed; sending its PUT again", resource_id=current.get("id"))
+            self.put(ctx, self.body(ctx))
         resource = ctx.wait(
             lambda: az.as_json(self.get(ctx)), status_of=self.status_of, target={az.READY}, failure=set(az.FAILED),
             what=f"{self.what} {self.name}", detail_of=_detail, timeout_seconds=self.timeout(ctx),
@@ -84,11 +96,28 @@ class ArmResource(Step):
         return None
 
     def delete(self, ctx: Context, out: Outputs) -> None:
+        current = self.read(ctx)
+        if current is None:
+            return
+        state = az.provisioning_state(current)
+        if state in GOING:
+            return  # an earlier run's DELETE is still running: wait_deleted waits for it
+        if state in BUSY:
+            # ARM refuses a DELETE while another operation runs (a create a crash left in flight): let it finish.
+            ctx.wait(lambda: az.as_json(self.get(ctx)), status_of=az.provisioning_state, target={az.READY, *az.FAILED},
+                     what=f"{self.what} {self.name} (before deleting it)", timeout_seconds=self.timeout(ctx))
         self.remove(ctx)
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        ctx.wait_gone(lambda: az.as_json(self.get(ctx)), what=f"{self.what} {self.name}",
-                      status_of=az.provisioning_state, timeout_seconds=self.timeout(ctx))
+        def probe() -> str:
+            resource = self.read(ctx)
+            if resource is None:
+                return "gone"
+            # A delete that failed asynchronously leaves the resource Failed: say so now, not at the timeout.
+            return az.provisioning_state(resource)
+
+        ctx.wait(probe, status_of=lambda s: s, target={"gone"}, failure=set(az.FAILED),
+                 what=f"{self.what} {self.name} deletion", detail_of=lambda s: "ARM reports the delete failed", timeout_seconds=self.timeout(ctx))
 
 
 def _detail(resource: dict[str, Any]) -> str:

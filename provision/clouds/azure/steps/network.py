@@ -200,9 +200,11 @@ class NsgAssociation(ArmResource):
     def get(self, ctx: Context) -> Any:
         return az.arm(ctx).network.subnets.get(self.group, self.vnet_name, self.name)
 
-    def _put_subnet(self, ctx: Context, nsg_id: str | None) -> Any:
-        subnet = az.as_json(self.get(ctx))
-        return az.arm(ctx).network.subnets.begin_create_or_update(self.group, self.vnet_name, self.name, subnet_body(subnet, nsg_id), polling=False)
+    def put(self, ctx: Context, body: dict[str, Any]) -> Any:
+        return az.arm(ctx).network.subnets.begin_create_or_update(self.group, self.vnet_name, self.name, body, polling=False)
+
+    def body(self, ctx: Context) -> dict[str, Any]:
+        return subnet_body(az.as_json(self.get(ctx)), ctx.out(self.nsg_id))
 
     def find(self, ctx: Context) -> Outputs | None:
         subnet = self.read(ctx)
@@ -211,9 +213,6 @@ class NsgAssociation(ArmResource):
         if subnet is None or current is None or (wanted is not None and current.lower() != wanted.lower()):
             return None
         return self.outputs(subnet)
-
-    def create(self, ctx: Context) -> Outputs:
-        return self.outputs(az.as_json(self._put_subnet(ctx, ctx.out(self.nsg_id)).result()))
 
     def status_of(self, resource: dict[str, Any]) -> str:
         state = az.provisioning_state(resource)
@@ -226,7 +225,7 @@ class NsgAssociation(ArmResource):
         # Read first: a retried removal whose first answer was lost finds the NSG already off.
         subnet = az.as_json(self.get(ctx))
         if (az.props(subnet).get("networkSecurityGroup") or {}).get("id"):
-            az.arm(ctx).network.subnets.begin_create_or_update(self.group, self.vnet_name, self.name, subnet_body(subnet, None), polling=False)
+            self.put(ctx, subnet_body(subnet, None))
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
         ctx.wait(

@@ -129,7 +129,18 @@ class PrivateEndpoint(ArmResource):
         status = self._connection(resource).get("status") or "Pending"
         return az.READY if status == "Approved" else f"connection {status}"
 
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        return found.get("connection_status") == "Disconnected"
+
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        current = self.read(ctx)
+        if current is not None and self._connection(current).get("status") == "Disconnected":
+            # Its workspace was deleted (and perhaps made anew): the connection never comes back, the endpoint must
+            # be made again. Its DNS zone group goes with it, and its step makes that again too.
+            ctx.log.warning("private endpoint connection is Disconnected; making the endpoint again", resource_id=current.get("id"))
+            self.remove(ctx)
+            self.wait_deleted(ctx, out)
+            self.put(ctx, self.body(ctx))
         resource = ctx.wait(
             lambda: az.as_json(self.get(ctx)), status_of=self.status_of, target={az.READY},
             failure={*az.FAILED, "connection Rejected", "connection Disconnected"},
