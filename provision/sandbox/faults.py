@@ -13,11 +13,13 @@ Settings (SandboxSettings, read at request time, so POST /_sandbox/config switch
         other REST services         400  JSON {"__type"/"code": "ThrottlingException"} + X-Amzn-ErrorType
     * "internal_error": HTTP 500 with code InternalError, in the same shapes;
     * "dropped_connection": the socket is shut down without any response (see below).
+  ARM requests (the Azure emulator) get a 429 TooManyRequests with Retry-After: 1, a 500 InternalServerError
+  or a dropped connection, in ARM's shape {"error": {"code", "message"}} (sandbox/arm_shape.py).
   Databricks API requests (paths containing /api/, never /.well-known) get one of
     * "too_many_requests": 429, Retry-After: 1, {"error_code": "TOO_MANY_REQUESTS", "message": ...}
     * "temporarily_unavailable": 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": ...}
 - lost_response_rate (0..1): the fraction of *create* requests (Create*/Allocate*/Run*, S3 CreateBucket,
-  Databricks POSTs that create) (AWS actions such as Create*/Delete*/Tag*...,
+  Databricks POSTs that create, every ARM PUT) (AWS actions such as Create*/Delete*/Tag*...,
   S3 and other REST PUT/POST/PATCH/DELETE; Databricks POST/PATCH/PUT/DELETE) that the backend applies, but
   whose successful response the client never sees: it gets a 503 in the protocol's shape (AWS
   ServiceUnavailable, Databricks TEMPORARILY_UNAVAILABLE) or a dropped connection, chosen with the RNG.
@@ -32,7 +34,8 @@ Settings (SandboxSettings, read at request time, so POST /_sandbox/config switch
   AccessDenied / InvalidInput / LimitExceeded; S3 AccessDenied / InvalidArgument / TooManyBuckets; JSON
   services AccessDeniedException / InvalidRequestException / LimitExceededException; Databricks 403
   PERMISSION_DENIED / 400 INVALID_PARAMETER_VALUE / 400 QUOTA_EXCEEDED). Operations are AWS action names
-  (S3's bucket PUT is "CreateBucket") and Databricks "<collection>.<create|update|delete>". The fix for the
+  (S3's bucket PUT is "CreateBucket"), Databricks "<collection>.<create|update|delete>" and ARM actions
+  ("Microsoft.Network/privateEndpoints/write": AuthorizationFailed / InvalidParameter / QuotaExceeded). The fix for the
   cause is removing the entry; R1 proves a run fails fast on these and `resume` completes afterwards.
 - fault_seed (int): seeds the one RNG (guarded by a lock). The same seed and the same request sequence
   inject the same faults. The RNG is reseeded when fault_seed changes and by POST /_sandbox/faults/reset.
