@@ -81,11 +81,12 @@ class ArmResource(Step):
         return self.outputs(az.as_json(started.result() if hasattr(started, "result") else started))
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        current = self.read(ctx)
+        # The engine retries find, create and delete; calls made here go through ctx.call themselves.
+        current = ctx.call(lambda: self.read(ctx), f"{self.id} read")
         if current is not None and az.provisioning_state(current) in az.FAILED:
             # Found Failed (an earlier run's operation failed): ARM's own remedy is the same PUT again, once per run.
             ctx.log.warning("resource is Failed; sending its PUT again", resource_id=current.get("id"))
-            self.put(ctx, self.body(ctx))
+            ctx.call(lambda: self.put(ctx, self.body(ctx)), f"{self.id} put again")
         resource = ctx.wait(
             lambda: az.as_json(self.get(ctx)), status_of=self.status_of, target={az.READY}, failure=set(az.FAILED),
             what=f"{self.what} {self.name}", detail_of=_detail, timeout_seconds=self.timeout(ctx),

@@ -133,14 +133,14 @@ class PrivateEndpoint(ArmResource):
         return found.get("connection_status") == "Disconnected"
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        current = self.read(ctx)
+        current = ctx.call(lambda: self.read(ctx), f"{self.id} read")
         if current is not None and self._connection(current).get("status") == "Disconnected":
             # Its workspace was deleted (and perhaps made anew): the connection never comes back, the endpoint must
             # be made again. Its DNS zone group goes with it, and its step makes that again too.
             ctx.log.warning("private endpoint connection is Disconnected; making the endpoint again", resource_id=current.get("id"))
-            self.remove(ctx)
+            ctx.call(lambda: self.remove(ctx), f"{self.id} delete")
             self.wait_deleted(ctx, out)
-            self.put(ctx, self.body(ctx))
+            ctx.call(lambda: self.put(ctx, self.body(ctx)), f"{self.id} put again")
         resource = ctx.wait(
             lambda: az.as_json(self.get(ctx)), status_of=self.status_of, target={az.READY},
             failure={*az.FAILED, "connection Rejected", "connection Disconnected"},
