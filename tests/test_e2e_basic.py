@@ -283,8 +283,10 @@ def test_interrupt_exits_130_and_resume_finishes(sandbox, cli, tmp_path):
     from provision.sandbox import daemon
 
     daemon.configure(sandbox, {"workspace_provisioning_seconds": 30})
+    # SIGINT at its default in the child: a suite started in the background (nohup ... &) inherits it ignored.
     process = subprocess.Popen([*provision_command(), "up", "--config", str(spec_file(tmp_path)), "--sandbox"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Generous bounds: on 2 loaded cores (CI runs the suite on two workers) reaching the workspace can take a while.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
