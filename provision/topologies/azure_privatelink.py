@@ -58,7 +58,7 @@ def azure_privatelink(spec: Spec) -> list[Step]:
     steps: list[Step] = [(ExistingResourceGroup if a.resource_group_exists else ResourceGroup)("rg", name=group, location=location)]
     workspace_needs: tuple[str, ...] = ("rg",)
     if net.existing:
-        assert net.existing_vnet_id is not None
+        assert net.existing_vnet_id and net.host_subnet and net.container_subnet and net.endpoint_subnet
         parts = parse_id(net.existing_vnet_id)
         vnet_group, vnet_name = parts["resourcegroups"], parts["virtualnetworks"]
         steps += [

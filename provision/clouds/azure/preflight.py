@@ -98,6 +98,7 @@ def _existing_vnet(spec: Spec, arm: Any, call: Call, workspace_id: str) -> list[
         ("host_subnet", net.host_subnet, True), ("container_subnet", net.container_subnet, True), ("endpoint_subnet", net.endpoint_subnet, False),
     ):
         where = f"azure.network.{key}"
+        assert subnet_name is not None
         subnet = subnets.get(subnet_name.lower())
         if subnet is None:
             problems.append(FieldProblem(where, f"subnet {subnet_name} not found in VNet {name}"))

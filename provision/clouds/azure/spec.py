@@ -60,10 +60,11 @@ class AzureNetworkSpec:
     host_subnet_cidr: str | None
     container_subnet_cidr: str | None
     endpoint_subnet_cidr: str | None
+    # An existing VNet's subnets, by name (a new VNet's are named after the deployment).
     existing_vnet_id: str | None = None
-    host_subnet: str = "host"
-    container_subnet: str = "container"
-    endpoint_subnet: str = "endpoints"
+    host_subnet: str | None = None
+    container_subnet: str | None = None
+    endpoint_subnet: str | None = None
 
     @property
     def existing(self) -> bool:
