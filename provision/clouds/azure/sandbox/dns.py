@@ -126,11 +126,7 @@ def _finish_zone_delete(zone: dict, op: dict | None) -> None:
 
 
 def _zone_list(ctx: Any) -> tuple[int, Any, dict]:
-    zones = STORE.of_kind("private_dns_zones")
-    if "rg" in ctx.args:
-        resources.group(ctx, ctx.args["rg"])
-        zones = [z for z in zones if same(z["id"].split("/")[4], ctx.args["rg"])]
-    return 200, {"value": [render_zone(z) for z in zones]}, {}
+    return resources.list_kind(ctx, "private_dns_zones", render_zone)
 
 
 def _parent_zone(ctx: Any) -> dict:

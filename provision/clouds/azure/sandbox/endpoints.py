@@ -265,11 +265,7 @@ def _finish_pe_delete(pe: dict, op: dict | None) -> None:
 
 
 def _pe_list(ctx: Any) -> tuple[int, Any, dict]:
-    pes = STORE.of_kind("private_endpoints")
-    if "rg" in ctx.args:
-        resources.group(ctx, ctx.args["rg"])
-        pes = [p for p in pes if same(p["id"].split("/")[4], ctx.args["rg"])]
-    return 200, {"value": [public(p) for p in pes]}, {}
+    return resources.list_kind(ctx, "private_endpoints", public)
 
 
 # --- private DNS zone groups ---------------------------------------------------------------------------

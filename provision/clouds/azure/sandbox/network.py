@@ -172,11 +172,7 @@ def _subnet_list(ctx: Any) -> tuple[int, Any, dict]:
 
 
 def _vnet_list(ctx: Any) -> tuple[int, Any, dict]:
-    vnets = STORE.of_kind("virtual_networks")
-    if "rg" in ctx.args:
-        resources.group(ctx, ctx.args["rg"])
-        vnets = [v for v in vnets if same(v["id"].split("/")[4], ctx.args["rg"])]
-    return 200, {"value": [render_vnet(v) for v in vnets]}, {}
+    return resources.list_kind(ctx, "virtual_networks", render_vnet)
 
 
 def _nic(ctx: Any) -> tuple[int, Any, dict]:

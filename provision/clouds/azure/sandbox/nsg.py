@@ -262,11 +262,7 @@ def _nsg(ctx: Any) -> tuple[int, Any, dict]:
 
 
 def _list(ctx: Any) -> tuple[int, Any, dict]:
-    nsgs = STORE.of_kind("network_security_groups")
-    if "rg" in ctx.args:
-        resources.group(ctx, ctx.args["rg"])
-        nsgs = [n for n in nsgs if same(n["id"].split("/")[4], ctx.args["rg"])]
-    return 200, {"value": [render(n) for n in nsgs]}, {}
+    return resources.list_kind(ctx, "network_security_groups", render)
 
 
 lro.USERS["network_security_groups"] = lambda nsg: [s["id"] for s in associated_subnets(nsg)]

@@ -38,6 +38,7 @@ from provision.clouds.azure.sandbox.store import (
     public,
     resource_not_found,
     rg_not_found,
+    same,
 )
 from provision.sandbox.settings import SANDBOX_AZURE_TENANT_ID
 
@@ -92,6 +93,16 @@ def read_or_gone(ctx: Any, rg: str, rid: str, type_path: str, render: Any) -> tu
     if found is None:
         return (204, None, {}), None
     return None, found
+
+
+def list_kind(ctx: Any, kind: str, render: Any) -> tuple[int, Any, dict]:
+    """An ARM list operation of one resource type: by resource group when the path names one (which must
+    exist), else across the subscription."""
+    found = STORE.of_kind(kind)
+    if "rg" in ctx.args:
+        group(ctx, ctx.args["rg"])
+        found = [r for r in found if same(r["id"].split("/")[4], ctx.args["rg"])]
+    return 200, {"value": [render(r) for r in found]}, {}
 
 
 def generic(record: dict) -> dict:

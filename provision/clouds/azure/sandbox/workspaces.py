@@ -323,11 +323,7 @@ def _finish_delete(ws: dict, op: dict | None) -> None:
 
 
 def _list(ctx: Any) -> tuple[int, Any, dict]:
-    found = STORE.of_kind("workspaces")
-    if "rg" in ctx.args:
-        resources.group(ctx, ctx.args["rg"])
-        found = [w for w in found if same(w["id"].split("/")[4], ctx.args["rg"])]
-    return 200, {"value": [render(w) for w in found]}, {}
+    return resources.list_kind(ctx, "workspaces", render)
 
 
 def _connections(ctx: Any) -> tuple[int, Any, dict]:
