@@ -54,6 +54,12 @@ class Layout:
         self.private_subnets: list[str] = []
         # Steps the workspace network must wait for although it does not reference them.
         self.network_after: list[str] = []
+        # Customer-managed keys ([encryption], topologies/aws_encryption.py), by the step that makes each:
+        # KMS key steps produce "key_arn"; Databricks key configuration steps produce "customer_managed_key_id".
+        self.bucket_key: str | None = None  # KMS key of the root bucket's SSE-KMS
+        self.logs_key: str | None = None  # KMS key of the flow-log group
+        self.managed_services_key: str | None = None  # Databricks key configuration, MANAGED_SERVICES
+        self.storage_key: str | None = None  # Databricks key configuration, STORAGE
 
     def add(self, *steps: Step) -> None:
         self.steps.extend(steps)
@@ -66,6 +72,11 @@ def identity(spec: Spec, layout: Layout) -> None:
         layout.add(ExistingRole("iam.crossaccount", existing.cross_account_role_arn))
     else:
         layout.add(CrossAccountRole("iam.crossaccount"))
+
+
+def storage(spec: Spec, layout: Layout) -> None:
+    """The root bucket (after the keys: its encryption may name one)."""
+    existing = spec.existing
     if existing.bucket_name:
         layout.add(ExistingBucket("s3.root", existing.bucket_name))
     else:

@@ -3,8 +3,16 @@
 
 from __future__ import annotations
 
+import provision.topologies.aws_encryption as aws_encryption  # noqa: PLR0402  (the module, not its package)
+import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402
+import provision.topologies.aws_netsec as aws_netsec  # noqa: PLR0402
+import provision.topologies.workspace_security as workspace_security  # noqa: PLR0402
 from provision.clouds.aws import spec as aws_spec
+from provision.clouds.aws.spec_encryption import ENCRYPTION
+from provision.clouds.aws.spec_guardrails import GUARDRAILS
+from provision.clouds.aws.spec_netsec import NETWORK_SECURITY
 from provision.clouds.databricks import spec as dbx_spec
+from provision.clouds.databricks.spec_security import WORKSPACE_SECURITY
 from provision.orchestrator.step import Step
 from provision.spec import Spec
 from provision.topologies.aws_common import (
@@ -14,6 +22,7 @@ from provision.topologies.aws_common import (
     identity,
     network,
     one_workspace,
+    storage,
     vpc_lines,
     workspace,
 )
@@ -24,14 +33,22 @@ def basic(spec: Spec) -> list[Step]:
     """A workspace in a customer-managed VPC (new, or the user's existing one)."""
     layout = Layout()
     identity(spec, layout)
+    aws_encryption.keys(spec, layout)
+    storage(spec, layout)
     network(spec, layout)
+    aws_netsec.network_security(spec, layout)
     workspace(spec, layout)
+    layout.add(*workspace_security.hardening(spec, "dbx.workspace"))
+    layout.add(*aws_guardrails.guardrails(spec))
     return layout.steps
 
 
 TOPOLOGY = Topology(
     name="basic", cloud="aws", summary="a workspace in a customer-managed VPC (new, or an existing one)",
-    sections=(aws_spec.EXISTING, aws_spec.NETWORK, dbx_spec.section(), aws_spec.STORAGE),
+    sections=(
+        aws_spec.EXISTING, aws_spec.NETWORK, dbx_spec.section(), aws_spec.STORAGE,
+        ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, WORKSPACE_SECURITY,
+    ),
     build=basic, immutable=VPC_IMMUTABLE, workspaces=one_workspace, example="basic.toml",
     describe=vpc_lines, preflight=aws_preflight,
 )

@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
+import provision.topologies.aws_encryption as aws_encryption  # noqa: PLR0402  (the module, not its package)
+import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402
+import provision.topologies.aws_netsec as aws_netsec  # noqa: PLR0402
+import provision.topologies.workspace_security as workspace_security  # noqa: PLR0402
 from provision.clouds.aws import spec as aws_spec
+from provision.clouds.aws.spec_encryption import ENCRYPTION
+from provision.clouds.aws.spec_guardrails import GUARDRAILS
+from provision.clouds.aws.spec_netsec import NETWORK_SECURITY
 from provision.clouds.aws.steps.endpoints import (
     InterfaceEndpoint,
     PrivateDns,
@@ -11,6 +18,7 @@ from provision.clouds.aws.steps.endpoints import (
 from provision.clouds.aws.steps.network import PrivateLinkRules, SecurityGroup, Subnet
 from provision.clouds.aws.steps.routes import RouteTable
 from provision.clouds.databricks import spec as dbx_spec
+from provision.clouds.databricks.spec_security import WORKSPACE_SECURITY
 from provision.clouds.databricks.steps.account import (
     PrivateAccessSettings,
     VpcEndpointRegistration,
@@ -24,6 +32,7 @@ from provision.topologies.aws_common import (
     identity,
     network,
     one_workspace,
+    storage,
     vpc_lines,
     workspace,
 )
@@ -38,7 +47,10 @@ def privatelink(spec: Spec) -> list[Step]:
     assert pl is not None
     layout = Layout()
     identity(spec, layout)
+    aws_encryption.keys(spec, layout)
+    storage(spec, layout)
     network(spec, layout)
+    aws_netsec.network_security(spec, layout)
     workspace_subnets = list(layout.private_subnets)
     # From and to every workspace subnet (an existing subnet's CIDR is known only once it is read) and the endpoint subnet.
     endpoint_rules = PrivateLinkRules((*(Ref(s, "cidr") for s in workspace_subnets), pl.endpoint_subnet_cidr))
@@ -66,6 +78,8 @@ def privatelink(spec: Spec) -> list[Step]:
         public_access_enabled=pl.public_access_enabled, private_access_level=pl.private_access_level,
     ))
     workspace(spec, layout, private_access="dbx.pas", vpc_endpoints=("dbx.vpce.workspace", "dbx.vpce.relay"))
+    layout.add(*workspace_security.hardening(spec, "dbx.workspace"))
+    layout.add(*aws_guardrails.guardrails(spec))
     return layout.steps
 
 
@@ -74,6 +88,7 @@ TOPOLOGY = Topology(
     sections=(
         aws_spec.EXISTING, aws_spec.NETWORK, aws_spec.PRIVATELINK,
         dbx_spec.section(default_tier="ENTERPRISE", required_tier="ENTERPRISE", required_why="PrivateLink"), aws_spec.STORAGE,
+        ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, WORKSPACE_SECURITY,
     ),
     build=privatelink, immutable=(*VPC_IMMUTABLE, "privatelink"), workspaces=one_workspace,
     example="privatelink.toml", describe=vpc_lines, preflight=aws_preflight,

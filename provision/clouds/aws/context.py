@@ -39,6 +39,12 @@ def owner_filters(ctx: Context, step_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def account_id(ctx: Context) -> str:
+    """The AWS account the run's credentials belong to (STS), resolved once and kept in the state file:
+    scoped IAM and KMS policies name it in their ARNs."""
+    return str(ctx.fact("aws_account_id", lambda: ctx.call(lambda: client(ctx, "sts").get_caller_identity()["Account"], "aws account id")))
+
+
 def tag_value(resource: dict[str, Any], key: str) -> str | None:
     return next((t["Value"] for t in resource.get("Tags", []) if t["Key"] == key), None)
 

@@ -17,8 +17,11 @@ from moto.moto_server.werkzeug_app import (
 # import module` would count as importing the package (tools/import_graph.py).
 import provision.clouds.aws.sandbox.dependencies as dependencies  # noqa: PLR0402
 import provision.clouds.aws.sandbox.endpoints as endpoints  # noqa: PLR0402
+import provision.clouds.aws.sandbox.flowlogs as flowlogs  # noqa: PLR0402
+import provision.clouds.aws.sandbox.guardrails as guardrails  # noqa: PLR0402
 import provision.clouds.aws.sandbox.iam as iam  # noqa: PLR0402
 import provision.clouds.aws.sandbox.idempotency as idempotency  # noqa: PLR0402
+import provision.clouds.aws.sandbox.kms as kms  # noqa: PLR0402
 import provision.clouds.aws.sandbox.lifecycle as lifecycle  # noqa: PLR0402
 import provision.clouds.aws.sandbox.nat as nat  # noqa: PLR0402
 import provision.clouds.aws.sandbox.network_firewall as network_firewall  # noqa: PLR0402
@@ -29,7 +32,10 @@ import provision.clouds.aws.sandbox.transit as transit  # noqa: PLR0402
 import provision.clouds.aws.sandbox.transit_routes as transit_routes  # noqa: PLR0402
 from provision.sandbox.settings import SandboxSettings
 
-FAMILIES = (lifecycle, idempotency, nat, dependencies, endpoints, transit, transit_routes, network_firewall, s3, iam, secretsmanager)
+FAMILIES = (
+    lifecycle, idempotency, nat, dependencies, endpoints, transit, transit_routes, network_firewall, s3, iam, secretsmanager,
+    kms, flowlogs, guardrails,
+)
 
 
 class SandboxAWSApp:
