@@ -40,8 +40,10 @@ from provision.topologies import REGISTRY, build  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
 from provision.app.inventory import counts, inventory, untagged  # noqa: E402
 
-# Every topology of the registry, run from its own example file.
+# Every topology of the registry, run from its own example file, and the examples that turn on more of a
+# topology (enterprise: basic with every security section).
 EXAMPLES = {name: topology.example_path for name, topology in REGISTRY.items()}
+EXAMPLES["enterprise"] = REPO / "examples" / "enterprise.toml"
 CREATE_POINTS = ("before_create", "after_create", "after_checkpoint")
 DELETE_POINTS = ("before_delete", "after_delete")
 FAST = {
