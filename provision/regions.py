@@ -16,7 +16,11 @@ def _services(region: str, workspace: str, relay: str) -> PrivateLinkServices:
     return PrivateLinkServices(prefix + workspace, prefix + relay)
 
 
-# From the Databricks PrivateLink documentation's table of regional endpoint services.
+# From the Databricks documentation's table of PrivateLink VPC endpoint services
+# (https://docs.databricks.com/aws/en/resources/ip-domain-region#privatelink-vpc-endpoint-services); every
+# region's pair agrees with SRA's (terraform-databricks-sra aws/tf/variables.tf workspace_config and
+# scc_relay_config) but ap-southeast-3's workspace service, where SRA has vpce-svc-07a698e7e9ccfd04a: the value
+# here is the one transcriptions of that docs table give (spec: privatelink.workspace_service overrides it).
 PRIVATELINK_SERVICES: dict[str, PrivateLinkServices] = {
     region: _services(region, workspace, relay)
     for region, workspace, relay in (
@@ -25,6 +29,7 @@ PRIVATELINK_SERVICES: dict[str, PrivateLinkServices] = {
         ("ap-south-1", "vpce-svc-0dbfe5d9ee18d6411", "vpce-svc-03fd4d9b61414f3de"),
         ("ap-southeast-1", "vpce-svc-02535b257fc253ff4", "vpce-svc-0557367c6fc1a0c5c"),
         ("ap-southeast-2", "vpce-svc-0b87155ddd6954974", "vpce-svc-0b4a72e8f825495f6"),
+        ("ap-southeast-3", "vpce-svc-0fec4092997affd53", "vpce-svc-025ca447c232c6a1b"),
         ("ca-central-1", "vpce-svc-0205f197ec0e28d65", "vpce-svc-0c4e25bdbcbfbb684"),
         ("eu-central-1", "vpce-svc-081f78503812597f7", "vpce-svc-08e5dfca9572c85c4"),
         ("eu-west-1", "vpce-svc-0da6ebf1461278016", "vpce-svc-09b4eb2bc775f4e8c"),
@@ -33,6 +38,7 @@ PRIVATELINK_SERVICES: dict[str, PrivateLinkServices] = {
         ("sa-east-1", "vpce-svc-0bafcea8cdfe11b66", "vpce-svc-0e61564963be1b43f"),
         ("us-east-1", "vpce-svc-09143d1e626de2f04", "vpce-svc-00018a8c3ff62ffdf"),
         ("us-east-2", "vpce-svc-041dc2b4d7796b8d3", "vpce-svc-090a8fab0d73e39a6"),
+        ("us-west-1", "vpce-svc-09bb6ca26208063f2", "vpce-svc-04cb91f9372b792fe"),
         ("us-west-2", "vpce-svc-0129f463fcfbc46c5", "vpce-svc-0158114c0c730c3bb"),
     )
 }

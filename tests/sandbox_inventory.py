@@ -39,6 +39,30 @@ PRIVATELINK_NEW_VPC = BASIC_SINGLE_NAT + Counter(
     }
 )
 
+# The enterprise example: privatelink with a NAT gateway per zone, plus every security section: a customer-managed
+# key (one for both use cases) and its Databricks registration, flow logs (log group and delivery role), a NACL on
+# the private subnets, GuardDuty, AWS Config (recorder, channel, bucket, role, the guide's 8 rules) and a budget.
+ENTERPRISE = PRIVATELINK_NEW_VPC + Counter(
+    {
+        "nat_gateway": 1,
+        "elastic_ip": 1,
+        "route_table": 1,  # a private route table per NAT gateway
+        "kms_key": 1,
+        "kms_alias": 1,
+        "databricks_customer-managed-keys": 1,
+        "flow_log": 1,
+        "log_group": 1,
+        "network_acl": 1,
+        "iam_role": 2,  # flow-log delivery and AWS Config
+        "bucket": 1,  # AWS Config's delivery bucket
+        "guardduty_detector": 1,
+        "config_recorder": 1,
+        "delivery_channel": 1,
+        "config_rule": 8,
+        "budget": 1,
+    }
+)
+
 # The hub-spoke example: a hub VPC (firewall, NAT, TGW) and two spokes, each with a workspace and a token.
 HUB_SPOKE_TWO_SPOKES = Counter(
     {
@@ -55,7 +79,7 @@ HUB_SPOKE_TWO_SPOKES = Counter(
         "tgw_route_table": 2,
         "firewall": 1,
         "firewall_policy": 1,
-        "rule_group": 3,
+        "rule_group": 4,
         "secret": 2,
         "bucket": 2,
         "iam_role": 1,

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import boto3
-
 import specs
 from sandbox_inventory import counts, inventory
+
+from provision.clouds.aws.sandbox.network_firewall.evaluate import (
+    DROP,
+    PASS,
+    Flow,
+    live_verdict,
+)
+from provision.clouds.aws.steps.firewall import STRICT_FACT
+from provision.clouds.aws.steps.firewall_rules import sandbox_resolver
+from provision.regions import EGRESS_FACTS
 
 ACCOUNT = specs.example("hub-spoke")["databricks"]["account_id"]
 
@@ -32,7 +42,7 @@ def firewall_inventory(sandbox) -> dict[str, int]:
 
 def tgw_inventory(sandbox) -> dict[str, int]:
     ec2 = client(sandbox, "ec2")
-    live = lambda items: [i for i in items if i["State"] not in ("deleted", "deleting")]  # noqa: E731
+    live = lambda items: [i for i in items if i["State"] not in ("deleted", "deleting")]
     return {
         "tgw": len(live(ec2.describe_transit_gateways()["TransitGateways"])),
         "tgw_attachment": len(live(ec2.describe_transit_gateway_vpc_attachments()["TransitGatewayVpcAttachments"])),
@@ -53,7 +63,7 @@ def test_hub_spoke_two_spokes_then_a_third_then_teardown(sandbox, cli, tmp_path)
     assert {w["workspace_name"]: w["workspace_status"] for w in found["databricks_workspaces"]} == {
         "acme-hub-analytics": "RUNNING", "acme-hub-science": "RUNNING",
     }
-    assert firewall_inventory(sandbox) == {"firewall": 1, "firewall_policy": 1, "rule_group": 3}
+    assert firewall_inventory(sandbox) == {"firewall": 1, "firewall_policy": 1, "rule_group": 4}
     assert tgw_inventory(sandbox) == {"tgw": 1, "tgw_attachment": 3, "tgw_route_table": 2}
     out = outputs(tmp_path)
 
@@ -99,7 +109,7 @@ def test_hub_spoke_two_spokes_then_a_third_then_teardown(sandbox, cli, tmp_path)
     assert {"nvirginia.cloud.databricks.com", "tunnel.us-east-1.cloud.databricks.com", ".pypi.org", ".pythonhosted.org"} <= set(targets)
     assert domains["RuleVariables"]["IPSets"]["HOME_NET"]["Definition"] == ["10.10.0.0/24", "10.20.0.0/16", "10.30.0.0/16"]
     deny = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.deny"]["rule_group_arn"])["RuleGroup"]["RulesSource"]["StatefulRules"]
-    assert {(r["Action"], r["Header"]["Protocol"]) for r in deny} == {("DROP", "ICMP"), ("DROP", "FTP"), ("DROP", "SSH")}
+    assert {(r["Action"], r["Header"]["Protocol"]) for r in deny} == {("DROP", "ICMP"), ("DROP", "FTP"), ("DROP", "SSH"), ("DROP", "UDP")}
     cp = nfw.describe_rule_group(RuleGroupArn=out["fw.rg.controlplane"]["rule_group_arn"])["RuleGroup"]["RulesSource"]["StatefulRules"]
     assert [(r["Action"], r["Header"]["Destination"], r["Header"]["DestinationPort"]) for r in cp] == [("PASS", "3.237.73.224/28", "443")]
 
@@ -159,3 +169,86 @@ def test_removing_or_changing_a_spoke_of_a_live_deployment_is_refused(sandbox, c
     changed["spokes"] = [{"name": "analytics", "vpc_cidr": "10.21.0.0/16"}]
     result = cli("up", "--config", str(specs.write(tmp_path / "spec.toml", changed)), "--sandbox")
     assert result.returncode == 2 and "spokes[analytics]" in result.stderr
+
+
+def _downgrade_to_legacy_firewall(sandbox, state_path: Path, spec_name: str) -> tuple[str, str]:
+    """Make the live deployment what an older provision left: DEFAULT_ACTION_ORDER rule groups and policy named
+    `<deployment>-<step>`, the firewall on that policy, and the state file recording them (no metastore group,
+    no strict-order fact). The firewall's ARN and the old policy's."""
+    nfw = client(sandbox, "network-firewall")
+    state = json.loads(state_path.read_text())
+    steps = {s["id"]: s for s in state["steps"]}
+    name = lambda sid: f"{spec_name}-{sid}".replace(".", "-")
+    tags = lambda sid: [{"Key": "provision:deployment", "Value": spec_name}, {"Key": "provision:step", "Value": sid}]
+    strict = {sid: steps[sid]["outputs"]["rule_group_arn"] for sid in ("fw.rg.domains", "fw.rg.deny", "fw.rg.controlplane", "fw.rg.metastore")}
+    old: dict[str, str] = {}
+    for sid in ("fw.rg.domains", "fw.rg.deny", "fw.rg.controlplane"):
+        body = nfw.describe_rule_group(RuleGroupArn=steps[sid]["outputs"]["rule_group_arn"])["RuleGroup"]
+        body.pop("StatefulRuleOptions")
+        old[sid] = nfw.create_rule_group(RuleGroupName=name(sid), Type="STATEFUL", Capacity=100, RuleGroup=body, Tags=tags(sid))["RuleGroupResponse"]["RuleGroupArn"]
+        steps[sid]["outputs"] = {"rule_group_arn": old[sid], "name": name(sid), "digest": "legacy"}
+    document = {"StatelessDefaultActions": ["aws:forward_to_sfe"], "StatelessFragmentDefaultActions": ["aws:forward_to_sfe"],
+                "StatefulRuleGroupReferences": [{"ResourceArn": arn} for arn in old.values()]}
+    policy = nfw.create_firewall_policy(FirewallPolicyName=name("fw.policy"), FirewallPolicy=document, Tags=tags("fw.policy"))
+    old_policy = policy["FirewallPolicyResponse"]["FirewallPolicyArn"]
+    firewall = steps["fw"]["outputs"]["firewall_arn"]
+    token = nfw.describe_firewall(FirewallArn=firewall)["UpdateToken"]
+    token = nfw.update_firewall_policy_change_protection(UpdateToken=token, FirewallArn=firewall, FirewallPolicyChangeProtection=False)["UpdateToken"]
+    token = nfw.associate_firewall_policy(UpdateToken=token, FirewallArn=firewall, FirewallPolicyArn=old_policy)["UpdateToken"]
+    nfw.update_firewall_policy_change_protection(UpdateToken=token, FirewallArn=firewall, FirewallPolicyChangeProtection=True)
+    nfw.delete_firewall_policy(FirewallPolicyArn=steps["fw.policy"]["outputs"]["policy_arn"])
+    for arn in strict.values():
+        nfw.delete_rule_group(RuleGroupArn=arn)
+    steps["fw.policy"]["outputs"] = {"policy_arn": old_policy, "name": name("fw.policy")}
+    steps["fw"]["outputs"] = {k: v for k, v in steps["fw"]["outputs"].items() if k in ("firewall_arn", "name", "status", "endpoints")}
+    state["steps"] = [s for s in state["steps"] if s["id"] != "fw.rg.metastore"]
+    state["facts"].pop(STRICT_FACT)
+    state_path.write_text(json.dumps(state, indent=2))
+    return firewall, old_policy
+
+
+def test_the_firewall_drops_by_default_and_an_old_deployment_converges_in_place(sandbox, cli, tmp_path):
+    """Strict rule order with a default drop, TCP 3306 only to the metastore; and a deployment made with the old
+    (DEFAULT_ACTION_ORDER) policy converges to it on the same firewall."""
+    began = time.monotonic()
+    data = specs.example("hub-spoke")
+    data["spokes"] = data["spokes"][:1]
+    data["databricks"]["workspace_token"] = False
+    spec = specs.write(tmp_path / "spec.toml", data)
+    cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    nfw = client(sandbox, "network-firewall")
+    out = outputs(tmp_path)
+    policy_arn = out["fw.policy"]["policy_arn"]
+    policy = nfw.describe_firewall_policy(FirewallPolicyArn=policy_arn)["FirewallPolicy"]
+    assert policy["StatefulEngineOptions"]["RuleOrder"] == "STRICT_ORDER"
+    assert "aws:drop_established" in policy["StatefulDefaultActions"]
+    assert nfw.describe_firewall(FirewallArn=out["fw"]["firewall_arn"])["Firewall"]["FirewallPolicyArn"] == policy_arn
+
+    spoke = "10.20.0.15"
+    metastore = sandbox_resolver(EGRESS_FACTS[data["region"]].metastore)[0]
+
+    def passes(policy: str, flow: Flow) -> bool:
+        return live_verdict(nfw, policy, flow) == PASS
+
+    assert passes(policy_arn, Flow(spoke, metastore, 3306))
+    assert not passes(policy_arn, Flow(spoke, "198.51.100.9", 3306))  # 3306 anywhere else
+    assert live_verdict(nfw, policy_arn, Flow(spoke, "198.51.100.9", 8080)) == DROP  # a flow no rule names
+    assert not passes(policy_arn, Flow(spoke, "198.51.100.9", 443, app="tls", host="exfil.example.net"))
+    assert passes(policy_arn, Flow(spoke, "198.51.100.9", 443, app="tls", host="nvirginia.cloud.databricks.com"))
+    assert passes(policy_arn, Flow(spoke, "198.51.100.9", 443, app="tls", host="files.pythonhosted.org"))
+
+    firewall, old_policy = _downgrade_to_legacy_firewall(sandbox, tmp_path / "provision.state.json", data["name"])
+    assert passes(old_policy, Flow(spoke, "198.51.100.9", 3306))  # the old policy let 3306 out to anywhere
+    again = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    assert "fw: converged" in again.stdout and "fw.policy: converged" in again.stdout
+    out = outputs(tmp_path)
+    assert out["fw"]["firewall_arn"] == firewall  # not replaced
+    new_policy = out["fw"]["policy_arn"]
+    assert new_policy != old_policy and new_policy == out["fw.policy"]["policy_arn"]
+    assert nfw.describe_firewall(FirewallArn=firewall)["Firewall"]["FirewallPolicyArn"] == new_policy
+    assert passes(new_policy, Flow(spoke, metastore, 3306)) and not passes(new_policy, Flow(spoke, "198.51.100.9", 3306))
+    assert firewall_inventory(sandbox) == {"firewall": 1, "firewall_policy": 1, "rule_group": 4}
+    assert json.loads((tmp_path / "provision.state.json").read_text())["facts"][STRICT_FACT] is True
+    rerun = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    assert ": created" not in rerun.stdout and ": converged" not in rerun.stdout
+    print(f"hub-spoke firewall acceptance: {time.monotonic() - began:.1f}s")

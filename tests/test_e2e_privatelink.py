@@ -49,12 +49,13 @@ def test_privatelink_in_one_run_then_teardown(sandbox, cli, tmp_path):
     assert workspace["workspace_status"] == "RUNNING"
     assert workspace["private_access_settings_id"] == pas["private_access_settings_id"]
 
-    # The endpoint security group: 443, 2443, 6666, 8443-8451 from and to the workspace and endpoint subnets.
+    # The endpoint security group: 443, 2443, 6666, 8443-8451 from and to the workspace and endpoint subnets, and
+    # 5432 (Lakebase) from them.
     group = next(g for g in found["security_group"] if g["GroupId"] == out["sg.endpoints"]["group_id"])
     cidrs = {out[s]["cidr"] for s in ("subnet.private.0", "subnet.private.1", "subnet.endpoints")}
-    for direction in ("IpPermissions", "IpPermissionsEgress"):
+    for direction, extra in (("IpPermissions", {(5432, 5432)}), ("IpPermissionsEgress", set())):
         ports = {(p["FromPort"], p["ToPort"]) for p in group[direction]}
-        assert ports == {(443, 443), (2443, 2443), (6666, 6666), (8443, 8451)}
+        assert ports == {(443, 443), (2443, 2443), (6666, 6666), (8443, 8451)} | extra
         assert all({r["CidrIp"] for r in p["IpRanges"]} == cidrs for p in group[direction])
 
     cli("teardown", "--yes", check=0)

@@ -102,10 +102,14 @@ def test_every_example_topology_is_wired_correctly(example: Path) -> None:
 
 
 def test_existing_resources_produce_what_the_steps_they_stand_in_for_produce() -> None:
+    def public(produces: tuple[str, ...]) -> tuple[str, ...]:
+        # What a step saw last, for its own needs_converge: no other step reads it.
+        return tuple(key for key in produces if key not in ("digest", "rules_digest"))
+
     assert existing.ExistingVpc.produces == network.Vpc.produces
     assert existing.ExistingSubnet.produces == network.Subnet.produces
-    assert existing.ExistingSecurityGroup.produces == network.SecurityGroup.produces
-    assert existing.ExistingBucket.produces == storage.RootBucket.produces
+    assert existing.ExistingSecurityGroup.produces == public(network.SecurityGroup.produces)
+    assert existing.ExistingBucket.produces == public(storage.RootBucket.produces)
     assert existing.ExistingRole.produces == iam.CrossAccountRole.produces
 
 

@@ -342,7 +342,7 @@ def test_security_group_already_matching_makes_no_changes(h: Harness) -> None:
 
     ingress = [perm("tcp", 0, 65535, self_ref=True), perm("udp", 0, 65535, self_ref=True)]
     egress = [perm("tcp", 0, 65535, self_ref=True), perm("udp", 0, 65535, self_ref=True)]
-    egress += [perm("tcp", low, high, cidr="0.0.0.0/0") for low, high in ((443, 443), (2443, 2443), (3306, 3306), (6666, 6666), (8443, 8451))]
+    egress += [perm("tcp", low, high, cidr="0.0.0.0/0") for low, high in ((443, 443), (2443, 2443), (3306, 3306), (5432, 5432), (6666, 6666), (8443, 8451))]
     h.stub.add_response("describe_security_groups", group(ingress, egress), {"GroupIds": ["sg-0abc"]})
 
     sg_step().wait_ready(h.ctx, {"group_id": "sg-0abc", "vpc_id": "vpc-0abc"})

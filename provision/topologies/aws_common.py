@@ -24,7 +24,7 @@ from provision.clouds.aws.steps.existing import (
     ExistingSubnet,
     ExistingVpc,
 )
-from provision.clouds.aws.steps.iam import CrossAccountRole
+from provision.clouds.aws.steps.iam import CrossAccountPolicy, CrossAccountRole
 from provision.clouds.aws.steps.network import (
     WORKSPACE_SG_RULES,
     ElasticIp,
@@ -35,7 +35,11 @@ from provision.clouds.aws.steps.network import (
     Vpc,
 )
 from provision.clouds.aws.steps.routes import RouteTable
-from provision.clouds.aws.steps.storage import RootBucket
+from provision.clouds.aws.steps.storage import (
+    ROOT_BUCKET_REGION_NAMES,
+    RootBucket,
+    RootBucketPolicy,
+)
 from provision.clouds.databricks.steps.account import (
     Credentials,
     Network,
@@ -80,7 +84,7 @@ def storage(spec: Spec, layout: Layout) -> None:
     if existing.bucket_name:
         layout.add(ExistingBucket("s3.root", existing.bucket_name))
     else:
-        layout.add(RootBucket("s3.root", bucket_name=spec.storage.bucket_name))
+        layout.add(RootBucket("s3.root", bucket_name=spec.storage.bucket_name, kms_key=layout.bucket_key))
 
 
 def existing_network(spec: Spec, layout: Layout) -> None:
@@ -95,8 +99,21 @@ def existing_network(spec: Spec, layout: Layout) -> None:
 
 def new_network(spec: Spec, layout: Layout) -> None:
     """Customer-managed VPC: private subnets behind NAT, public subnets for the NAT, S3/STS/Kinesis endpoints."""
+    from provision.clouds.aws import endpoint_policies as ep
+
     net = spec.network
     assert net is not None
+    # [network_security]: SRA's restrictive endpoint policies, or AWS's full-access default when turned off;
+    # without the section the endpoints' policies are left as they are.
+    ns = spec.network_security
+    policies: dict[str, Any] = {"s3": None, "sts": None, "kinesis": None}
+    if ns is not None:
+        restrictive = ns.endpoint_policies
+        policies = {
+            "s3": ep.S3GatewayPolicy(Ref("s3.root", "bucket"), ns.s3_buckets) if restrictive else ep.FULL_ACCESS,
+            "sts": ep.StsPolicy() if restrictive else ep.FULL_ACCESS,
+            "kinesis": ep.kinesis_policy(spec.region) if restrictive else ep.FULL_ACCESS,
+        }
     zones = range(net.az_count)
     private = [f"subnet.private.{i}" for i in zones]
     public = [f"subnet.public.{i}" for i in zones]
@@ -121,17 +138,38 @@ def new_network(spec: Spec, layout: Layout) -> None:
         private_tables.append(f"rt.private.{n}")
     layout.add(
         SecurityGroup("sg.workspace", vpc="vpc", description="Databricks workspace", rules=WORKSPACE_SG_RULES),
-        GatewayEndpoint("vpce.s3", vpc="vpc", service="s3", route_tables=private_tables),
-        InterfaceEndpoint("vpce.sts", vpc="vpc", service="sts", subnets=private, security_group="sg.workspace"),
-        InterfaceEndpoint("vpce.kinesis", vpc="vpc", service="kinesis-streams", subnets=private, security_group="sg.workspace"),
+        GatewayEndpoint("vpce.s3", vpc="vpc", service="s3", route_tables=private_tables, policy=policies["s3"]),
+        InterfaceEndpoint("vpce.sts", vpc="vpc", service="sts", subnets=private, security_group="sg.workspace", policy=policies["sts"]),
+        InterfaceEndpoint(
+            "vpce.kinesis", vpc="vpc", service="kinesis-streams", subnets=private, security_group="sg.workspace",
+            policy=policies["kinesis"],
+        ),
     )
     layout.private_subnets = private
     layout.network_after = [*private_tables, "vpce.s3", "vpce.sts", "vpce.kinesis"]
 
 
+def permissions(spec: Spec, layout: Layout) -> str:
+    """The cross-account role's scoped policy, once the VPC and the workspace security group exist (not for
+    the user's own role: its policies are theirs). Returns the step that stands for the role with its
+    permissions, which the credentials configuration (Databricks validates the role) must wait for."""
+    if spec.existing.cross_account_role_arn:
+        return "iam.crossaccount"
+    layout.add(CrossAccountPolicy("iam.crossaccount.policy", role="iam.crossaccount", vpcs=["vpc"], security_groups=["sg.workspace"]))
+    return "iam.crossaccount.policy"
+
+
+def restrictive_bucket_policy(spec: Spec, layout: Layout) -> None:
+    """SRA's restrictive root bucket policy once the workspace id exists; never on the user's own bucket.
+    Only where the region's root bucket prefix is known (every region Databricks lists)."""
+    if not spec.existing.bucket_name and spec.region in ROOT_BUCKET_REGION_NAMES:
+        layout.add(RootBucketPolicy("s3.root.policy", bucket="s3.root", workspace="dbx.workspace"))
+
+
 def workspace(spec: Spec, layout: Layout, *, private_access: str | None = None, vpc_endpoints: tuple[str, str] | None = None) -> None:
+    role = permissions(spec, layout)
     layout.add(
-        Credentials("dbx.credentials", role="iam.crossaccount"),
+        Credentials("dbx.credentials", role=role),
         StorageConfiguration("dbx.storage", bucket="s3.root"),
         Network(
             "dbx.network", vpc="vpc", subnets=layout.private_subnets, security_group="sg.workspace",
@@ -140,8 +178,10 @@ def workspace(spec: Spec, layout: Layout, *, private_access: str | None = None, 
         Workspace(
             "dbx.workspace", workspace_name=spec.databricks.workspace_name, pricing_tier=spec.databricks.pricing_tier,
             credentials="dbx.credentials", storage="dbx.storage", network="dbx.network", private_access=private_access,
+            managed_services_key=layout.managed_services_key, storage_key=layout.storage_key,
         ),
     )
+    restrictive_bucket_policy(spec, layout)
 
 
 def network(spec: Spec, layout: Layout) -> None:
@@ -181,8 +221,12 @@ def _needs_preflight(spec: Spec) -> bool:
 
 
 def aws_preflight(spec: Spec, clients: Any, source: str, call: Callable[[Callable[[], Any], str], Any]) -> None:
+    from provision.clouds.aws import preflight_kms  # the keys of [encryption.existing]
+
     if _needs_preflight(spec):
         checks.check(spec, clients["aws"].client, source, call)
+    if preflight_kms.needed(spec):
+        preflight_kms.check(spec, clients["aws"].client, source, call)
 
 
 def one_workspace(spec: Spec) -> list[tuple[str, str]]:
@@ -191,4 +235,7 @@ def one_workspace(spec: Spec) -> list[tuple[str, str]]:
 
 VPC_IMMUTABLE = (
     "region", "topology", "network", "existing", "storage.bucket_name", "databricks.account_id", "databricks.workspace_name",
+    # A workspace's keys are set on create (and a key ends only after a waiting period): which keys there
+    # are, and whose, cannot change under a live deployment. The deletion window may.
+    "encryption.managed_services", "encryption.workspace_storage", "encryption.separate_keys", "encryption.existing",
 )

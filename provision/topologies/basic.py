@@ -12,7 +12,7 @@ from provision.clouds.aws.spec_encryption import ENCRYPTION
 from provision.clouds.aws.spec_guardrails import GUARDRAILS
 from provision.clouds.aws.spec_netsec import NETWORK_SECURITY
 from provision.clouds.databricks import spec as dbx_spec
-from provision.clouds.databricks.spec_security import WORKSPACE_SECURITY
+from provision.clouds.databricks import spec_security
 from provision.orchestrator.step import Step
 from provision.spec import Spec
 from provision.topologies.aws_common import (
@@ -47,8 +47,8 @@ TOPOLOGY = Topology(
     name="basic", cloud="aws", summary="a workspace in a customer-managed VPC (new, or an existing one)",
     sections=(
         aws_spec.EXISTING, aws_spec.NETWORK, dbx_spec.section(), aws_spec.STORAGE,
-        ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, WORKSPACE_SECURITY,
+        ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
     ),
     build=basic, immutable=VPC_IMMUTABLE, workspaces=one_workspace, example="basic.toml",
-    describe=vpc_lines, preflight=aws_preflight,
+    describe=vpc_lines, preflight=aws_preflight, changes=spec_security.changes,
 )

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402  (the module, not its package)
 from provision.clouds.aws import spec_hub
 from provision.clouds.aws.context import Zones
+from provision.clouds.aws.spec_guardrails import GUARDRAILS
 from provision.clouds.aws.steps.endpoints import (
     GatewayEndpoint,
     InterfaceEndpoint,
 )
-from provision.clouds.aws.steps.firewall import (
-    Firewall,
-    FirewallPolicy,
-    RuleGroup,
+from provision.clouds.aws.steps.firewall import Firewall, FirewallPolicy, RuleGroup
+from provision.clouds.aws.steps.firewall_rules import (
+    MetastoreRules,
     allow_control_plane,
     deny_protocols,
     domain_allowlist,
 )
-from provision.clouds.aws.steps.iam import CrossAccountRole
+from provision.clouds.aws.steps.iam import CrossAccountPolicy, CrossAccountRole
 from provision.clouds.aws.steps.network import (
     WORKSPACE_SG_RULES,
     ElasticIp,
@@ -30,7 +31,11 @@ from provision.clouds.aws.steps.network import (
     Vpc,
 )
 from provision.clouds.aws.steps.routes import EndpointInZone, RouteTable, VpcRoute
-from provision.clouds.aws.steps.storage import RootBucket
+from provision.clouds.aws.steps.storage import (
+    ROOT_BUCKET_REGION_NAMES,
+    RootBucket,
+    RootBucketPolicy,
+)
 from provision.clouds.aws.steps.transit import (
     TransitGateway,
     TransitGatewayAttachment,
@@ -38,6 +43,7 @@ from provision.clouds.aws.steps.transit import (
     TransitGatewayRouteTable,
 )
 from provision.clouds.databricks import spec as dbx_spec
+from provision.clouds.databricks import spec_security
 from provision.clouds.databricks.steps.account import (
     Credentials,
     Network,
@@ -48,6 +54,10 @@ from provision.clouds.databricks.steps.workspace import WorkspaceToken
 from provision.orchestrator.step import Ref, Step
 from provision.spec import Spec
 from provision.topologies.registry import Topology
+from provision.topologies.workspace_security import hardening
+
+# The firewall's rule groups in evaluation order (priorities 100, 200, ...).
+_RULE_GROUPS = ("fw.rg.deny", "fw.rg.controlplane", "fw.rg.metastore", "fw.rg.domains")
 
 
 def hub_spoke(spec: Spec) -> list[Step]:
@@ -69,14 +79,15 @@ def hub_spoke(spec: Spec) -> list[Step]:
         InternetGateway("hub.igw", vpc="hub.vpc"),
         ElasticIp("hub.eip.nat.0", needs=("hub.igw",)),
         NatGateway("hub.nat.0", subnet=public[0], eip="hub.eip.nat.0", igw="hub.igw"),
-        # The firewall: an allow-list of Databricks' and the spec's domains, no ICMP/FTP/SSH, and TLS to the
-        # control plane. HOME_NET is the hub and every spoke, so a new spoke converges the rule groups.
-        RuleGroup("fw.rg.domains", capacity=100, body=domain_allowlist(
-            [hub.web_app_host, hub.relay_host, hub.metastore_host, *hub.allowed_domains], home_net)),
+        # The firewall, in strict rule order (the policy's order below) with a default drop: no ICMP/FTP/SSH/UDP;
+        # TLS to the control plane; TCP 3306 to the metastore only; TLS and HTTP to the allowed domains only.
+        # HOME_NET is the hub and every spoke, so a new spoke converges the rule groups.
         RuleGroup("fw.rg.deny", capacity=100, body=deny_protocols(home_net)),
         RuleGroup("fw.rg.controlplane", capacity=100, body=allow_control_plane(hub.control_plane_cidr, home_net)),
-        FirewallPolicy("fw.policy", rule_groups=["fw.rg.domains", "fw.rg.deny", "fw.rg.controlplane"]),
-        Firewall("fw", vpc="hub.vpc", subnets=firewall_subnets, policy="fw.policy"),
+        RuleGroup("fw.rg.metastore", capacity=100, body=MetastoreRules(hub.metastore_host, home_net, addresses=hub.metastore_addresses)),
+        RuleGroup("fw.rg.domains", capacity=100, body=domain_allowlist([hub.web_app_host, hub.relay_host, *hub.allowed_domains], home_net)),
+        FirewallPolicy("fw.policy", rule_groups=[*_RULE_GROUPS]),
+        Firewall("fw", vpc="hub.vpc", subnets=firewall_subnets, policy="fw.policy", retire=("fw.policy", *_RULE_GROUPS)),
         TransitGateway("tgw"),
         TransitGatewayRouteTable("tgw.rt.spokes", tgw="tgw"),
         TransitGatewayRouteTable("tgw.rt.hub", tgw="tgw"),
@@ -99,11 +110,21 @@ def hub_spoke(spec: Spec) -> list[Step]:
         routes=tuple((cidr, "VpcEndpointId", endpoint_in_zone_of(public[i])) for i, cidr in enumerate(hub.public_subnet_cidrs)),
     ))
     for spoke in hub.spokes:
-        steps += _spoke(spec, spoke.name, spoke, zones)
+        steps += _spoke_network(spoke.name, spoke, zones)
+    # One role for every spoke: its policy names every spoke's VPC and workspace security group, so a new
+    # spoke converges it in place, before the spokes' credentials (which Databricks validates).
+    labels = [spoke.name for spoke in hub.spokes]
+    steps.append(CrossAccountPolicy(
+        "iam.crossaccount.policy", role="iam.crossaccount",
+        vpcs=[f"spoke.{label}.vpc" for label in labels], security_groups=[f"spoke.{label}.sg.workspace" for label in labels],
+    ))
+    for spoke in hub.spokes:
+        steps += _spoke_workspace(spec, spoke.name, spoke, zones)
+    steps += aws_guardrails.guardrails(spec)
     return steps
 
 
-def _spoke(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
+def _spoke_network(label: str, spoke, zones: range) -> list[Step]:
     p = f"spoke.{label}"
     private = [f"{p}.subnet.private.{i}" for i in zones]
     tgw_subnets = [f"{p}.subnet.tgw.{i}" for i in zones]
@@ -124,7 +145,15 @@ def _spoke(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
         InterfaceEndpoint(f"{p}.vpce.sts", vpc=f"{p}.vpc", service="sts", subnets=private, security_group=f"{p}.sg.workspace"),
         InterfaceEndpoint(f"{p}.vpce.kinesis", vpc=f"{p}.vpc", service="kinesis-streams", subnets=private, security_group=f"{p}.sg.workspace"),
         RootBucket(f"{p}.s3.root", bucket_name=spoke.bucket_name),
-        Credentials(f"{p}.dbx.credentials", role="iam.crossaccount", suffix=f"{label}-credentials"),
+    ]
+    return steps
+
+
+def _spoke_workspace(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
+    p = f"spoke.{label}"
+    private = [f"{p}.subnet.private.{i}" for i in zones]
+    steps: list[Step] = [
+        Credentials(f"{p}.dbx.credentials", role="iam.crossaccount.policy", suffix=f"{label}-credentials"),
         StorageConfiguration(f"{p}.dbx.storage", bucket=f"{p}.s3.root", suffix=f"{label}-storage"),
         Network(f"{p}.dbx.network", vpc=f"{p}.vpc", subnets=private, security_group=f"{p}.sg.workspace", suffix=f"{label}-network",
                 # The whole egress path exists before the workspace, so its first clusters can reach the control plane.
@@ -133,15 +162,20 @@ def _spoke(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
         Workspace(f"{p}.dbx.workspace", workspace_name=spoke.workspace_name, pricing_tier=spec.databricks.pricing_tier,
                   credentials=f"{p}.dbx.credentials", storage=f"{p}.dbx.storage", network=f"{p}.dbx.network"),
     ]
+    if spec.region in ROOT_BUCKET_REGION_NAMES:
+        # SRA's restrictive policy on the spoke's root bucket once its workspace id exists.
+        steps.append(RootBucketPolicy(f"{p}.s3.root.policy", bucket=f"{p}.s3.root", workspace=f"{p}.dbx.workspace"))
     if spec.hub is not None and spec.hub.workspace_token:
         steps.append(WorkspaceToken(f"{p}.dbx.token", workspace=f"{p}.dbx.workspace"))
+    steps += hardening(spec, f"{p}.dbx.workspace", prefix=f"{p}.")
     return steps
 
 
 def hub_lines(d: dict[str, Any]) -> list[str]:
     hub = d["hub"]
     allowed = ", ".join([hub["web_app_host"], hub["relay_host"], *hub["allowed_domains"]])
-    lines = [f"hub vpc {hub['vpc_cidr']} in {hub['az_count']} zones; firewall allows {allowed}"]
+    metastore = ", ".join(hub.get("metastore_addresses") or ()) or f"{hub['metastore_host']} (resolved at each run)"
+    lines = [f"hub vpc {hub['vpc_cidr']} in {hub['az_count']} zones; firewall (strict order, drops by default) allows {allowed}; TCP 3306 only to {metastore}"]
     lines += [f"spoke {s['name']}: vpc {s['vpc_cidr']}, workspace {s['workspace_name']}, bucket {s['bucket_name']}" for s in hub["spokes"]]
     return lines
 
@@ -149,9 +183,9 @@ def hub_lines(d: dict[str, Any]) -> list[str]:
 TOPOLOGY = Topology(
     name="hub-spoke", cloud="aws",
     summary="data-exfiltration protection: spokes' egress through a transit gateway and Network Firewall in a hub",
-    sections=(dbx_spec.section(), spec_hub.HUB),
+    sections=(dbx_spec.section(), spec_hub.HUB, spec_security.WORKSPACE_SECURITY, GUARDRAILS),
     build=hub_spoke, immutable=("region", "topology", "databricks.account_id", "databricks.workspace_name"),
     workspaces=lambda spec: [(s.workspace_name, f"spoke.{s.name}.dbx.workspace") for s in spec.hub.spokes], example="hub-spoke.toml",
-    describe=hub_lines, changes=spec_hub.changes,
+    describe=hub_lines, changes=lambda before, after: spec_hub.changes(before, after) + spec_security.changes(before, after),
     refusals=(("network", 'does not apply to topology "hub-spoke": use [hub] and [[spokes]]'),),
 )

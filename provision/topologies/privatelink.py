@@ -18,7 +18,7 @@ from provision.clouds.aws.steps.endpoints import (
 from provision.clouds.aws.steps.network import PrivateLinkRules, SecurityGroup, Subnet
 from provision.clouds.aws.steps.routes import RouteTable
 from provision.clouds.databricks import spec as dbx_spec
-from provision.clouds.databricks.spec_security import WORKSPACE_SECURITY
+from provision.clouds.databricks import spec_security
 from provision.clouds.databricks.steps.account import (
     PrivateAccessSettings,
     VpcEndpointRegistration,
@@ -88,8 +88,8 @@ TOPOLOGY = Topology(
     sections=(
         aws_spec.EXISTING, aws_spec.NETWORK, aws_spec.PRIVATELINK,
         dbx_spec.section(default_tier="ENTERPRISE", required_tier="ENTERPRISE", required_why="PrivateLink"), aws_spec.STORAGE,
-        ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, WORKSPACE_SECURITY,
+        ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
     ),
     build=privatelink, immutable=(*VPC_IMMUTABLE, "privatelink"), workspaces=one_workspace,
-    example="privatelink.toml", describe=vpc_lines, preflight=aws_preflight,
+    example="privatelink.toml", describe=vpc_lines, preflight=aws_preflight, changes=spec_security.changes,
 )

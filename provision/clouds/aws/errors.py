@@ -30,6 +30,13 @@ _PROPAGATION = (
     ("InvalidParameterValue", "Invalid IAM Instance Profile"),
     ("InvalidParameterValueException", "cannot be assumed"),
     ("AccessDenied", "is not authorized to perform: sts:AssumeRole"),
+    # KMS refuses a key policy naming a role IAM has not propagated yet.
+    ("MalformedPolicyDocumentException", "invalid principals"),
+    # EC2 cannot yet assume a new flow-log delivery role.
+    ("InvalidParameter", "Unable to assume given IAM role"),
+    # AWS Config cannot yet use a new delivery role, bucket or bucket policy.
+    ("InsufficientDeliveryPolicyException", ""),
+    ("NoSuchBucketException", ""),
 )
 _NOT_FOUND = {"NoSuchBucket", "NoSuchEntity", "NotFound", "ResourceNotFoundException", "NoSuchBucketPolicy"}
 _ALREADY_EXISTS = {"EntityAlreadyExists", "BucketAlreadyOwnedByYou", "InvalidPermission.Duplicate", "RouteAlreadyExists", "Resource.AlreadyAssociated"}

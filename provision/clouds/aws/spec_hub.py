@@ -40,6 +40,8 @@ class HubSpec:
     control_plane_cidr: str
     spokes: tuple[SpokeSpec, ...]
     workspace_token: bool
+    # Fixed addresses for TCP 3306 instead of the metastore host's A records resolved at each run.
+    metastore_addresses: tuple[str, ...] = ()
 
 
 _SPOKE_NAME_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
@@ -64,7 +66,7 @@ def _hub(check: Checker, data: dict[str, Any], parsed: dict[str, Any]) -> HubSpe
         if hub_blocks is None:
             check.fail("hub.vpc_cidr", f"{vpc} is too small for {az_count} zones of /28 TGW, NAT and firewall subnets")
 
-    fw = check.table(data, "firewall", {"allowed_domains", "web_app_host", "relay_host", "metastore_host", "control_plane_cidr"})
+    fw = check.table(data, "firewall", {"allowed_domains", "web_app_host", "relay_host", "metastore_host", "control_plane_cidr", "metastore_addresses"})
     domains = check.string_list(fw, "allowed_domains", "firewall.allowed_domains") or []
     for i, domain in enumerate(domains):
         if not re.fullmatch(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", domain):
@@ -80,6 +82,7 @@ def _hub(check: Checker, data: dict[str, Any], parsed: dict[str, Any]) -> HubSpe
         values[key] = value
     if values.get("control_plane_cidr"):
         parse_cidr(check, values["control_plane_cidr"], "firewall.control_plane_cidr")
+    metastore_addresses = _metastore_addresses(check, fw)
 
     databricks = parsed.get("databricks")
     token = bool(databricks and databricks.workspace_token)
@@ -140,8 +143,31 @@ def _hub(check: Checker, data: dict[str, Any], parsed: dict[str, Any]) -> HubSpe
         vpc_cidr=str(vpc), az_count=n,
         tgw_subnet_cidrs=tuple(map(str, hub_blocks[:n])), public_subnet_cidrs=tuple(map(str, hub_blocks[n:2 * n])),
         firewall_subnet_cidrs=tuple(map(str, hub_blocks[2 * n:])),
-        allowed_domains=tuple(domains), spokes=tuple(spokes), workspace_token=token, **values,
+        allowed_domains=tuple(domains), spokes=tuple(spokes), workspace_token=token, metastore_addresses=metastore_addresses, **values,
     )
+
+
+# Each address is one rule of the metastore group (capacity 100, with its drop rule).
+MAX_METASTORE_ADDRESSES = 20
+
+
+def _metastore_addresses(check: Checker, fw: dict[str, Any]) -> tuple[str, ...]:
+    where = "firewall.metastore_addresses"
+    listed = check.string_list(fw, "metastore_addresses", where)
+    if listed is None:
+        return ()
+    if not listed or len(listed) > MAX_METASTORE_ADDRESSES:
+        check.fail(where, f"must list 1 to {MAX_METASTORE_ADDRESSES} IPv4 addresses (omit it to resolve firewall.metastore_host at each run)")
+        return ()
+    for i, text in enumerate(listed):
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            check.fail(f"{where}[{i}]", f"{text!r} is not an IPv4 address")
+            continue
+        if not address.is_global:
+            check.fail(f"{where}[{i}]", f"{text} is not a public address (the metastore is reached through the NAT gateway)")
+    return tuple(listed)
 
 
 

@@ -8,18 +8,26 @@ fidelity family, each registering its patches (patching.py) and its timers (life
 - idempotency.py    rule 1: ClientToken idempotency
 - nat.py            rules 2, 3, 10: NAT gateways and Elastic IPs
 - dependencies.py   rules 4 to 8: dependency checks on delete
-- endpoints.py      rules 9, 13: VPC endpoint lifecycle, Databricks PrivateLink services and acceptance
+- endpoints.py      rules 9, 13, 36: VPC endpoint lifecycle, Databricks PrivateLink services and acceptance, ResetPolicy
 - s3.py             rule 11: S3 requests arrive over TLS
 - lifecycle.py      rule 12: lingering network interfaces, and the lazy state machine itself
 - transit.py        rule 14: transit gateways
-- network_firewall  rule 15: AWS Network Firewall (its own rules)
-- iam.py, secretsmanager.py   nothing patched: only their inventory listings
+- network_firewall  rule 15: AWS Network Firewall (its own rules, strict rule order among them); evaluate.py, used
+                    by tests only, says whether a live policy passes or drops a flow
+- iam.py            a role's inline policies are capped at 10,240 characters (LimitExceeded)
+- kms.py            key policies name only principals that exist (and have propagated), the 7-30 day deletion
+                    window, PendingDeletion, rotation only on enabled keys
+- guardrails.py     rules 20 to 28: one GuardDuty detector and one Config recorder per account-region, Config's
+                    delivery checks, Budgets' tags and updates, AWS managed IAM policies
+- flowlogs.py       rules 30 to 35: flow-log delivery roles, log-group retention and KMS keys, network ACLs
+- secretsmanager.py nothing patched: only its inventory listing
 
 Each family also declares the resource kinds it lists for the inventory (listing.py, `@lists`), which
 app/inventory.py composes into the ground truth the tests and scripts/crash_matrix.py check for leaks.
 
-IAM propagation is the Databricks emulator's rule (a new role cannot be assumed yet): there is nothing
-to patch on the AWS side for it.
+IAM propagation (a new role cannot be assumed or named yet, for `iam_propagation_seconds`) is checked where
+a service would meet it: the Databricks emulator's credentials, KMS key policies (kms.py) and flow-log
+delivery (flowlogs.py).
 """
 
 from provision.clouds.aws.sandbox.app import SandboxAWSApp, make_aws_app

@@ -1,4 +1,4 @@
-"""VPC endpoints and Databricks PrivateLink endpoint services (rules 9 and 13).
+"""VPC endpoints and Databricks PrivateLink endpoint services (rules 9, 13 and 36).
 
 9. VPC endpoints (every type) are `pending` for `vpc_endpoint_pending_seconds`, then `available`.
    DeleteVpcEndpoints makes them `deleting` for the same number of seconds; then their network interfaces
@@ -28,17 +28,21 @@
      such a service (moto, like AWS's documented default, makes it true; that default cannot hold where
      private DNS cannot be enabled yet). Endpoints to AWS services keep moto's default (true).
    - ModifyVpcEndpoint applies PrivateDnsEnabled to interface endpoints (moto ignores the parameter).
+36. Endpoint policies: a PolicyDocument given on create or modify is stored and returned as given, for gateway and
+   interface endpoints alike (moto 5.2.5 already does; an endpoint made without one has the full-access policy).
+   ModifyVpcEndpoint with ResetPolicy=true restores that full-access policy (moto ignores ResetPolicy).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from moto.ec2.exceptions import EC2ClientError, InvalidNextToken, InvalidServiceName
 from moto.ec2.models import EC2Backend, ec2_backends
 from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
-from moto.ec2.models.vpcs import MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS
+from moto.ec2.models.vpcs import MAX_NUMBER_OF_ENDPOINT_SERVICES_RESULTS, VPCEndPoint
 from moto.ec2.responses import EC2Response
 
 from provision.clouds.aws.sandbox.idempotency import idempotent
@@ -264,6 +268,10 @@ def _create_vpc_endpoint_request(self: Any, original: Callable, settings: Sandbo
 
 @patch(EC2Response, "modify_vpc_endpoint")
 def _modify_vpc_endpoint_request(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    if self._get_bool_param("ResetPolicy"):
+        # Rule 36: back to the full-access policy an endpoint starts with (moto ignores ResetPolicy).
+        endpoint = self.ec2_backend.get_vpc_end_point(self._get_param("VpcEndpointId"))
+        endpoint.policy_document = json.dumps(VPCEndPoint.DEFAULT_POLICY)
     private_dns = self._get_bool_param("PrivateDnsEnabled")
     if private_dns is None:
         return original(self)

@@ -1,23 +1,49 @@
-"""VPC endpoints: the S3 gateway endpoint and the STS / Kinesis interface endpoints Databricks uses."""
+"""VPC endpoints: the S3 gateway endpoint and the STS / Kinesis interface endpoints Databricks uses.
+
+An endpoint may carry a policy (`policy`): a document, or a callable `(ctx) -> document` for one that needs
+other steps' outputs or the account id. Such a callable keeps the Refs it reads as dataclass fields (so the
+step declares them) and names their steps in a `needs` attribute (see clouds/aws/endpoint_policies.py). The
+policy is set on create and converged on every later run: the live document is compared, as parsed JSON, with
+the wanted one. Without a policy (None) the endpoint's policy is left as it is.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from provision.clouds.aws import context as aws
+from provision.clouds.aws.endpoint_policies import compact, digest, same
 from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 
 LIVE_STATES = ["pendingAcceptance", "pending", "available"]
 
+PolicySource = dict[str, Any] | Callable[[Context], dict[str, Any]] | None
+
 
 class _Endpoint(Step):
     kind = "ec2.vpc_endpoint"
-    produces = ("vpc_endpoint_id", "service_name")
+    produces = ("vpc_endpoint_id", "service_name", "policy_digest")
 
-    def __init__(self, step_id: str, *, vpc: str, service: str, needs: tuple[str, ...]):
+    def __init__(self, step_id: str, *, vpc: str, service: str, needs: tuple[str, ...], policy: PolicySource = None):
         """service: the suffix after com.amazonaws.<region>., e.g. "s3" or "sts"."""
-        super().__init__(step_id, needs=(vpc, *needs))
+        policy_needs = () if policy is None or isinstance(policy, dict) else tuple(getattr(policy, "needs", ()))
+        super().__init__(step_id, needs=tuple(dict.fromkeys((vpc, *needs, *policy_needs))))
         self.vpc_id, self.service = Ref(vpc, "vpc_id"), service
+        self.policy = policy
+
+    def wanted_policy(self, ctx: Context) -> dict[str, Any] | None:
+        if self.policy is None or isinstance(self.policy, dict):
+            return self.policy
+        return self.policy(ctx)
+
+    def _policy_arguments(self, ctx: Context) -> dict[str, Any]:
+        wanted = self.wanted_policy(ctx)
+        return {} if wanted is None else {"PolicyDocument": compact(wanted)}
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        wanted = self.wanted_policy(ctx)
+        return wanted is not None and found.get("policy_digest") != digest(wanted)
 
     def service_name(self, ctx: Context) -> str:
         """`service` is an AWS service suffix ("sts") or a full endpoint service name (Databricks')."""
@@ -30,9 +56,11 @@ class _Endpoint(Step):
         endpoint = single(aws.ec2(ctx).describe_vpc_endpoints(Filters=filters)["VpcEndpoints"], "VPC endpoint", self.id)
         return self._outputs(endpoint) if endpoint else None
 
-    @staticmethod
-    def _outputs(endpoint: dict[str, Any]) -> Outputs:
-        return {"vpc_endpoint_id": endpoint["VpcEndpointId"], "service_name": endpoint["ServiceName"]}
+    def _outputs(self, endpoint: dict[str, Any]) -> Outputs:
+        out: Outputs = {"vpc_endpoint_id": endpoint["VpcEndpointId"], "service_name": endpoint["ServiceName"]}
+        if self.policy is not None:
+            out["policy_digest"] = digest(endpoint.get("PolicyDocument"))
+        return out
 
     def _read(self, ctx: Context, endpoint_id: str) -> dict[str, Any] | None:
         endpoints = aws.ec2(ctx).describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
@@ -44,13 +72,21 @@ class _Endpoint(Step):
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         endpoint_id = out["vpc_endpoint_id"]
-        ctx.wait(
+        endpoint = ctx.wait(
             lambda: self._read(ctx, endpoint_id) or {"State": "missing"},
             status_of=lambda e: e["State"], target=set(self.ready_states),
             failure={"failed", "rejected", "deleting", "deleted", "expired", "missing"},
             what=f"VPC endpoint {endpoint_id}",
         )
-        return out
+        wanted = self.wanted_policy(ctx)
+        if wanted is None:
+            return out
+        if not same(endpoint.get("PolicyDocument"), wanted):
+            ctx.call(
+                lambda: aws.ec2(ctx).modify_vpc_endpoint(VpcEndpointId=endpoint_id, PolicyDocument=compact(wanted)),
+                f"{self.id} policy",
+            )
+        return {**out, "policy_digest": digest(wanted)}
 
     def delete(self, ctx: Context, out: Outputs) -> None:
         result = aws.ec2(ctx).delete_vpc_endpoints(VpcEndpointIds=[out["vpc_endpoint_id"]])
@@ -68,16 +104,18 @@ class _Endpoint(Step):
 
 
 class GatewayEndpoint(_Endpoint):
-    def __init__(self, step_id: str, *, vpc: str, service: str, route_tables: list[str]):
-        super().__init__(step_id, vpc=vpc, service=service, needs=tuple(route_tables))
+    def __init__(self, step_id: str, *, vpc: str, service: str, route_tables: list[str], policy: PolicySource = None):
+        super().__init__(step_id, vpc=vpc, service=service, needs=tuple(route_tables), policy=policy)
         self.route_table_ids = [Ref(rt, "route_table_id") for rt in route_tables]
 
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc_id)
         tables = [ctx.out(rt) for rt in self.route_table_ids]
+        policy = self._policy_arguments(ctx)
         endpoint = aws.ec2(ctx).create_vpc_endpoint(
-            VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=self.service_name(ctx), RouteTableIds=tables,
-            ClientToken=ctx.client_token(self.id, vpc_id, *tables), TagSpecifications=aws.tag_spec(ctx, "vpc-endpoint", self.id),
+            VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=self.service_name(ctx), RouteTableIds=tables, **policy,
+            ClientToken=ctx.client_token(self.id, vpc_id, *tables, *policy.values()),
+            TagSpecifications=aws.tag_spec(ctx, "vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)
 
@@ -93,8 +131,11 @@ class GatewayEndpoint(_Endpoint):
 
 class InterfaceEndpoint(_Endpoint):
     typical_seconds = 90.0  # pending -> available
-    def __init__(self, step_id: str, *, vpc: str, service: str, subnets: list[str], security_group: str, private_dns: bool = True):
-        super().__init__(step_id, vpc=vpc, service=service, needs=(*subnets, security_group))
+    def __init__(
+        self, step_id: str, *, vpc: str, service: str, subnets: list[str], security_group: str, private_dns: bool = True,
+        policy: PolicySource = None,
+    ):
+        super().__init__(step_id, vpc=vpc, service=service, needs=(*subnets, security_group), policy=policy)
         self.subnet_ids, self.group_id = [Ref(s, "subnet_id") for s in subnets], Ref(security_group, "group_id")
         self.private_dns = private_dns
         if not private_dns:
@@ -106,10 +147,12 @@ class InterfaceEndpoint(_Endpoint):
         vpc_id = ctx.out(self.vpc_id)
         subnets = [ctx.out(s) for s in self.subnet_ids]
         group = ctx.out(self.group_id)
+        policy = self._policy_arguments(ctx)
         endpoint = aws.ec2(ctx).create_vpc_endpoint(
             VpcEndpointType="Interface", VpcId=vpc_id, ServiceName=self.service_name(ctx),
-            SubnetIds=subnets, SecurityGroupIds=[group], PrivateDnsEnabled=self.private_dns,
-            ClientToken=ctx.client_token(self.id, vpc_id, group, *subnets), TagSpecifications=aws.tag_spec(ctx, "vpc-endpoint", self.id),
+            SubnetIds=subnets, SecurityGroupIds=[group], PrivateDnsEnabled=self.private_dns, **policy,
+            ClientToken=ctx.client_token(self.id, vpc_id, group, *subnets, *policy.values()),
+            TagSpecifications=aws.tag_spec(ctx, "vpc-endpoint", self.id),
         )["VpcEndpoint"]
         return self._outputs(endpoint)
 

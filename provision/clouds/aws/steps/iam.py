@@ -1,7 +1,13 @@
-"""The cross-account IAM role Databricks assumes to launch clusters in the customer-managed VPC."""
+"""The cross-account IAM role Databricks assumes to launch clusters in the customer-managed VPC, and its
+inline policy, scoped to the workspace VPCs and security groups.
+
+The role comes first, with its trust policy only, so IAM propagates it while the network builds; the
+policy is a step of its own, written once the VPCs and groups it names exist, and before Databricks
+validates the role (the credentials configuration)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 from urllib.parse import unquote
@@ -9,64 +15,86 @@ from urllib.parse import unquote
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import is_not_found
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
-from provision.errors import OwnershipConflict
-from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Step
+from provision.errors import OwnershipConflict, ResourceFailed
+from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
-# "Customer-managed VPC with default restrictions" policy from the Databricks docs (the provider's
-# databricks_aws_crossaccount_policy with policy_type = "customer"): no VPC, subnet, NAT or gateway
-# management, since we own those.
-CUSTOMER_VPC_EC2_ACTIONS = [
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:AssociateIamInstanceProfile",
-    "ec2:AttachVolume",
-    "ec2:AuthorizeSecurityGroupEgress",
-    "ec2:AuthorizeSecurityGroupIngress",
-    "ec2:CancelSpotInstanceRequests",
-    "ec2:CreateFleet",
-    "ec2:CreateLaunchTemplate",
-    "ec2:CreateLaunchTemplateVersion",
-    "ec2:CreateTags",
-    "ec2:CreateVolume",
-    "ec2:DeleteFleets",
-    "ec2:DeleteLaunchTemplate",
-    "ec2:DeleteLaunchTemplateVersions",
-    "ec2:DeleteTags",
-    "ec2:DeleteVolume",
-    "ec2:DescribeAvailabilityZones",
-    "ec2:DescribeFleetHistory",
-    "ec2:DescribeFleetInstances",
-    "ec2:DescribeFleets",
-    "ec2:DescribeIamInstanceProfileAssociations",
-    "ec2:DescribeInstanceStatus",
-    "ec2:DescribeInstances",
-    "ec2:DescribeInternetGateways",
-    "ec2:DescribeLaunchTemplateVersions",
-    "ec2:DescribeLaunchTemplates",
-    "ec2:DescribeNatGateways",
-    "ec2:DescribeNetworkAcls",
-    "ec2:DescribePrefixLists",
-    "ec2:DescribeReservedInstancesOfferings",
-    "ec2:DescribeRouteTables",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeSpotInstanceRequests",
-    "ec2:DescribeSpotPriceHistory",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeVolumes",
-    "ec2:DescribeVpcAttribute",
-    "ec2:DescribeVpcs",
-    "ec2:DetachVolume",
-    "ec2:DisassociateIamInstanceProfile",
-    "ec2:GetLaunchTemplateData",
-    "ec2:GetSpotPlacementScores",
-    "ec2:ModifyFleet",
-    "ec2:ModifyLaunchTemplate",
-    "ec2:ReplaceIamInstanceProfileAssociation",
-    "ec2:RequestSpotInstances",
-    "ec2:RevokeSecurityGroupEgress",
-    "ec2:RevokeSecurityGroupIngress",
-    "ec2:RunInstances",
-    "ec2:TerminateInstances",
+# Databricks' AMI account in the commercial partition (SRA's databricks_ec2_image_account_id): clusters may
+# boot only images it owns.
+DATABRICKS_AMI_OWNER = "601306020600"
+SPOT_SERVICE_ROLE = "arn:aws:iam::*:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
+# IAM's quota on a role's inline policies, counted without whitespace; PutRolePolicy refuses more (LimitExceeded).
+INLINE_POLICY_LIMIT = 10_240
+TAG_VENDOR = "Databricks"  # Databricks tags every EC2 resource it creates Vendor=Databricks
+
+# What Databricks does on the EC2 resources it creates, by action, as SRA's credential.tf grants it (plus
+# ReplaceIamInstanceProfileAssociation, which the provider's restricted policy grants for instance pools).
+_CREATE = ["ec2:CreateFleet", "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:CreateVolume", "ec2:RequestSpotInstances", "ec2:RunInstances"]
+_CREATE_ACTIONS = ["CreateFleet", "CreateLaunchTemplate", "CreateVolume", "RequestSpotInstances", "RunInstances"]
+_MODIFY = [
+    "ec2:AssignPrivateIpAddresses", "ec2:AssociateIamInstanceProfile", "ec2:AttachVolume", "ec2:CancelSpotInstanceRequests",
+    "ec2:CreateLaunchTemplateVersion", "ec2:DetachVolume", "ec2:DisassociateIamInstanceProfile", "ec2:ModifyFleet",
+    "ec2:ModifyLaunchTemplate", "ec2:ReplaceIamInstanceProfileAssociation", "ec2:RequestSpotInstances", "ec2:CreateFleet",
+    "ec2:CreateLaunchTemplate", "ec2:CreateVolume", "ec2:RunInstances",
 ]
+_DELETE = ["ec2:DeleteFleets", "ec2:DeleteLaunchTemplate", "ec2:DeleteLaunchTemplateVersions", "ec2:DeleteTags", "ec2:DeleteVolume", "ec2:TerminateInstances"]
+# Reads only: the one statement on Resource "*" (EC2 has no resource-level permissions for these).
+_DESCRIBE = [
+    "ec2:DescribeAvailabilityZones", "ec2:DescribeFleetHistory", "ec2:DescribeFleetInstances", "ec2:DescribeVpcAttribute",
+    "ec2:DescribeFleets", "ec2:DescribeIamInstanceProfileAssociations", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances",
+    "ec2:DescribeInternetGateways", "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeNatGateways",
+    "ec2:DescribeNetworkAcls", "ec2:DescribePrefixLists", "ec2:DescribeReservedInstancesOfferings", "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups", "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
+    "ec2:DescribeVolumes", "ec2:DescribeVpcs", "ec2:GetSpotPlacementScores",
+]
+_SG_RULES = ["ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"]
+_AMI_ACTIONS = ["ec2:RunInstances", "ec2:CreateFleet", "ec2:RequestSpotInstances"]
+
+
+def cross_account_policy(*, region: str, account_id: str, vpc_ids: list[str], security_group_ids: list[str]) -> dict[str, Any]:
+    """SRA's scoped cross-account policy (terraform-databricks-sra aws/tf credential.tf) for the workspace VPCs
+    and their security groups (several with hub-and-spoke, which shares one role): creation only with the
+    Vendor=Databricks request tag, changes and deletion only of resources that carry it, RunInstances only in
+    those VPCs and with Databricks' images, security group rule edits only on those groups."""
+
+    def arns(*kinds: str) -> list[str]:
+        return [f"arn:aws:ec2:{region}:{account_id}:{kind}/*" for kind in kinds]
+
+    vpcs = [f"arn:aws:ec2:{region}:{account_id}:vpc/{v}" for v in sorted(set(vpc_ids))]
+    groups = [f"arn:aws:ec2:{region}:{account_id}:security-group/{g}" for g in sorted(set(security_group_ids))]
+    tagged = arns("instance", "volume", "network-interface", "launch-template", "fleet", "spot-instance-request")
+    request_tag = {"aws:RequestTag/Vendor": TAG_VENDOR}
+    resource_tag = {"StringEquals": {"ec2:ResourceTag/Vendor": TAG_VENDOR}}
+    statements: list[dict[str, Any]] = [
+        {"Sid": "CreateEC2ResourcesWithRequestTag", "Effect": "Allow", "Action": _CREATE,
+         "Resource": arns("volume", "instance", "fleet", "launch-template", "network-interface"), "Condition": {"StringEquals": request_tag}},
+        {"Sid": "AllowDatabricksTagOnCreate", "Effect": "Allow", "Action": "ec2:CreateTags",
+         "Resource": arns("volume", "instance", "launch-template", "fleet", "network-interface"),
+         "Condition": {"StringEquals": {"ec2:CreateAction": _CREATE_ACTIONS, **request_tag}}},
+        {"Sid": "ModifyEC2ResourcesByResourceTags", "Effect": "Allow", "Action": _MODIFY, "Resource": tagged, "Condition": resource_tag},
+        {"Sid": "GetEC2LaunchTemplateDataByTag", "Effect": "Allow", "Action": "ec2:GetLaunchTemplateData",
+         "Resource": arns("volume", "instance", "fleet"), "Condition": resource_tag},
+        {"Sid": "DeleteEC2ResourcesByTag", "Effect": "Allow", "Action": _DELETE, "Resource": tagged, "Condition": resource_tag},
+        {"Sid": "DescribeEC2Resources", "Effect": "Allow", "Action": _DESCRIBE, "Resource": "*"},
+        {"Sid": "AllowEC2TaggingOnDatabricksResources", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+         "Resource": tagged, "Condition": resource_tag},
+        {"Sid": "RestrictAMIUsageToDatabricksDeny", "Effect": "Deny", "Action": _AMI_ACTIONS, "Resource": "arn:aws:ec2:*:*:image/*",
+         "Condition": {"StringNotEquals": {"ec2:Owner": DATABRICKS_AMI_OWNER}}},
+        {"Sid": "RestrictAMIUsageToDatabricksAllow", "Effect": "Allow", "Action": _AMI_ACTIONS, "Resource": "arn:aws:ec2:*:*:image/*",
+         "Condition": {"StringEquals": {"ec2:Owner": DATABRICKS_AMI_OWNER}}},
+        {"Sid": "AllowRunInstancesWithScopedResources", "Effect": "Allow", "Action": "ec2:RunInstances",
+         "Resource": arns("subnet", "security-group"), "Condition": {"StringEqualsIfExists": {"ec2:vpc": vpcs}}},
+        {"Sid": "IAMRoleForEC2Spot", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": SPOT_SERVICE_ROLE,
+         "Condition": {"StringLike": {"iam:AWSServiceName": "spot.amazonaws.com"}}},
+        # A group belongs to one VPC, so listing every group and every VPC grants exactly each pair.
+        {"Sid": "VpcNonresourceSpecificActions", "Effect": "Allow", "Action": _SG_RULES, "Resource": groups,
+         "Condition": {"StringEquals": {"ec2:vpc": vpcs}}},
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_json(document: dict[str, Any]) -> str:
+    """A policy as sent to IAM: without whitespace, which is how IAM counts its size."""
+    return json.dumps(document, separators=(",", ":"))
 
 
 def trust_policy(databricks_account_id: str) -> dict[str, Any]:
@@ -84,26 +112,16 @@ def trust_policy(databricks_account_id: str) -> dict[str, Any]:
     }
 
 
-def cross_account_policy() -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "Stmt1403287045000", "Effect": "Allow", "Action": CUSTOMER_VPC_EC2_ACTIONS, "Resource": "*"},
-            {
-                "Effect": "Allow",
-                "Action": ["iam:CreateServiceLinkedRole", "iam:PutRolePolicy"],
-                "Resource": "arn:aws:iam::*:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot",
-                "Condition": {"StringLike": {"iam:AWSServiceName": "spot.amazonaws.com"}},
-            },
-        ],
-    }
-
-
 def _document(value: Any) -> Any:
     """IAM returns policy documents URL-encoded (boto3 decodes most; some endpoints don't)."""
     if isinstance(value, str):
         return json.loads(unquote(value))
     return value
+
+
+def policy_name(deployment: str) -> str:
+    """The role's one inline policy (the name earlier versions gave the generic one, so it is replaced in place)."""
+    return f"{deployment}-crossaccount-policy"
 
 
 class CrossAccountRole(Step):
@@ -112,9 +130,6 @@ class CrossAccountRole(Step):
 
     def role_name(self, ctx: Context) -> str:
         return f"{ctx.deployment}-crossaccount"
-
-    def policy_name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}-crossaccount-policy"
 
     def find(self, ctx: Context) -> Outputs | None:
         iam = aws.client(ctx, "iam")
@@ -150,12 +165,8 @@ class CrossAccountRole(Step):
         wanted = trust_policy(ctx.spec.databricks.account_id)
         if _document(role.get("AssumeRolePolicyDocument")) != wanted:
             ctx.call(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(wanted)), f"{self.id} trust policy")
-        # put_role_policy is idempotent; the inline policy is what Databricks needs to launch clusters.
-        ctx.call(
-            lambda: iam.put_role_policy(RoleName=name, PolicyName=self.policy_name(ctx), PolicyDocument=json.dumps(cross_account_policy())),
-            f"{self.id} inline policy",
-        )
-        # Propagation is not waited for here: the credentials step retries until Databricks can assume it.
+        # The permissions are CrossAccountPolicy's (they name the VPCs, which do not exist yet). Propagation is
+        # not waited for here: the credentials step retries until Databricks can assume the role.
         return out
 
     def delete(self, ctx: Context, out: Outputs) -> None:
@@ -169,3 +180,83 @@ class CrossAccountRole(Step):
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
         iam = aws.client(ctx, "iam")
         ctx.wait_gone(lambda: iam.get_role(RoleName=out["role_name"]), what=f"IAM role {out['role_name']}")
+
+
+class CrossAccountPolicy(Step):
+    """The role's inline policy (`cross_account_policy`), converged in place: put_role_policy replaces a
+    document of the same name, so an earlier version's generic policy becomes the scoped one. It passes the
+    role's name and ARN on, so a step that needs the role with its permissions (the credentials
+    configuration, which Databricks validates) names this step as its role."""
+
+    kind = "iam.role_policy"
+    produces = ("role_name", "role_arn", "policy_name", "digest")
+
+    def __init__(self, step_id: str, *, role: str, vpcs: list[str], security_groups: list[str]):
+        """vpcs: steps producing `vpc_id`; security_groups: steps producing `group_id` (one per workspace)."""
+        super().__init__(step_id, needs=(role, *vpcs, *security_groups))
+        self.role_name, self.role_arn = Ref(role, "role_name"), Ref(role, "role_arn")
+        self.vpc_ids = [Ref(v, "vpc_id") for v in vpcs]
+        self.group_ids = [Ref(g, "group_id") for g in security_groups]
+
+    def document(self, ctx: Context) -> dict[str, Any]:
+        return cross_account_policy(
+            region=ctx.spec.region, account_id=aws.account_id(ctx),
+            vpc_ids=[ctx.out(v) for v in self.vpc_ids], security_group_ids=[ctx.out(g) for g in self.group_ids],
+        )
+
+    def _outputs(self, ctx: Context, document: Any) -> Outputs:
+        return {
+            "policy_name": policy_name(ctx.deployment), "role_name": ctx.out_if_known(self.role_name),
+            "role_arn": ctx.out_if_known(self.role_arn), "digest": _digest(document),
+        }
+
+    def find(self, ctx: Context) -> Outputs | None:
+        role = ctx.out_if_known(self.role_name)
+        if role is None:  # plan, before the role exists
+            return None
+        try:
+            found = aws.client(ctx, "iam").get_role_policy(RoleName=role, PolicyName=policy_name(ctx.deployment))
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        return self._outputs(ctx, _document(found["PolicyDocument"]))
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        return found.get("digest") != _digest(self.document(ctx))
+
+    def create(self, ctx: Context) -> Outputs:
+        return self._put(ctx)
+
+    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
+        # Adopted (an earlier version's generic policy, a document edited by hand): replace it.
+        return out if out.get("digest") == _digest(self.document(ctx)) else self._put(ctx)
+
+    def _put(self, ctx: Context) -> Outputs:
+        document = self.document(ctx)
+        body = policy_json(document)
+        if len(body) > INLINE_POLICY_LIMIT:  # IAM would answer LimitExceeded; say why in our terms
+            raise ResourceFailed(
+                f"cross-account policy of role {ctx.out(self.role_name)}", "too large",
+                f"{len(body)} characters for {len(set(map(ctx.out, self.vpc_ids)))} VPCs; IAM allows {INLINE_POLICY_LIMIT}",
+            )
+        # put_role_policy is idempotent: a retry after a lost response writes the same document.
+        ctx.call(
+            lambda: aws.client(ctx, "iam").put_role_policy(RoleName=ctx.out(self.role_name), PolicyName=policy_name(ctx.deployment), PolicyDocument=body),
+            f"{self.id} put",
+        )
+        return self._outputs(ctx, document)
+
+    def delete(self, ctx: Context, out: Outputs) -> None:
+        aws.client(ctx, "iam").delete_role_policy(RoleName=out["role_name"], PolicyName=out["policy_name"])
+
+    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
+        iam = aws.client(ctx, "iam")
+        ctx.wait_gone(
+            lambda: iam.get_role_policy(RoleName=out["role_name"], PolicyName=out["policy_name"]),
+            what=f"inline policy {out['policy_name']} of role {out['role_name']}",
+        )
+
+
+def _digest(document: Any) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]

@@ -7,6 +7,8 @@ deterministic one, so a create retried after a lost response cannot make a secon
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,7 +223,8 @@ class NatGateway(Step):
 # A rule as (direction, protocol, from port, to port, peer) where peer is "self" or a CIDR.
 Rule = tuple[str, str, int, int, str]
 
-# Databricks' required workspace security group (customer-managed VPC docs).
+# Databricks' required workspace security group: the customer-managed VPC docs' ports (3306 for the legacy
+# Hive metastore included) plus SRA's 5432 (Lakebase PostgreSQL).
 WORKSPACE_SG_RULES: tuple[Rule, ...] = (
     ("ingress", "tcp", 0, 65535, "self"),
     ("ingress", "udp", 0, 65535, "self"),
@@ -230,23 +233,42 @@ WORKSPACE_SG_RULES: tuple[Rule, ...] = (
     ("egress", "tcp", 443, 443, "0.0.0.0/0"),
     ("egress", "tcp", 2443, 2443, "0.0.0.0/0"),
     ("egress", "tcp", 3306, 3306, "0.0.0.0/0"),
+    ("egress", "tcp", 5432, 5432, "0.0.0.0/0"),
     ("egress", "tcp", 6666, 6666, "0.0.0.0/0"),
     ("egress", "tcp", 8443, 8451, "0.0.0.0/0"),
 )
 
 
 # Databricks back-end PrivateLink: what the endpoint security group allows, from and to each CIDR of the
-# workspace subnets and the endpoint subnet.
+# workspace subnets and the endpoint subnet (the docs' ports), plus SRA's inbound 5432 (Lakebase).
 PRIVATELINK_PORTS: tuple[tuple[int, int], ...] = ((443, 443), (2443, 2443), (6666, 6666), (8443, 8451))
+PRIVATELINK_INGRESS_ONLY_PORTS: tuple[tuple[int, int], ...] = ((5432, 5432),)
+
+# What each rule is for, by port range (a rule's Description; EC2 allows letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*).
+RULE_PURPOSES: dict[tuple[str, int, int], str] = {
+    ("tcp", 0, 65535): "Databricks - cluster nodes to each other (TCP)",
+    ("udp", 0, 65535): "Databricks - cluster nodes to each other (UDP)",
+    ("tcp", 443, 443): "Databricks - REST API, control plane and AWS services (HTTPS)",
+    ("tcp", 2443, 2443): "Databricks - Secure Cluster Connectivity, compliance security profile (FIPS)",
+    ("tcp", 3306, 3306): "Databricks - legacy Hive metastore (MySQL)",
+    ("tcp", 5432, 5432): "Databricks - Lakebase PostgreSQL",
+    ("tcp", 6666, 6666): "Databricks - Secure Cluster Connectivity relay",
+    ("tcp", 8443, 8451): "Databricks - control plane internal calls (8443), Unity Catalog logging and lineage (8444), future use (8445-8451)",
+}
 
 
 def privatelink_rules(cidrs: list[str]) -> tuple[Rule, ...]:
-    return tuple(
-        (direction, "tcp", low, high, cidr)
-        for direction in ("ingress", "egress")
-        for low, high in PRIVATELINK_PORTS
-        for cidr in sorted(set(cidrs))
-    )
+    peers = sorted(set(cidrs))
+    both = tuple((direction, "tcp", low, high, cidr) for direction in ("ingress", "egress") for low, high in PRIVATELINK_PORTS for cidr in peers)
+    return both + tuple(("ingress", "tcp", low, high, cidr) for low, high in PRIVATELINK_INGRESS_ONLY_PORTS for cidr in peers)
+
+
+def _purpose(rule: Rule) -> str | None:
+    return RULE_PURPOSES.get(rule[1:4])
+
+
+def _rules_digest(rules: set[Rule]) -> str:
+    return hashlib.sha256(json.dumps(sorted(map(list, rules))).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -265,7 +287,9 @@ class SecurityGroup(Step):
     default allow-all egress, are revoked)."""
 
     kind = "ec2.security_group"
-    produces = ("group_id", "vpc_id")
+    # rules_digest: what `find` saw of the group's rules, so a rerun converges a group whose rules differ
+    # from the spec (a port added since, a rule edited by hand) at no extra call.
+    produces = ("group_id", "vpc_id", "rules_digest")
 
     def __init__(
         self, step_id: str, *, vpc: str, description: str,
@@ -278,7 +302,15 @@ class SecurityGroup(Step):
 
     def find(self, ctx: Context) -> Outputs | None:
         group = single(aws.ec2(ctx).describe_security_groups(Filters=aws.owner_filters(ctx, self.id))["SecurityGroups"], "security group", self.id)
-        return {"group_id": group["GroupId"], "vpc_id": group["VpcId"]} if group else None
+        if not group:
+            return None
+        return {"group_id": group["GroupId"], "vpc_id": group["VpcId"], "rules_digest": _rules_digest(self._rules(group, group["GroupId"]))}
+
+    def _wanted(self, ctx: Context) -> set[Rule]:
+        return set(self.rules.resolve(ctx) if isinstance(self.rules, PrivateLinkRules) else self.rules)
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        return found.get("rules_digest") != _rules_digest(self._wanted(ctx))
 
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc_id)
@@ -292,15 +324,17 @@ class SecurityGroup(Step):
         group_id = out["group_id"]
         group = ctx.call(lambda: aws.ec2(ctx).describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0], f"{self.id} read")
         have = self._rules(group, group_id)
-        want = set(self.rules.resolve(ctx) if isinstance(self.rules, PrivateLinkRules) else self.rules)
+        want = self._wanted(ctx)
         for direction in ("ingress", "egress"):
             add = [r for r in want - have if r[0] == direction]
             remove = [r for r in have - want if r[0] == direction]
+            # New rules carry their purpose; a rule that exists keeps whatever description it has (a rule of an
+            # earlier version has none), so converging never needs ec2:UpdateSecurityGroupRuleDescriptions*.
             if add:
                 perms = [self._permission(r, group_id) for r in add]
                 ctx.call(lambda: self._authorize(ctx, direction, group_id, perms), f"{self.id} authorize {direction}")
             if remove:
-                perms = [self._permission(r, group_id) for r in remove]
+                perms = [self._permission(r, group_id, described=False) for r in remove]
                 ctx.call(lambda: getattr(aws.ec2(ctx), f"revoke_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} revoke {direction}")
         return out
 
@@ -334,21 +368,29 @@ class SecurityGroup(Step):
         return rules
 
     @staticmethod
-    def _permission(rule: Rule, group_id: str) -> dict[str, Any]:
+    def _permission(rule: Rule, group_id: str, *, described: bool = True) -> dict[str, Any]:
         _, protocol, low, high, peer = rule
         perm: dict[str, Any] = {"IpProtocol": protocol}
         if protocol != "-1":
             perm.update(FromPort=low, ToPort=high)
         if peer == "self":
-            perm["UserIdGroupPairs"] = [{"GroupId": group_id}]
+            target: dict[str, str] = {"GroupId": group_id}
+            perm["UserIdGroupPairs"] = [target]
         elif peer.startswith("sg-"):
-            perm["UserIdGroupPairs"] = [{"GroupId": peer}]
+            target = {"GroupId": peer}
+            perm["UserIdGroupPairs"] = [target]
         elif peer.startswith("pl-"):
-            perm["PrefixListIds"] = [{"PrefixListId": peer}]
+            target = {"PrefixListId": peer}
+            perm["PrefixListIds"] = [target]
         elif ":" in peer:
-            perm["Ipv6Ranges"] = [{"CidrIpv6": peer}]
+            target = {"CidrIpv6": peer}
+            perm["Ipv6Ranges"] = [target]
         else:
-            perm["IpRanges"] = [{"CidrIp": peer}]
+            target = {"CidrIp": peer}
+            perm["IpRanges"] = [target]
+        purpose = _purpose(rule) if described else None
+        if purpose:
+            target["Description"] = purpose
         return perm
 
     def delete(self, ctx: Context, out: Outputs) -> None:

@@ -56,12 +56,25 @@ through). A workspace that has been RUNNING keeps serving while an update re-pro
 workspace (or any other state) is refused at once with 400 INVALID_STATE instead of a retry loop that
 could only time out. Every workspace response carries X-Databricks-Org-Id, like the real host.
 
+Customer-managed keys (keys.py): `customer-managed-keys` create / get / list / delete in the real JSON shape
+(`aws_key_info`, `use_cases`). A key whose policy (read from the sandbox's KMS through aws_bridge.py) does
+not grant Databricks for its use case, or that is missing or disabled, is refused (400 MALFORMED_REQUEST); a
+workspace naming a key of another region or of the wrong use case is refused (400 INVALID_PARAMETER_VALUE);
+a key configuration a workspace uses cannot be deleted (400 INVALID_STATE); a workspace whose key is
+disabled when provisioning ends goes FAILED.
+
+Workspace settings (settings_api.py): the compliance security profile, enhanced security monitoring and
+automatic cluster update settings of each workspace (GET, and PATCH with `allow_missing`, `setting`,
+`field_mask` and the current etag). The profile needs an ENTERPRISE workspace and cannot be turned off;
+monitoring and cluster update cannot be turned off while it is on; a stale etag is refused.
+
 All state lives in one module-level, lock-protected store (store.py), keyed by Databricks account id and
 kind. `inventory()` dumps it and `reset()` clears it.
 
 Modules: store.py (state, errors, request helpers), aws_bridge.py (the only one that reads AWS),
 account_api.py (credentials, storage, networks, endpoint registrations, private access settings),
-workspaces.py, workspace_api.py, oauth.py, app.py (routes and the WSGI app).
+keys.py (customer-managed keys), workspaces.py, workspace_api.py, settings_api.py, oauth.py, app.py (routes
+and the WSGI app).
 """
 
 from provision.clouds.databricks.sandbox.app import (

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+import provision.clouds.databricks.sandbox.keys as keys  # noqa: PLR0402  (imports the module, not its package)
 import provision.clouds.databricks.sandbox.oauth as oauth  # noqa: PLR0402  (imports the module, not its package)
 from provision.clouds.databricks.sandbox.account_api import (
     create_credentials,
@@ -55,6 +56,7 @@ _SEGMENTS: dict[str, tuple[str, str]] = {
     "workspaces": ("workspaces", "workspace_id"),
     "vpc-endpoints": ("vpc_endpoints", "vpc_endpoint_id"),
     "private-access-settings": ("private_access_settings", "private_access_settings_id"),
+    "customer-managed-keys": ("customer_managed_keys", "customer_managed_key_id"),
 }
 
 
@@ -92,6 +94,7 @@ _CREATORS: dict[str, Callable[[SandboxSettings, str, dict], dict]] = {
     "workspaces": create_workspace,
     "vpc_endpoints": create_vpc_endpoint,
     "private_access_settings": create_private_access_settings,
+    "customer_managed_keys": keys.create_customer_managed_key,
 }
 
 _URLS = Map(
@@ -110,6 +113,7 @@ _URLS = Map(
         Rule(f"{WORKSPACE_PREFIX}/<deployment>/api/2.0/token/list", endpoint="ws_token_list", methods=["GET"]),
         Rule(f"{WORKSPACE_PREFIX}/<deployment>/api/2.0/token/delete", endpoint="ws_token_delete", methods=["POST"]),
         Rule(f"{WORKSPACE_PREFIX}/<deployment>/api/2.0/preview/scim/v2/Me", endpoint="ws_me", methods=["GET"]),
+        Rule(f"{WORKSPACE_PREFIX}/<deployment>/api/2.0/settings/types/<setting_type>/names/<setting_name>", endpoint="ws_setting", methods=["GET", "PATCH"]),
         Rule("/oidc/accounts/<account_id>/.well-known/oauth-authorization-server", endpoint="oidc_discovery", methods=["GET"]),
         Rule("/oidc/accounts/<account_id>/v1/token", endpoint="oidc_token", methods=["POST"]),
         Rule(
@@ -190,7 +194,8 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
         return _json(public(replace_private_access_settings(account_id, record, json_body(request))))
     # DELETE: configurations still referenced by a workspace cannot go, as in the real API.
     if kind != "workspaces":
-        users = users_of(account_id, id_field, obj_id)
+        # A workspace names its key configurations in two fields of its own.
+        users = keys.workspaces_using(account_id, obj_id) if kind == "customer_managed_keys" else users_of(account_id, id_field, obj_id)
         if users:
             raise ApiError(
                 400,

@@ -16,6 +16,7 @@ from typing import Any
 
 from moto.ec2.models import ec2_backends
 from moto.iam.models import iam_backends
+from moto.kms.models import kms_backends
 from moto.s3.models import s3_backends
 
 import provision.clouds.aws.sandbox.endpoints as endpoints  # noqa: PLR0402  (imports the module, not its package)
@@ -28,6 +29,13 @@ _ROLE_ACCOUNT_RE = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/.+$")
 class Role:
     trust_policy: Any  # the assume-role policy document as IAM stores it (JSON, maybe URL-encoded)
     age_seconds: float  # since creation: STS refuses to assume a role that has not propagated yet
+
+
+@dataclass(frozen=True)
+class KmsKey:
+    region: str
+    state: str  # KMS KeyState: Enabled, Disabled, PendingDeletion, ...
+    policy: Any  # the key policy document as KMS stores it (JSON text)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,19 @@ def role(role_arn: str) -> Role | None:
     # moto's create_date is naive UTC.
     age = (datetime.now(UTC).replace(tzinfo=None) - found.create_date).total_seconds()
     return Role(found.assume_role_policy_document, age)
+
+
+def kms_key(key_arn: str) -> KmsKey | None:
+    """A KMS key by ARN, as Databricks' principal would see it through DescribeKey and the key policy."""
+    parts = key_arn.split(":")
+    if len(parts) != 6 or parts[2] != "kms" or not parts[5].startswith("key/") or parts[4] not in kms_backends:
+        return None
+    region, key_id = parts[3], parts[5].removeprefix("key/")
+    backends = kms_backends[parts[4]]
+    if region not in list(backends.keys()):  # never instantiate a region here
+        return None
+    found = backends[region].keys.get(key_id)
+    return None if found is None else KmsKey(region, found.key_state, found.policy)
 
 
 def _s3() -> Any:

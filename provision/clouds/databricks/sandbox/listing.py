@@ -7,7 +7,9 @@ import json
 import urllib.request
 from typing import Any
 
-ACCOUNT_KINDS = ("credentials", "storage-configurations", "networks", "workspaces", "vpc-endpoints", "private-access-settings")
+ACCOUNT_KINDS = (
+    "credentials", "storage-configurations", "networks", "workspaces", "vpc-endpoints", "private-access-settings", "customer-managed-keys",
+)
 
 
 def _get(host: str, token: str, path: str) -> Any:

@@ -17,6 +17,7 @@ KINDS = (
     "workspaces",
     "vpc_endpoints",
     "private_access_settings",
+    "customer_managed_keys",
     "tokens",  # workspace personal access tokens (token_infos plus workspace_id), served by the workspace API
 )
 
@@ -109,6 +110,7 @@ def get_record(account_id: str, kind: str, obj_id: Any) -> dict:
             "workspaces": "Workspace",
             "vpc_endpoints": "VPC endpoint configuration",
             "private_access_settings": "Private access settings",
+            "customer_managed_keys": "Customer managed key configuration",
         }[kind]
         raise not_found(label, obj_id)
     return record

@@ -1,5 +1,6 @@
 """Each workspace's own REST API, minimally, reached by the real WorkspaceClient (see the package
-docstring): host metadata, personal access tokens, SCIM Me, and the workspace's OAuth issuer."""
+docstring): host metadata, personal access tokens, SCIM Me, the workspace's OAuth issuer, and its security
+settings (settings_api.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 import provision.clouds.databricks.sandbox.oauth as oauth  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.settings_api as settings_api  # noqa: PLR0402
 import provision.clouds.databricks.sandbox.store as store  # noqa: PLR0402  (imports the module, not its package)
 from provision.clouds.databricks.sandbox.store import (
     STORE,
@@ -163,6 +165,8 @@ def handle_workspace(settings: SandboxSettings, request: Request, endpoint: str,
         if claimed is not None and claimed != str(ws["workspace_id"]):
             raise invalid(f"X-Databricks-Workspace-Id {claimed} does not match workspace {ws['workspace_id']}.")
         purge_expired_tokens(ws["account_id"])
+        if endpoint == "ws_setting":
+            return settings_api.respond(ws, request, args, org_id)
         if endpoint == "ws_token_create":
             result = _create_token(ws, json_body(request))
         elif endpoint == "ws_token_list":

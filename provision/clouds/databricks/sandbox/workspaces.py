@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import provision.clouds.databricks.sandbox.aws_bridge as aws_bridge  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.keys as keys  # noqa: PLR0402
 from provision.clouds.databricks.sandbox.account_api import (
     network_errors,
     privatelink_problems,
@@ -84,6 +85,7 @@ def advance_workspace(settings: SandboxSettings, account_id: str, ws: dict) -> N
                 "back-end PrivateLink endpoints are not ready, so clusters cannot reach the control plane: "
                 + ", ".join(not_ready)
             )
+    problems += keys.provisioning_problems(account_id, ws)
     if storage and not problems:
         bucket = storage["root_bucket_info"]["bucket_name"]
         try:
@@ -119,6 +121,7 @@ def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | Non
                 f"Private access settings {pas_id} are for region {pas['region']}, "
                 f"not the workspace's region {values.get('aws_region')}."
             )
+    keys.check_workspace_keys(account_id, values)
     tier = values.get("pricing_tier")
     if tier is not None and tier not in _PRICING_TIERS:
         raise invalid(f"pricing_tier {tier} is not one of {sorted(_PRICING_TIERS)}.")

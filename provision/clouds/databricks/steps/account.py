@@ -258,13 +258,18 @@ class Workspace(Step):
 
     def __init__(
         self, step_id: str, *, workspace_name: str, pricing_tier: str, credentials: str, storage: str, network: str,
-        private_access: str | None = None,
+        private_access: str | None = None, managed_services_key: str | None = None, storage_key: str | None = None,
     ):
-        super().__init__(step_id, needs=(credentials, storage, network, *((private_access,) if private_access else ())))
+        """managed_services_key / storage_key: Databricks key configuration steps (customer-managed keys,
+        set on create only: Databricks encrypts with them from the workspace's first write)."""
+        keys = tuple(dict.fromkeys(k for k in (managed_services_key, storage_key) if k))
+        super().__init__(step_id, needs=(credentials, storage, network, *((private_access,) if private_access else ()), *keys))
         self.workspace_name, self.pricing_tier = workspace_name, pricing_tier
         self.credentials_id, self.storage_id = Ref(credentials, "credentials_id"), Ref(storage, "storage_configuration_id")
         self.network_id = Ref(network, "network_id")
         self.private_access_id = Ref(private_access, "private_access_settings_id") if private_access else None
+        self.managed_services_key_id = Ref(managed_services_key, "customer_managed_key_id") if managed_services_key else None
+        self.storage_key_id = Ref(storage_key, "customer_managed_key_id") if storage_key else None
 
     def find(self, ctx: Context) -> Outputs | None:
         name = self.workspace_name
@@ -276,8 +281,20 @@ class Workspace(Step):
             ("storage_configuration_id", found.storage_configuration_id, ctx.out_if_known(self.storage_id)),
             ("network_id", found.network_id, ctx.out_if_known(self.network_id)),
             *([("private_access_settings_id", found.private_access_settings_id, ctx.out_if_known(self.private_access_id))] if self.private_access_id else []),
+            *self._key_references(ctx, found),
         ])
         return self._outputs(found)
+
+    def _key_references(self, ctx: Context, found: Any) -> list[tuple[str, Any, Any]]:
+        """A workspace of our name encrypted with other keys (or none) is not this deployment's."""
+        return [
+            (name, getattr(found, name), ctx.out_if_known(ref))
+            for name, ref in (
+                ("managed_services_customer_managed_key_id", self.managed_services_key_id),
+                ("storage_customer_managed_key_id", self.storage_key_id),
+            )
+            if ref is not None
+        ]
 
     @staticmethod
     def _outputs(ws: Any) -> Outputs:
@@ -301,6 +318,8 @@ class Workspace(Step):
             network_id=ctx.out(self.network_id),
             pricing_tier=PricingTier(self.pricing_tier),
             private_access_settings_id=ctx.out(self.private_access_id) if self.private_access_id else None,
+            managed_services_customer_managed_key_id=ctx.out(self.managed_services_key_id) if self.managed_services_key_id else None,
+            storage_customer_managed_key_id=ctx.out(self.storage_key_id) if self.storage_key_id else None,
         )
         return self._outputs(waiter.response)
 

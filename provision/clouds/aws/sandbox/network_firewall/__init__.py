@@ -26,8 +26,10 @@ Fidelity rules:
    StatefulRuleGroupReference must name an existing STATEFUL group, every stateless reference an existing
    STATELESS group, no group twice; a stateful group's StatefulRuleOptions.RuleOrder must equal the
    policy's StatefulEngineOptions.RuleOrder (both default DEFAULT_ACTION_ORDER); Priority is required on
-   stateful references under STRICT_ORDER and refused under DEFAULT_ACTION_ORDER, and so are
-   StatefulDefaultActions. All of it InvalidRequestException, on create and on update.
+   stateful references under STRICT_ORDER (1..65535, unique within the policy) and refused under
+   DEFAULT_ACTION_ORDER, and so are StatefulDefaultActions (the API reference's values, one drop action at
+   most). A rule order is fixed at creation: UpdateRuleGroup and UpdateFirewallPolicy refuse a new one
+   ("parameter is invalid, parameter: [<order>]"). All of it InvalidRequestException, on create and on update.
 4. In use: DeleteRuleGroup while a policy references the group, and DeleteFirewallPolicy while a firewall
    (also one still DELETING) uses the policy, fail with InvalidOperationException "Unable to delete the
    object because it is still in use" (the message Terraform's provider retries on). A deleted group or
@@ -40,7 +42,7 @@ Fidelity rules:
    PROVISIONING (ConfigurationSyncStateSummary PENDING, SyncStates {}) for
    `firewall_provisioning_seconds`, then READY / IN_SYNC with SyncStates {<zone>: {Attachment: {SubnetId,
    EndpointId, Status READY}, Config: {<policy and stateful group ARNs>: IN_SYNC}}}.
-   UpdateFirewallDeleteProtection changes the flag. ListFirewalls filters on VpcIds and pages;
+   UpdateFirewallDeleteProtection and UpdateFirewallPolicyChangeProtection change their flags. ListFirewalls filters on VpcIds and pages;
    Describe/UpdateLoggingConfiguration store the configuration as given.
 6. Endpoints are real EC2 resources: at CreateFirewall each subnet gets a GatewayLoadBalancer-type VPC
    endpoint (service com.amazonaws.vpce.<region>.vpce-svc-..., RequesterManaged, state pending, then
@@ -64,11 +66,21 @@ Fidelity rules:
    botocore raises ClientError with that Code. An operation not listed here fails with
    UnsupportedOperationException rather than silently doing nothing.
 
+10. AssociateFirewallPolicy moves a firewall to another existing policy (ResourceNotFoundException if it is
+   not) in place: same ARN, same endpoints. It fails with InvalidOperationException while the firewall's
+   FirewallPolicyChangeProtection is TRUE (as it is unless turned off) or while it is DELETING; an
+   UpdateToken, optional there, must be current.
+
+`evaluate.py` is no operation: a test helper that says what a policy does to a given flow (strict order or
+action order, the default actions, domain lists by SNI and Host, 5-tuple rules), so a test can prove what
+passes the firewall, not only what its documents say.
+
 Time-based states advance lazily at the start of every Network Firewall and every EC2 request of the
 same account and region (lifecycle.advance runs the firewalls' hook), under patching.STATE_LOCK.
 
 Modules: service.py (errors, state, dispatch), policies.py (rule groups and firewall policies: rules
-1 to 4), firewalls.py (firewalls, their endpoints and tags: rules 5 to 8).
+1 to 4), firewalls.py (firewalls, their endpoints, tags and policy associations: rules 5 to 8 and 10),
+evaluate.py (what a policy does to a flow; imported by tests only).
 """
 
 # Each registers its operations with service.OPERATIONS.

@@ -237,6 +237,48 @@ def _update_firewall_delete_protection(req: Request) -> dict[str, Any]:
     }
 
 
+@operation("UpdateFirewallPolicyChangeProtection")
+def _update_firewall_policy_change_protection(req: Request) -> dict[str, Any]:
+    firewall = _find_firewall(req)
+    if req.params.get("UpdateToken") is not None:
+        check_token(firewall, req.params["UpdateToken"], "firewall")
+    firewall.policy_change_protection = req.params["FirewallPolicyChangeProtection"]
+    firewall.changed()
+    return {
+        "FirewallArn": firewall.arn,
+        "FirewallName": firewall.name,
+        "FirewallPolicyChangeProtection": firewall.policy_change_protection,
+        "UpdateToken": firewall.token,
+    }
+
+
+@operation("AssociateFirewallPolicy")
+def _associate_firewall_policy(req: Request) -> dict[str, Any]:
+    """Rule 10: the firewall keeps its ARN and endpoints and takes the other policy, unless its policy-change
+    protection is on (TRUE unless turned off) or it is being deleted."""
+    firewall = _find_firewall(req)
+    if req.params.get("UpdateToken") is not None:
+        check_token(firewall, req.params["UpdateToken"], "firewall")
+    policy_arn = req.params["FirewallPolicyArn"]
+    if policy_arn not in req.store.policies:
+        raise ResourceNotFound(f"The firewall policy {policy_arn} does not exist.")
+    if firewall.status == "DELETING":
+        raise InvalidOperation(f"Firewall {firewall.name} is being deleted.")
+    if firewall.policy_change_protection:
+        raise InvalidOperation(
+            f"Firewall {firewall.name} has FirewallPolicyChangeProtection enabled; disable it with "
+            "UpdateFirewallPolicyChangeProtection before associating another firewall policy."
+        )
+    firewall.policy_arn = policy_arn
+    firewall.changed()
+    return {
+        "FirewallArn": firewall.arn,
+        "FirewallName": firewall.name,
+        "FirewallPolicyArn": firewall.policy_arn,
+        "UpdateToken": firewall.token,
+    }
+
+
 @operation("DescribeLoggingConfiguration")
 def _describe_logging_configuration(req: Request) -> dict[str, Any]:
     firewall = _find_firewall(req)

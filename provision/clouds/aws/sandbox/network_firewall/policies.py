@@ -29,6 +29,13 @@ _STANDARD_STATELESS_ACTIONS = {"aws:pass", "aws:drop", "aws:forward_to_sfe"}
 _RULE_SOURCES = ("RulesString", "RulesSourceList", "StatefulRules", "StatelessRulesAndCustomActions")
 _ARN_KIND = {"STATEFUL": "stateful-rulegroup", "STATELESS": "stateless-rulegroup"}
 _DEFAULT_ORDER = "DEFAULT_ACTION_ORDER"
+# The API reference's values of FirewallPolicy.StatefulDefaultActions (botocore's network-firewall model).
+_STATEFUL_DEFAULT_ACTIONS = {
+    "aws:drop_strict", "aws:drop_established", "aws:alert_strict", "aws:alert_established",
+    "aws:drop_established_app_layer", "aws:alert_established_app_layer",
+    "aws:drop_established_app_layer_to_server", "aws:alert_established_app_layer_to_server",
+}
+_MAX_PRIORITY = 65535  # the model's Priority shape: 1..65535 (botocore checks only the minimum)
 _IN_USE = "Unable to delete the object because it is still in use"
 _MAX_CAPACITY = 30000
 
@@ -167,11 +174,25 @@ def _describe_rule_group(req: Request) -> dict[str, Any]:
     }
 
 
+def rule_order(body: dict[str, Any], key: str = "StatefulRuleOptions") -> str:
+    return (body.get(key) or {}).get("RuleOrder") or _DEFAULT_ORDER
+
+
+def _same_order(before: str, after: str) -> None:
+    """A rule group's or policy's rule order is fixed at creation (the error AWS answers when an update
+    changes it, as CloudFormation relays it in awslabs/landing-zone-accelerator-on-aws#23)."""
+    if before != after:
+        raise InvalidRequest(f"parameter is invalid, parameter: [{after}]")
+
+
 @operation("UpdateRuleGroup")
 def _update_rule_group(req: Request) -> dict[str, Any]:
     group = _find_rule_group(req)
     check_token(group, req.params.get("UpdateToken"), "rule group")
-    group.body = _rule_group_body(req.params, group.type)
+    body = _rule_group_body(req.params, group.type)
+    if group.type == "STATEFUL":
+        _same_order(rule_order(group.body), rule_order(body))
+    group.body = body
     if "Description" in req.params:
         group.description = req.params["Description"]
     group.changed()
@@ -217,12 +238,42 @@ def _check_stateless_actions(document: dict[str, Any], key: str) -> None:
         )
 
 
+def _check_stateful_actions(document: dict[str, Any], order: str) -> None:
+    actions = document.get("StatefulDefaultActions") or []
+    if actions and order != "STRICT_ORDER":
+        raise InvalidRequest("StatefulDefaultActions can only be set when the stateful rule order is STRICT_ORDER.")
+    unknown = [a for a in actions if a not in _STATEFUL_DEFAULT_ACTIONS]
+    if unknown:
+        raise InvalidRequest(f"StatefulDefaultActions: {unknown} are not stateful default actions; use {sorted(_STATEFUL_DEFAULT_ACTIONS)}.")
+    drops = [a for a in actions if a.startswith("aws:drop")]
+    if len(drops) > 1:
+        raise InvalidRequest(f"StatefulDefaultActions may hold one drop action, got {drops}.")
+
+
+def _check_priorities(document: dict[str, Any]) -> None:
+    """Under STRICT_ORDER each stateful reference has a priority, unique in the policy, in 1..65535."""
+    seen: dict[int, str] = {}
+    for reference in document.get("StatefulRuleGroupReferences") or []:
+        arn, priority = reference["ResourceArn"], reference.get("Priority")
+        if priority is None:
+            raise InvalidRequest(f"Stateful rule group {arn} needs a Priority under STRICT_ORDER.")
+        if not 1 <= priority <= _MAX_PRIORITY:
+            raise InvalidRequest(f"Priority {priority} of stateful rule group {arn} is outside 1..{_MAX_PRIORITY}.")
+        if priority in seen:
+            raise InvalidRequest(
+                f"Stateful rule groups {seen[priority]} and {arn} have the same Priority {priority}; priorities must be "
+                "unique within a firewall policy."
+            )
+        seen[priority] = arn
+
+
 def _check_policy(store: Store, document: dict[str, Any]) -> None:
     _check_stateless_actions(document, "StatelessDefaultActions")
     _check_stateless_actions(document, "StatelessFragmentDefaultActions")
-    order = (document.get("StatefulEngineOptions") or {}).get("RuleOrder") or _DEFAULT_ORDER
-    if document.get("StatefulDefaultActions") and order != "STRICT_ORDER":
-        raise InvalidRequest("StatefulDefaultActions can only be set when the stateful rule order is STRICT_ORDER.")
+    order = rule_order(document, "StatefulEngineOptions")
+    _check_stateful_actions(document, order)
+    if order == "STRICT_ORDER":
+        _check_priorities(document)
     seen: set[str] = set()
     for key, kind in (("StatefulRuleGroupReferences", "STATEFUL"), ("StatelessRuleGroupReferences", "STATELESS")):
         for reference in document.get(key) or []:
@@ -241,8 +292,6 @@ def _check_policy(store: Store, document: dict[str, Any]) -> None:
                     f"Rule group {arn} has rule order {group_order}, which does not match the firewall policy's "
                     f"stateful rule order {order}."
                 )
-            if order == "STRICT_ORDER" and reference.get("Priority") is None:
-                raise InvalidRequest(f"Stateful rule group {arn} needs a Priority under STRICT_ORDER.")
             if order == _DEFAULT_ORDER and reference.get("Priority") is not None:
                 raise InvalidRequest(
                     f"Stateful rule group {arn} cannot have a Priority under DEFAULT_ACTION_ORDER."
@@ -304,6 +353,7 @@ def _describe_firewall_policy(req: Request) -> dict[str, Any]:
 def _update_firewall_policy(req: Request) -> dict[str, Any]:
     policy = _find_policy(req)
     check_token(policy, req.params.get("UpdateToken"), "firewall policy")
+    _same_order(rule_order(policy.document, "StatefulEngineOptions"), rule_order(req.params["FirewallPolicy"], "StatefulEngineOptions"))
     _check_policy(req.store, req.params["FirewallPolicy"])
     policy.document = req.params["FirewallPolicy"]
     if "Description" in req.params:
