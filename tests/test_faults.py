@@ -10,10 +10,21 @@ import pytest
 
 import specs
 from provision.sandbox import daemon
-from sandbox_inventory import AZURE_PRIVATELINK, BASIC_SINGLE_NAT, HUB_SPOKE_TWO_SPOKES, PRIVATELINK_NEW_VPC, counts, inventory, untagged
+from sandbox_inventory import (
+    AZURE_PRIVATELINK,
+    BASIC_SINGLE_NAT,
+    ENTERPRISE,
+    HUB_SPOKE_TWO_SPOKES,
+    PRIVATELINK_NEW_VPC,
+    counts,
+    inventory,
+    untagged,
+)
 
+# By example: "enterprise" is the privatelink topology with every security section on, so it stands in for privatelink.
 EXPECTED = {
-    "basic": BASIC_SINGLE_NAT, "privatelink": PRIVATELINK_NEW_VPC, "hub-spoke": HUB_SPOKE_TWO_SPOKES, "azure-privatelink": AZURE_PRIVATELINK,
+    "basic": BASIC_SINGLE_NAT, "privatelink": PRIVATELINK_NEW_VPC, "enterprise": ENTERPRISE, "hub-spoke": HUB_SPOKE_TWO_SPOKES,
+    "azure-privatelink": AZURE_PRIVATELINK,
 }
 
 
@@ -38,7 +49,7 @@ def inventory_clean(sandbox, account: str):
 
 
 @pytest.mark.parametrize(
-    "topology, seed", [("basic", 7), ("privatelink", 5), ("hub-spoke", 9), ("azure-privatelink", 4)],
+    "topology, seed", [("basic", 7), ("enterprise", 5), ("hub-spoke", 9), ("azure-privatelink", 4)],
 )
 def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path, topology, seed):
     spec, deployment, account = spec_file(tmp_path, topology)
@@ -62,7 +73,7 @@ def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path,
     assert reasons  # each retry is logged with its reason
 
 
-@pytest.mark.parametrize("topology", ["basic", "privatelink", "hub-spoke", "azure-privatelink"])
+@pytest.mark.parametrize("topology", ["basic", "enterprise", "hub-spoke", "azure-privatelink"])
 def test_lost_responses_on_every_create_make_no_duplicates(sandbox, cli, tmp_path, topology):
     spec, deployment, account = spec_file(tmp_path, topology)
     daemon.request(sandbox.databricks_host, "/_sandbox/faults/reset", "POST", {})

@@ -204,7 +204,9 @@ def test_s3_gateway_policy_follows_sra() -> None:
     assert by_sid["DatabricksSampleData"]["Resource"][0] == "arn:aws:s3:::databricks-datasets-virginia"
     assert by_sid["DatabricksLogs"]["Action"] == ["s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation"]
     assert by_sid["UserBuckets"]["Resource"] == ["arn:aws:s3:::a-data", "arn:aws:s3:::a-data/*", "arn:aws:s3:::b-data", "arn:aws:s3:::b-data/*"]
-    assert by_sid["UserBuckets"]["Condition"] == {"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}
+    # Principals and buckets of this account (SRA's catalog statement): a listed bucket name that someone
+    # re-creates in another account is not reachable through the endpoint.
+    assert by_sid["UserBuckets"]["Condition"] == {"StringEquals": {"aws:PrincipalAccount": ACCOUNT, "aws:ResourceAccount": ACCOUNT}}
     # Every S3 allow is scoped to named buckets and an account: nothing is open to any bucket.
     assert all(s["Condition"] and "*" not in json.dumps(s["Resource"]).replace("/*", "") for s in policy["Statement"])
     assert "UserBuckets" not in {s["Sid"] for s in s3_gateway_policy("us-east-1", "acme-root", (), ACCOUNT)["Statement"]}

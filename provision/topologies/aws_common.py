@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from provision.clouds.aws import preflight as checks
+from provision.clouds.aws import spec_guardrails, spec_netsec
 from provision.clouds.aws.context import Zones
 from provision.clouds.aws.steps.endpoints import (
     GatewayEndpoint,
@@ -40,6 +41,7 @@ from provision.clouds.aws.steps.storage import (
     RootBucket,
     RootBucketPolicy,
 )
+from provision.clouds.databricks import spec_security
 from provision.clouds.databricks.steps.account import (
     Credentials,
     Network,
@@ -239,3 +241,10 @@ VPC_IMMUTABLE = (
     # are, and whose, cannot change under a live deployment. The deletion window may.
     "encryption.managed_services", "encryption.workspace_storage", "encryption.separate_keys", "encryption.existing",
 )
+
+
+def security_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What a live basic or privatelink deployment may not do with its security sections: turn off what made
+    resources ([network_security], [guardrails]) or a workspace security setting. ([encryption]'s keys are immutable.)"""
+    return spec_netsec.changes(before, after) + spec_guardrails.changes(before, after) + spec_security.changes(before, after)
+

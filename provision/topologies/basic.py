@@ -22,6 +22,7 @@ from provision.topologies.aws_common import (
     identity,
     network,
     one_workspace,
+    security_changes,
     storage,
     vpc_lines,
     workspace,
@@ -50,5 +51,5 @@ TOPOLOGY = Topology(
         ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
     ),
     build=basic, immutable=VPC_IMMUTABLE, workspaces=one_workspace, example="basic.toml",
-    describe=vpc_lines, preflight=aws_preflight, changes=spec_security.changes,
+    describe=vpc_lines, preflight=aws_preflight, changes=security_changes,
 )

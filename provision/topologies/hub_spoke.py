@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402  (the module, not its package)
-from provision.clouds.aws import spec_hub
+from provision.clouds.aws import spec_guardrails, spec_hub
 from provision.clouds.aws.context import Zones
 from provision.clouds.aws.spec_guardrails import GUARDRAILS
 from provision.clouds.aws.steps.endpoints import (
@@ -186,6 +186,8 @@ TOPOLOGY = Topology(
     sections=(dbx_spec.section(), spec_hub.HUB, spec_security.WORKSPACE_SECURITY, GUARDRAILS),
     build=hub_spoke, immutable=("region", "topology", "databricks.account_id", "databricks.workspace_name"),
     workspaces=lambda spec: [(s.workspace_name, f"spoke.{s.name}.dbx.workspace") for s in spec.hub.spokes], example="hub-spoke.toml",
-    describe=hub_lines, changes=lambda before, after: spec_hub.changes(before, after) + spec_security.changes(before, after),
+    describe=hub_lines, changes=lambda before, after: (
+        spec_hub.changes(before, after) + spec_security.changes(before, after) + spec_guardrails.changes(before, after)
+    ),
     refusals=(("network", 'does not apply to topology "hub-spoke": use [hub] and [[spokes]]'),),
 )

@@ -32,6 +32,7 @@ from provision.topologies.aws_common import (
     identity,
     network,
     one_workspace,
+    security_changes,
     storage,
     vpc_lines,
     workspace,
@@ -91,5 +92,5 @@ TOPOLOGY = Topology(
         ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
     ),
     build=privatelink, immutable=(*VPC_IMMUTABLE, "privatelink"), workspaces=one_workspace,
-    example="privatelink.toml", describe=vpc_lines, preflight=aws_preflight, changes=spec_security.changes,
+    example="privatelink.toml", describe=vpc_lines, preflight=aws_preflight, changes=security_changes,
 )

@@ -44,6 +44,7 @@ from provision import topologies
 from provision.clouds import error_rules
 from provision.clouds.aws import preflight_kms
 from provision.clouds.aws.clients import AwsClients
+from provision.clouds.aws.steps.flowlogs import log_group_name
 from provision.clouds.aws.steps.iam import CrossAccountRole
 from provision.clouds.aws.steps.kms import ExistingKey, KmsKey, key_policy
 from provision.clouds.databricks.clients import DatabricksClients
@@ -82,7 +83,7 @@ def unique(prefix: str) -> str:
 
 def policy(dbx_account: str, use_cases: tuple[str, ...] = ("MANAGED_SERVICES",), role_arn: str | None = None, region: str = REGION) -> str:
     return json.dumps(key_policy(account=SANDBOX_AWS_ACCOUNT_ID, region=region, databricks_account_id=dbx_account, use_cases=use_cases,
-                                 role_arn=role_arn, logs=False))
+                                 role_arn=role_arn))
 
 
 def make_key(kms: Any, document: str | None) -> dict[str, Any]:
@@ -155,6 +156,13 @@ def test_a_key_is_created_kept_converged_and_left_pending_deletion(
     assert out["iam.crossaccount"]["role_arn"] in json.dumps(document)
     config = acc.encryption_keys.get(out["dbx.key"]["customer_managed_key_id"])
     assert config.aws_key_info.key_arn == key["key_arn"] and config.aws_key_info.key_alias == alias
+    assert out["dbx.key"]["adopted"] is False  # registered by this step: deleted on teardown (below)
+    # CloudWatch Logs may use the key for this deployment's flow-log group, and for no other log group.
+    logs = aws_client("logs", aws_url)
+    other = f"/someone/{unique('else')}"
+    assert client_error(logs.create_log_group, logGroupName=other, kmsKeyId=key["key_arn"])["Code"] == "AccessDeniedException"
+    logs.create_log_group(logGroupName=log_group_name(run.spec.name), kmsKeyId=key["key_arn"])
+    logs.delete_log_group(logGroupName=log_group_name(run.spec.name))
 
     before = run.writes()
     assert run.engine().up() == out and run.writes() == before  # a rerun adopts everything, changes nothing
@@ -204,8 +212,19 @@ def test_a_crash_between_the_key_and_its_alias_does_not_leak_the_key(
     assert our_keys(aws_url, run.spec.name) == []
 
 
+def ebs_for_roles_like(document: str, pattern: str) -> str:
+    """The key policy with its EBS statement for any principal whose ARN matches `pattern`: how a key
+    grants a role that does not exist yet (a key policy naming it would be refused)."""
+    parsed = json.loads(document)
+    for statement in parsed["Statement"]:
+        if statement["Sid"] == "Allow Databricks to use KMS key for EBS":
+            statement["Principal"] = "*"
+            statement["Condition"]["ArnLike"] = {"aws:PrincipalArn": pattern}
+    return json.dumps(parsed)
+
+
 def test_an_existing_key_is_checked_used_and_left_alone(
-    clients: Clients, aws_url: str, settings: SandboxSettings, kms: Any, tmp_path: Path,
+    clients: Clients, aws_url: str, settings: SandboxSettings, kms: Any, acc: AccountClient, tmp_path: Path,
 ) -> None:
     root = f"arn:aws:iam::{SANDBOX_AWS_ACCOUNT_ID}:root"
     bare = make_key(kms, None)["Arn"]
@@ -213,18 +232,31 @@ def test_an_existing_key_is_checked_used_and_left_alone(
     aws = aws_listing.sandbox_clients(aws_url)
     found = preflight_kms.problems(spec, aws, lambda fn, what: fn())
     assert {p.field for p in found} == {"encryption.existing.managed_services_key_arn", "encryption.existing.workspace_storage_key_arn"}
-    assert all("does not let Databricks" in p.reason for p in found)
+    assert all("does not let Databricks" in p.reason for p in found if p.field.startswith("encryption.existing.managed"))
 
-    good = make_key(kms, policy(settings.account_id, BOTH, role_arn=root))
+    # The account root alone does not let the role this deployment creates (its name is known) use the key.
+    documented = policy(settings.account_id, BOTH, role_arn=root)
+    rooted = make_key(kms, documented)
+    rooted_spec = Run(clients, tmp_path, existing_key=rooted["Arn"]).spec
+    [found] = preflight_kms.problems(rooted_spec, aws, lambda fn, what: fn())
+    assert found.field == "encryption.existing.workspace_storage_key_arn"
+    assert f"creates (arn:aws:iam::{SANDBOX_AWS_ACCOUNT_ID}:role/{rooted_spec.name}-crossaccount)" in found.reason
+
+    good = make_key(kms, ebs_for_roles_like(documented, f"arn:aws:iam::{SANDBOX_AWS_ACCOUNT_ID}:role/enc-*-crossaccount"))
     kms.create_alias(AliasName=f"alias/{unique('mine')}", TargetKeyId=good["KeyId"])
+    # The user registered the key with Databricks already: that registration is theirs.
+    theirs = register(acc, good["Arn"], BOTH).customer_managed_key_id
     run = Run(clients, tmp_path, existing_key=good["Arn"])
     assert preflight_kms.problems(run.spec, aws, lambda fn, what: fn()) == []
     out = run.engine().up()
     assert out["kms.workspace"]["key_arn"] == good["Arn"] and out["kms.workspace"]["alias"].startswith("alias/mine-")
+    assert out["dbx.key"]["customer_managed_key_id"] == theirs and out["dbx.key"]["adopted"] is True
     run.engine().teardown()
     meta = kms.describe_key(KeyId=good["KeyId"])["KeyMetadata"]
     assert meta["KeyState"] == "Enabled"  # the user's key: never scheduled for deletion
     assert "pending_deletion:kms.workspace" not in json.loads(run.path.read_text())["facts"]
+    assert acc.encryption_keys.get(theirs).aws_key_info.key_arn == good["Arn"]  # adopted: released, not deleted
+    acc.encryption_keys.delete(theirs)
 
 
 # --- KMS: what moto accepts and AWS refuses --------------------------------------------------------------

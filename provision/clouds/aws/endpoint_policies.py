@@ -6,7 +6,7 @@ The statements follow Databricks' security reference architecture (terraform-dat
   (`buckets.py`), each only for the principal (or resource) account SRA names; SRA's Unity Catalog catalog
   bucket is a bucket this tool does not make, so it is one of the spec's `s3_buckets` if the user has one.
   A gateway endpoint policy applies to every S3 call from the subnets, so the user's own data buckets
-  (`network_security.s3_buckets`) get a statement of their own, for principals of this AWS account.
+  (`network_security.s3_buckets`) get a statement of their own, for principals and buckets of this AWS account.
 - STS: sessions for principals of this account, and for Databricks' account and its datasets reader.
 - Kinesis: Databricks' account may put records to its own streams in the region (cluster telemetry).
 
@@ -73,10 +73,11 @@ def _arns(buckets: tuple[str, ...] | list[str]) -> list[str]:
     return [arn for bucket in buckets for arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")]
 
 
-def _s3(sid: str, actions: list[str], buckets: tuple[str, ...] | list[str], key: str, account: str) -> dict[str, Any]:
+def _s3(sid: str, actions: list[str], buckets: tuple[str, ...] | list[str], *keys: str, account: str) -> dict[str, Any]:
+    """One statement on `buckets`, for calls where each condition key of `keys` is `account`."""
     return {
         "Sid": sid, "Effect": "Allow", "Principal": "*", "Action": actions, "Resource": _arns(buckets),
-        "Condition": {"StringEquals": {key: account}},
+        "Condition": {"StringEquals": {key: account for key in keys}},
     }
 
 
@@ -86,14 +87,16 @@ def s3_gateway_policy(region: str, root_bucket: str, user_buckets: tuple[str, ..
     if known is None:
         raise ValueError(f"no Databricks S3 buckets are known for region {region}")
     statements = [
-        _s3("WorkspaceRootBucket", _READ_WRITE, [root_bucket], "aws:PrincipalAccount", DATABRICKS_AWS_ACCOUNT_ID),
-        _s3("DatabricksArtifacts", _READ, known.artifacts, "aws:ResourceAccount", DATABRICKS_AWS_ACCOUNT_ID),
-        _s3("DatabricksSystemTables", _READ, [known.system_tables], "aws:PrincipalAccount", DATABRICKS_AWS_ACCOUNT_ID),
-        _s3("DatabricksSampleData", _READ, [known.sample_data], "aws:PrincipalAccount", DATABRICKS_AWS_ACCOUNT_ID),
-        _s3("DatabricksLogs", _LOG_WRITE, [known.logs], "aws:PrincipalAccount", DATABRICKS_AWS_ACCOUNT_ID),
+        _s3("WorkspaceRootBucket", _READ_WRITE, [root_bucket], "aws:PrincipalAccount", account=DATABRICKS_AWS_ACCOUNT_ID),
+        _s3("DatabricksArtifacts", _READ, known.artifacts, "aws:ResourceAccount", account=DATABRICKS_AWS_ACCOUNT_ID),
+        _s3("DatabricksSystemTables", _READ, [known.system_tables], "aws:PrincipalAccount", account=DATABRICKS_AWS_ACCOUNT_ID),
+        _s3("DatabricksSampleData", _READ, [known.sample_data], "aws:PrincipalAccount", account=DATABRICKS_AWS_ACCOUNT_ID),
+        _s3("DatabricksLogs", _LOG_WRITE, [known.logs], "aws:PrincipalAccount", account=DATABRICKS_AWS_ACCOUNT_ID),
     ]
     if user_buckets:
-        statements.append(_s3("UserBuckets", _USER, user_buckets, "aws:PrincipalAccount", account_id))
+        # Principals and buckets of this account only (SRA's catalog bucket statement): a listed name that
+        # someone re-creates in another account is not reachable through the endpoint.
+        statements.append(_s3("UserBuckets", _USER, user_buckets, "aws:PrincipalAccount", "aws:ResourceAccount", account=account_id))
     return {"Version": "2012-10-17", "Statement": statements}
 
 

@@ -175,3 +175,16 @@ def _guardrails(check: Checker, data: dict[str, Any], parsed: dict[str, Any]) ->
 
 
 GUARDRAILS = Section("guardrails", ("guardrails",), _guardrails)
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """A live deployment keeps the guardrails it made or adopted: turning one off would drop its steps from the
+    graph and leave the resources (and state records teardown could no longer match). Rules may change, as long
+    as one remains (the rules step then deletes the ones no longer named); the budget's values may change."""
+    old, new = before.get("guardrails") or {}, after.get("guardrails") or {}
+    changed = [f"guardrails.{key} (turning it off)" for key in ("guardduty", "config") if old.get(key) and not new.get(key)]
+    if old.get("config") and new.get("config") and old.get("config_rules") and not new.get("config_rules"):
+        changed.append("guardrails.config_rules (removing every rule)")
+    if old.get("budget") and not new.get("budget"):
+        changed.append("guardrails.budget (removing it)")
+    return changed

@@ -114,3 +114,10 @@ def _network_security(check: Checker, data: dict[str, Any], parsed: dict[str, An
 
 
 NETWORK_SECURITY = Section("network_security", ("network_security",), _network_security)
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """A live deployment keeps the flow logs and the NACL it made: turning one off would drop its steps from the
+    graph and leave the resources (and state records teardown could no longer match). Tear down to remove them."""
+    old, new = before.get("network_security") or {}, after.get("network_security") or {}
+    return [f"network_security.{key} (turning it off)" for key in ("flow_logs", "nacls") if old.get(key) and not new.get(key)]

@@ -17,6 +17,7 @@ from typing import Any
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code, is_not_found
+from provision.clouds.aws.steps.flowlogs import log_group_name
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
 from provision.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.step import (
@@ -57,6 +58,10 @@ def managed_services_statements(databricks_account_id: str) -> list[dict[str, An
     ]
 
 
+# What the cross-account role may do with the storage key, through EC2 only (the clusters' EBS volumes).
+EBS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey")
+
+
 def storage_statements(databricks_account_id: str, role_arn: str) -> list[dict[str, Any]]:
     """The same page's workspace-storage key: the root bucket (DBFS), grants for AWS resources only, and
     the clusters' EBS volumes through the cross-account role (via EC2 only)."""
@@ -81,31 +86,48 @@ def storage_statements(databricks_account_id: str, role_arn: str) -> list[dict[s
             "Sid": "Allow Databricks to use KMS key for EBS",
             "Effect": "Allow",
             "Principal": {"AWS": role_arn},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey"],
+            "Action": list(EBS_ACTIONS),
             "Resource": "*",
             "Condition": {"ForAnyValue:StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}},
         },
     ]
 
 
-def logs_statement(region: str, account: str) -> dict[str, Any]:
-    """CloudWatch Logs of this account and region may encrypt its log groups (the VPC flow logs') with the
-    key: the statement of the CloudWatch Logs guide, limited by the log group ARN in the encryption context."""
+def logs_use_case(use_cases: tuple[str, ...]) -> str:
+    """Which key encrypts the flow-log group, of the keys for `use_cases` (those that are on): the storage
+    key, else the managed-services key (the only one there is)."""
+    return STORAGE if STORAGE in use_cases else MANAGED_SERVICES
+
+
+def flow_log_group_arn(region: str, account: str, deployment: str) -> str:
+    """The ARN of the deployment's flow-log group, as CloudWatch Logs puts it in the encryption context."""
+    return f"arn:aws:logs:{region}:{account}:log-group:{log_group_name(deployment)}"
+
+
+LOGS_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*")
+
+
+def logs_statement(region: str, account: str, deployment: str) -> dict[str, Any]:
+    """CloudWatch Logs of this account and region may encrypt the deployment's flow-log group with the key:
+    the statement of the CloudWatch Logs guide, limited to that one group's ARN in the encryption context
+    (any other log group of the account is refused the key)."""
     return {
         "Sid": "Allow CloudWatch Logs of this account to use the key",
         "Effect": "Allow",
         "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-        "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        "Action": list(LOGS_ACTIONS),
         "Resource": "*",
-        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:*"}},
+        "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": flow_log_group_arn(region, account, deployment)}},
     }
 
 
 def key_policy(
-    *, account: str, region: str, databricks_account_id: str, use_cases: tuple[str, ...], role_arn: str | None, logs: bool,
+    *, account: str, region: str, databricks_account_id: str, use_cases: tuple[str, ...], role_arn: str | None,
+    logs_for: str | None = None,
 ) -> dict[str, Any]:
     """The whole key policy: the account administers the key (so IAM policies apply), Databricks uses it
-    for each use case, and CloudWatch Logs if the key also encrypts the flow-log group."""
+    for each use case, and CloudWatch Logs if the key also encrypts the flow-log group of deployment
+    `logs_for` (None: no log group uses the key, so the statement is left out)."""
     statements: list[dict[str, Any]] = [
         {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"}
     ]
@@ -114,8 +136,8 @@ def key_policy(
     if STORAGE in use_cases:
         assert role_arn, "a workspace-storage key names the cross-account role (EBS)"
         statements += storage_statements(databricks_account_id, role_arn)
-    if logs:
-        statements.append(logs_statement(region, account))
+    if logs_for is not None:
+        statements.append(logs_statement(region, account, logs_for))
     return {"Version": "2012-10-17", "Id": "databricks-workspace-key", "Statement": statements}
 
 
@@ -162,7 +184,8 @@ class KmsKey(Step):
         deletion_window_days: int = 7,
     ):
         """use: the alias suffix ("workspace", "managed-services", "storage"). role: the cross-account role's
-        step, which a storage key's EBS statement names. logs: CloudWatch Logs may use the key too."""
+        step, which a storage key's EBS statement names. logs: the deployment's flow-log group is encrypted
+        with the key, so CloudWatch Logs may use it for that group (and only then)."""
         if STORAGE in use_cases and role is None:
             raise ValueError("a workspace-storage key needs the cross-account role (its EBS statement names it)")
         super().__init__(step_id, needs=(role,) if role else ())
@@ -175,7 +198,7 @@ class KmsKey(Step):
     def policy(self, ctx: Context, role_arn: str | None) -> dict[str, Any]:
         return key_policy(
             account=aws.account_id(ctx), region=ctx.spec.region, databricks_account_id=ctx.spec.databricks.account_id,
-            use_cases=self.use_cases, role_arn=role_arn, logs=self.logs,
+            use_cases=self.use_cases, role_arn=role_arn, logs_for=ctx.deployment if self.logs else None,
         )
 
     def _outputs(self, kms: Any, meta: dict[str, Any], alias: str | None) -> Outputs:

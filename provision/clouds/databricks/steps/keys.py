@@ -2,8 +2,10 @@
 use cases MANAGED_SERVICES and/or STORAGE, which a workspace then names on create.
 
 Key configurations have no name and no tags, so one is found by what it is: its KMS key ARN and its use
-cases. A registration of the same key made elsewhere (another workspace of an existing key) is reused,
-and teardown leaves a configuration alone while another workspace still uses it.
+cases. Nothing on it says who made it, so the step records that itself (`adopted`): a configuration found
+before this step ever attempted a create (`ctx.claimed`) is someone else's registration of the same key
+(the user's, another deployment's) and is adopted: used, never deleted, released on teardown. One this
+step created is deleted on teardown, unless another workspace uses it by then.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _key_region(key_arn: str) -> str:
 
 class CustomerManagedKey(Step):
     kind = "databricks.customer_managed_key"
-    produces = ("customer_managed_key_id", "key_arn", "use_cases")
+    produces = ("customer_managed_key_id", "key_arn", "use_cases", "adopted")
 
     def __init__(self, step_id: str, *, key: str, use_cases: tuple[str, ...]):
         """key: the KMS key step (producing key_arn and alias); use_cases: MANAGED_SERVICES and/or STORAGE."""
@@ -42,11 +44,12 @@ class CustomerManagedKey(Step):
         self.use_cases = tuple(use_cases)
 
     @staticmethod
-    def _outputs(config: Any) -> Outputs:
+    def _outputs(config: Any, *, adopted: bool) -> Outputs:
         return {
             "customer_managed_key_id": config.customer_managed_key_id,
             "key_arn": config.aws_key_info.key_arn if config.aws_key_info else None,
             "use_cases": sorted(_uses(config)),
+            "adopted": adopted,
         }
 
     def find(self, ctx: Context) -> Outputs | None:
@@ -64,7 +67,10 @@ class CustomerManagedKey(Step):
                 f"{len(matches)} Databricks key configurations ({ids}) reference KMS key {key_arn} for {', '.join(sorted(wanted))}; "
                 "expected one. Delete the extras that no workspace uses."
             )
-        return self._outputs(matches[0]) if matches else None
+        if not matches:
+            return None
+        # Ours only if this step has attempted a create (a lost response included); else someone else's.
+        return self._outputs(matches[0], adopted=self.id not in ctx.claimed)
 
     def create(self, ctx: Context) -> Outputs:
         from databricks.sdk.service.provisioning import CreateAwsKeyInfo, KeyUseCase
@@ -76,7 +82,7 @@ class CustomerManagedKey(Step):
             reuse_key_for_cluster_volumes=True if STORAGE in self.use_cases else None,
         )
         config = dbx.account(ctx).encryption_keys.create(use_cases=[KeyUseCase(u) for u in self.use_cases], aws_key_info=info)
-        return self._outputs(config)
+        return self._outputs(config, adopted=False)
 
     def _users(self, ctx: Context, config_id: str) -> list[int]:
         return [
@@ -84,8 +90,15 @@ class CustomerManagedKey(Step):
             if config_id in (ws.managed_services_customer_managed_key_id, ws.storage_customer_managed_key_id)
         ]
 
+    def _adopted(self, ctx: Context, out: Outputs) -> bool:
+        # A record without the mark predates it: the same rule as find's.
+        return bool(out.get("adopted", self.id not in ctx.claimed))
+
     def delete(self, ctx: Context, out: Outputs) -> None:
         config_id = out["customer_managed_key_id"]
+        if self._adopted(ctx, out):
+            ctx.log.info("leaving the key configuration in place (adopted: this step did not create it)", customer_managed_key_id=config_id)
+            return
         # This deployment's workspace is gone by now (it needs this step); another's may still use a shared key.
         users = self._users(ctx, config_id)
         if users:
@@ -95,6 +108,6 @@ class CustomerManagedKey(Step):
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
         config_id = out["customer_managed_key_id"]
-        if self._users(ctx, config_id):
+        if self._adopted(ctx, out) or self._users(ctx, config_id):
             return  # left in place by delete: it is another workspace's now
         ctx.wait_gone(lambda: dbx.account(ctx).encryption_keys.get(customer_managed_key_id=config_id), what=f"key configuration {config_id}")
