@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import urllib.request
+
 import boto3
 
 import specs
@@ -23,6 +25,14 @@ def aws(sandbox, service: str):
 
 def outputs(tmp_path: Path) -> dict:
     return {s["id"]: s["outputs"] for s in json.loads((tmp_path / "provision.state.json").read_text())["steps"]}
+
+
+def workspace_setting(sandbox, workspace: dict, setting_type: str) -> dict:
+    """A workspace setting as the workspace's own API answers it (authenticated with the sandbox's token)."""
+    url = f"{sandbox.databricks_host}/workspaces/{workspace['deployment_name']}/api/2.0/settings/types/{setting_type}/names/default"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {sandbox.databricks_token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def _policy(document) -> dict:
@@ -117,6 +127,13 @@ def test_enterprise_up_reads_back_secure_and_teardown_leaves_nothing_but_what_it
     account = aws(sandbox, "sts").get_caller_identity()["Account"]
     notifications = aws(sandbox, "budgets").describe_notifications_for_budget(AccountId=account, BudgetName=budget["BudgetName"])["Notifications"]
     assert sorted(n["Threshold"] for n in notifications) == [50, 80, 100, 120]
+
+    # The workspace hardened: the compliance security profile with its standard, monitoring, automatic cluster update.
+    csp = workspace_setting(sandbox, workspace, "shield_csp_enablement_ws_db")["compliance_security_profile_workspace"]
+    assert csp["is_enabled"] is True and csp["compliance_standards"] == ["HIPAA"]
+    esm = workspace_setting(sandbox, workspace, "shield_esm_enablement_ws_db")["enhanced_security_monitoring_workspace"]
+    assert esm["is_enabled"] is True
+    assert workspace_setting(sandbox, workspace, "automatic_cluster_update")["automatic_cluster_update_workspace"]["enabled"] is True
 
     # A second run changes nothing.
     again = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
