@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import unquote
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code, is_not_found
 from provision.clouds.aws.steps.awsconfig import foreign_recorder
+from provision.clouds.aws.steps.iam import delete_role, document, wait_role_gone
 from provision.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
@@ -79,10 +79,6 @@ def config_delivery_policy(bucket: str, account_id: str) -> dict[str, Any]:
         ],
     }
 
-
-def _document(value: Any) -> Any:
-    """IAM returns policy documents URL-encoded (boto3 decodes most; some endpoints don't)."""
-    return json.loads(unquote(value)) if isinstance(value, str) else value
 
 
 class ConfigBucket(Step):
@@ -218,7 +214,7 @@ class ConfigRole(Step):
         # Converging phase: a NotFound for the new role is IAM propagating, retried with backoff.
         role = ctx.call(lambda: iam.get_role(RoleName=name)["Role"], f"{self.id} read")
         trust = config_trust_policy(account)
-        if _document(role.get("AssumeRolePolicyDocument")) != trust:
+        if document(role.get("AssumeRolePolicyDocument")) != trust:
             ctx.call(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust)), f"{self.id} trust policy")
         ctx.call(lambda: iam.attach_role_policy(RoleName=name, PolicyArn=CONFIG_MANAGED_POLICY), f"{self.id} managed policy")
         ctx.call(
@@ -230,15 +226,9 @@ class ConfigRole(Step):
     def delete(self, ctx: Context, out: Outputs) -> None:
         if out.get("adopted") or not out.get("role_name"):
             return
-        iam, name = aws.client(ctx, "iam"), out["role_name"]
-        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            iam.delete_role_policy(RoleName=name, PolicyName=policy)
-        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
-        iam.delete_role(RoleName=name)
+        delete_role(ctx, out["role_name"])
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
         if out.get("adopted") or not out.get("role_name"):
             return
-        iam = aws.client(ctx, "iam")
-        ctx.wait_gone(lambda: iam.get_role(RoleName=out["role_name"]), what=f"IAM role {out['role_name']}")
+        wait_role_gone(ctx, out["role_name"])

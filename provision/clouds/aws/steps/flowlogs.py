@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import is_not_found
+from provision.clouds.aws.steps.iam import delete_role, document, wait_role_gone
 from provision.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.step import (
     TAG_DEPLOYMENT,
@@ -61,10 +61,6 @@ def delivery_policy(log_group_arn: str) -> dict[str, Any]:
         "Statement": [{"Effect": "Allow", "Action": DELIVERY_ACTIONS, "Resource": [log_group_arn, f"{log_group_arn}:*"]}],
     }
 
-
-def _document(value: Any) -> Any:
-    """IAM returns policy documents URL-encoded."""
-    return json.loads(unquote(value)) if isinstance(value, str) else value
 
 
 class LogGroup(Step):
@@ -176,23 +172,17 @@ class FlowLogRole(Step):
         # Converging: a NotFound right after create is IAM's eventual consistency, retried.
         role = ctx.call(lambda: iam.get_role(RoleName=name)["Role"], f"{self.id} read")
         wanted = trust_policy(aws.account_id(ctx), ctx.spec.region)
-        if _document(role.get("AssumeRolePolicyDocument")) != wanted:
+        if document(role.get("AssumeRolePolicyDocument")) != wanted:
             ctx.call(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(wanted)), f"{self.id} trust policy")
         policy = json.dumps(delivery_policy(ctx.out(self.log_group_arn)))
         ctx.call(lambda: iam.put_role_policy(RoleName=name, PolicyName=self.policy_name(ctx), PolicyDocument=policy), f"{self.id} inline policy")
         return out
 
     def delete(self, ctx: Context, out: Outputs) -> None:
-        iam, name = aws.client(ctx, "iam"), out["role_name"]
-        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            iam.delete_role_policy(RoleName=name, PolicyName=policy)
-        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
-        iam.delete_role(RoleName=name)
+        delete_role(ctx, out["role_name"])
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        iam = aws.client(ctx, "iam")
-        ctx.wait_gone(lambda: iam.get_role(RoleName=out["role_name"]), what=f"IAM role {out['role_name']}")
+        wait_role_gone(ctx, out["role_name"])
 
 
 class FlowLog(Step):

@@ -112,11 +112,26 @@ def trust_policy(databricks_account_id: str) -> dict[str, Any]:
     }
 
 
-def _document(value: Any) -> Any:
+def document(value: Any) -> Any:
     """IAM returns policy documents URL-encoded (boto3 decodes most; some endpoints don't)."""
     if isinstance(value, str):
         return json.loads(unquote(value))
     return value
+
+
+def delete_role(ctx: Context, name: str) -> None:
+    """IAM deletes a role only without policies: inline ones deleted, attached ones detached first."""
+    iam = aws.client(ctx, "iam")
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+    iam.delete_role(RoleName=name)
+
+
+def wait_role_gone(ctx: Context, name: str) -> None:
+    iam = aws.client(ctx, "iam")
+    ctx.wait_gone(lambda: iam.get_role(RoleName=name), what=f"IAM role {name}")
 
 
 def policy_name(deployment: str) -> str:
@@ -163,23 +178,17 @@ class CrossAccountRole(Step):
         # for the new role is retried with backoff rather than failing.
         role = ctx.call(lambda: iam.get_role(RoleName=name)["Role"], f"{self.id} read")
         wanted = trust_policy(ctx.spec.databricks.account_id)
-        if _document(role.get("AssumeRolePolicyDocument")) != wanted:
+        if document(role.get("AssumeRolePolicyDocument")) != wanted:
             ctx.call(lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(wanted)), f"{self.id} trust policy")
         # The permissions are CrossAccountPolicy's (they name the VPCs, which do not exist yet). Propagation is
         # not waited for here: the credentials step retries until Databricks can assume the role.
         return out
 
     def delete(self, ctx: Context, out: Outputs) -> None:
-        iam, name = aws.client(ctx, "iam"), out["role_name"]
-        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            iam.delete_role_policy(RoleName=name, PolicyName=policy)
-        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
-        iam.delete_role(RoleName=name)
+        delete_role(ctx, out["role_name"])
 
     def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        iam = aws.client(ctx, "iam")
-        ctx.wait_gone(lambda: iam.get_role(RoleName=out["role_name"]), what=f"IAM role {out['role_name']}")
+        wait_role_gone(ctx, out["role_name"])
 
 
 class CrossAccountPolicy(Step):
@@ -220,7 +229,7 @@ class CrossAccountPolicy(Step):
             if is_not_found(exc):
                 return None
             raise
-        return self._outputs(ctx, _document(found["PolicyDocument"]))
+        return self._outputs(ctx, document(found["PolicyDocument"]))
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         return found.get("digest") != _digest(self.document(ctx))
