@@ -20,6 +20,7 @@ FAST = {
     "workspace_provisioning_seconds": 0.5,
     "nat_gateway_pending_seconds": 0.2,
     "nat_gateway_deleting_seconds": 0.2,
+    "nat_gateway_failed_seconds": 2.0,  # the default (a test may keep a failed NAT gateway longer)
     "vpc_endpoint_pending_seconds": 0.1,
     "azure_workspace_provisioning_seconds": 0.5,
     "azure_workspace_deleting_seconds": 0.2,

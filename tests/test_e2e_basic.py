@@ -302,7 +302,8 @@ def test_interrupt_exits_130_and_resume_finishes(sandbox, cli, tmp_path):
 def test_a_failed_nat_gateway_is_reported_and_replaced_by_resume(sandbox, cli, tmp_path):
     from provision.sandbox import daemon
 
-    daemon.configure(sandbox, {"nat_gateway_fail_next": 1})
+    # A failed NAT gateway turns `deleted` by itself (as on AWS); kept `failed` long enough for the checks below.
+    daemon.configure(sandbox, {"nat_gateway_fail_next": 1, "nat_gateway_failed_seconds": 120})
     failed = cli("up", "--config", str(spec_file(tmp_path)), "--sandbox")
     assert failed.returncode == 1 and "nat.0" in failed.stderr and "failed" in failed.stderr
     assert "invalid state" in failed.stderr  # the NAT gateway's own FailureMessage
@@ -311,6 +312,7 @@ def test_a_failed_nat_gateway_is_reported_and_replaced_by_resume(sandbox, cli, t
     assert [n["State"] for n in first] == ["failed"]
     assert inventory(sandbox, account_id=ACCOUNT)["nat_gateway"] == []  # a failed NAT is history, not inventory
 
+    daemon.configure(sandbox, {"nat_gateway_failed_seconds": 2.0})  # from here it may go `deleted`, as on AWS
     cli("resume", check=0)
     live = inventory(sandbox, account_id=ACCOUNT)["nat_gateway"]
     assert len(live) == 1 and live[0]["NatGatewayId"] != first[0]["NatGatewayId"]

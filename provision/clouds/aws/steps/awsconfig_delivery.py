@@ -14,7 +14,12 @@ from typing import Any
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code, is_not_found
 from provision.clouds.aws.steps.awsconfig import foreign_recorder
-from provision.clouds.aws.steps.iam import delete_role, document, wait_role_gone
+from provision.clouds.aws.steps.iam import (
+    delete_role,
+    document,
+    find_role,
+    wait_role_gone,
+)
 from provision.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
@@ -182,17 +187,9 @@ class ConfigRole(Step):
         return f"{ctx.deployment}-config"
 
     def find(self, ctx: Context) -> Outputs | None:
-        iam = aws.client(ctx, "iam")
-        try:
-            role = iam.get_role(RoleName=self.role_name(ctx))["Role"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return dict(_ADOPTED_ROLE) if foreign_recorder(ctx) else None
-            raise
-        if aws.tag_value(role, TAG_DEPLOYMENT) != ctx.deployment:
-            raise OwnershipConflict(
-                f"IAM role {role['RoleName']} exists but is not tagged {TAG_DEPLOYMENT}={ctx.deployment}; rename the deployment or remove the role"
-            )
+        role = find_role(ctx, self.role_name(ctx))
+        if role is None:
+            return dict(_ADOPTED_ROLE) if foreign_recorder(ctx) else None
         return {"role_name": role["RoleName"], "role_arn": role["Arn"], "adopted": False}
 
     def create(self, ctx: Context) -> Outputs:

@@ -18,7 +18,12 @@ from typing import Any
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import is_not_found
-from provision.clouds.aws.steps.iam import delete_role, document, wait_role_gone
+from provision.clouds.aws.steps.iam import (
+    delete_role,
+    document,
+    find_role,
+    wait_role_gone,
+)
 from provision.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.step import (
     TAG_DEPLOYMENT,
@@ -144,19 +149,8 @@ class FlowLogRole(Step):
         return f"{ctx.deployment}-flowlogs-delivery"
 
     def find(self, ctx: Context) -> Outputs | None:
-        try:
-            role = aws.client(ctx, "iam").get_role(RoleName=self.role_name(ctx))["Role"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        tags = {t["Key"]: t["Value"] for t in role.get("Tags", [])}
-        if tags.get(TAG_DEPLOYMENT) != ctx.deployment:
-            raise OwnershipConflict(
-                f"IAM role {role['RoleName']} exists but is not tagged {TAG_DEPLOYMENT}={ctx.deployment}; "
-                "rename the deployment or remove the role"
-            )
-        return {"role_name": role["RoleName"], "role_arn": role["Arn"]}
+        role = find_role(ctx, self.role_name(ctx))
+        return {"role_name": role["RoleName"], "role_arn": role["Arn"]} if role else None
 
     def create(self, ctx: Context) -> Outputs:
         role = aws.client(ctx, "iam").create_role(

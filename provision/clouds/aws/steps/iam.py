@@ -119,6 +119,21 @@ def document(value: Any) -> Any:
     return value
 
 
+def find_role(ctx: Context, name: str) -> dict[str, Any] | None:
+    """The role of that name, or None; one that is not this deployment's is refused, never adopted."""
+    try:
+        role = aws.client(ctx, "iam").get_role(RoleName=name)["Role"]
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    if aws.tag_value(role, TAG_DEPLOYMENT) != ctx.deployment:
+        raise OwnershipConflict(
+            f"IAM role {role['RoleName']} exists but is not tagged {TAG_DEPLOYMENT}={ctx.deployment}; rename the deployment or remove the role"
+        )
+    return role
+
+
 def delete_role(ctx: Context, name: str) -> None:
     """IAM deletes a role only without policies: inline ones deleted, attached ones detached first."""
     iam = aws.client(ctx, "iam")
@@ -147,20 +162,8 @@ class CrossAccountRole(Step):
         return f"{ctx.deployment}-crossaccount"
 
     def find(self, ctx: Context) -> Outputs | None:
-        iam = aws.client(ctx, "iam")
-        try:
-            role = iam.get_role(RoleName=self.role_name(ctx))["Role"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        tags = {t["Key"]: t["Value"] for t in role.get("Tags", [])}
-        if tags.get(TAG_DEPLOYMENT) != ctx.deployment:
-            raise OwnershipConflict(
-                f"IAM role {role['RoleName']} exists but is not tagged {TAG_DEPLOYMENT}={ctx.deployment}; "
-                "rename the deployment or remove the role"
-            )
-        return {"role_name": role["RoleName"], "role_arn": role["Arn"]}
+        role = find_role(ctx, self.role_name(ctx))
+        return {"role_name": role["RoleName"], "role_arn": role["Arn"]} if role else None
 
     def create(self, ctx: Context) -> Outputs:
         # Tags go in the create call, so ownership is recorded atomically with the role.
