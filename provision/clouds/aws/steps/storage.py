@@ -248,17 +248,17 @@ class RootBucketPolicy(Step):
         if bucket is None or workspace_id is None:  # plan, before the bucket or the workspace exists
             return None
         live = _bucket_policy(aws.client(ctx, "s3"), bucket)
-        return None if live is None else {"bucket": bucket, "workspace_id": workspace_id, "digest": _digest(live)}
-
-    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
-        return found.get("digest") != _digest(self.document(ctx))
+        # Anything but the narrowed policy (the bucket's first one, or one widened by hand) is not this step's
+        # resource yet: `create` puts it.
+        if live is None or _digest(live) != _digest(self.document(ctx)):
+            return None
+        return {"bucket": bucket, "workspace_id": workspace_id, "digest": _digest(live)}
 
     def create(self, ctx: Context) -> Outputs:
         return self._put(ctx)
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        # Adopted: the initial policy (first run), or one edited by hand.
-        return out if out.get("digest") == _digest(self.document(ctx)) else self._put(ctx)
+        return out
 
     def _put(self, ctx: Context) -> Outputs:
         bucket, document = ctx.out(self.bucket), self.document(ctx)
