@@ -45,13 +45,11 @@ def test_the_profile_turns_the_other_two_on_by_default() -> None:
     spec = spec_with({"compliance_security_profile": True, "compliance_standards": ["HIPAA", "PCI_DSS"]})
     assert spec.workspace_security == WorkspaceSecuritySpec(True, ("HIPAA", "PCI_DSS"), True, True)
     steps = {s.id: s for s in topologies.build(spec) if s.kind == "databricks.workspace_setting"}
-    assert list(steps) == ["dbx.settings.compliance_profile", "dbx.settings.security_monitoring", "dbx.settings.cluster_update"]
-    profile, monitoring, updates = steps.values()
+    # One step: Databricks turns the other two on with the profile and keeps them on.
+    assert list(steps) == ["dbx.settings.compliance_profile"]
+    (profile,) = steps.values()
     assert isinstance(profile, ComplianceSecurityProfile) and profile.standards == ("HIPAA", "PCI_DSS")
-    assert isinstance(monitoring, EnhancedSecurityMonitoring) and isinstance(updates, AutomaticClusterUpdate)
-    # The profile first (it turns the others on); all after the workspace is running.
-    assert profile.needs == ("dbx.workspace",)
-    assert monitoring.needs == updates.needs == ("dbx.workspace", "dbx.settings.compliance_profile")
+    assert profile.needs == ("dbx.workspace",)  # after the workspace is running
 
 
 def test_each_setting_alone() -> None:

@@ -13,18 +13,16 @@ from provision.spec import Spec
 
 def hardening(spec: Spec, workspace: str, *, prefix: str = "") -> list[Step]:
     """Steps that harden the workspace made by step `workspace` (ids start with `prefix`): one per setting the
-    spec turns on. The compliance security profile goes first: it turns the other two on itself."""
+    spec turns on. The compliance security profile brings the other two with it (Databricks turns them on and
+    keeps them on), so with the profile there is one step: a step for either would always find it on."""
     security = spec.workspace_security
     if security is None:
         return []
-    steps: list[Step] = []
-    after: tuple[str, ...] = ()
     if security.compliance_security_profile:
-        profile = f"{prefix}dbx.settings.compliance_profile"
-        steps.append(ComplianceSecurityProfile(profile, workspace=workspace, standards=security.compliance_standards))
-        after = (profile,)
+        return [ComplianceSecurityProfile(f"{prefix}dbx.settings.compliance_profile", workspace=workspace, standards=security.compliance_standards)]
+    steps: list[Step] = []
     if security.enhanced_security_monitoring:
-        steps.append(EnhancedSecurityMonitoring(f"{prefix}dbx.settings.security_monitoring", workspace=workspace, after=after))
+        steps.append(EnhancedSecurityMonitoring(f"{prefix}dbx.settings.security_monitoring", workspace=workspace))
     if security.automatic_cluster_update:
-        steps.append(AutomaticClusterUpdate(f"{prefix}dbx.settings.cluster_update", workspace=workspace, after=after))
+        steps.append(AutomaticClusterUpdate(f"{prefix}dbx.settings.cluster_update", workspace=workspace))
     return steps
