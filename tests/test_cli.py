@@ -34,6 +34,9 @@ BAD_SPECS = [
     ),
     ({"databricks": {"account_id": "not-a-uuid"}}, "databricks.account_id", "account id"),
     ({"network": {"vpc_cidr": "10.40.0.0/16", "nat": "double"}}, "network.nat", "single"),
+    ({"encryption": {"deletion_window_days": 3}}, "encryption.deletion_window_days", "between 7 and 30"),
+    ({"network_security": {"flow_log_retention_days": 31}}, "network_security.flow_log_retention_days", "retention period"),
+    ({"guardrails": {"budget": {"monthly_limit_usd": -5, "alert_emails": ["a@example.com"]}}}, "guardrails.budget.monthly_limit_usd", "positive"),
 ]
 
 

@@ -233,7 +233,7 @@ def test_nat_gateway_fail_next_makes_creations_fail(ec2: Any, settings: SandboxS
         assert "created and used internally by this NAT gateway" in other["FailureMessage"]
         for allocation in (no_igw_eip, igw_eip):
             assert "AssociationId" not in ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
-        assert nat_state(ec2, healthy) == "available"
+        wait_until(lambda: nat_state(ec2, healthy) == "available")  # created last: its pending time may not be over
         assert "FailureCode" not in ec2.describe_nat_gateways(NatGatewayIds=[healthy])["NatGateways"][0]
 
         # A failed NAT gateway becomes deleted by itself; its address can then be released.
