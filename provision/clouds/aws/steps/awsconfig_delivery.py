@@ -20,6 +20,7 @@ from provision.clouds.aws.steps.iam import (
     find_role,
     wait_role_gone,
 )
+from provision.clouds.aws.steps.storage import create_bucket
 from provision.errors import OwnershipConflict, ResourceFailed
 from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
@@ -117,14 +118,7 @@ class ConfigBucket(Step):
 
     def create(self, ctx: Context) -> Outputs:
         bucket = self.bucket_name(ctx)
-        args: dict[str, Any] = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
-        if ctx.spec.region != "us-east-1":
-            args["CreateBucketConfiguration"] = {"LocationConstraint": ctx.spec.region}
-        try:
-            aws.client(ctx, "s3").create_bucket(**args)
-        except Exception as exc:
-            if error_code(exc) != "BucketAlreadyOwnedByYou":  # a retried create whose response was lost
-                raise
+        create_bucket(ctx, bucket)
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "adopted": False}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:

@@ -99,6 +99,19 @@ def _digest(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def create_bucket(ctx: Context, bucket: str) -> None:
+    """An owner-enforced bucket in the deployment's region. Already ours (a retried create whose first response
+    was lost) is a success: the caller's wait_ready converges it."""
+    args: dict[str, Any] = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
+    if ctx.spec.region != "us-east-1":
+        args["CreateBucketConfiguration"] = {"LocationConstraint": ctx.spec.region}
+    try:
+        aws.client(ctx, "s3").create_bucket(**args)
+    except Exception as exc:
+        if error_code(exc) != "BucketAlreadyOwnedByYou":
+            raise
+
+
 class RootBucket(Step):
     """The bucket name is deterministic, so it is found by name. S3 cannot tag a bucket in the create call,
     so an untagged bucket of that name is adopted only if this deployment attempted to create it (a crash
@@ -161,15 +174,7 @@ class RootBucket(Step):
 
     def create(self, ctx: Context) -> Outputs:
         bucket = self.bucket_name
-        args: dict[str, Any] = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
-        if ctx.spec.region != "us-east-1":
-            args["CreateBucketConfiguration"] = {"LocationConstraint": ctx.spec.region}
-        try:
-            aws.client(ctx, "s3").create_bucket(**args)
-        except Exception as exc:
-            # Already ours (a retried create whose first response was lost): carry on and converge.
-            if error_code(exc) != "BucketAlreadyOwnedByYou":
-                raise
+        create_bucket(ctx, bucket)
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
