@@ -79,11 +79,18 @@ def up(
     log_format: LogFormat = LogFormatOpt,
     verbose: bool = VerboseOpt,
     parallelism: int = ParallelismOpt,
+    enforce_network_policy: bool = typer.Option(
+        False, "--enforce-network-policy",
+        help="Switch the serverless network policy ([serverless.network_policy]) from DRY_RUN to ENFORCED; later runs keep it enforced.",
+    ),
 ) -> None:
     """Create (or complete) the deployment described by the spec."""
     from provision.app import runner
 
-    outputs = runner.up(config, _options(state, log_format, verbose, parallelism), sandbox=sandbox, reporter_factory=_reporter(log_format))
+    outputs = runner.up(
+        config, _options(state, log_format, verbose, parallelism), sandbox=sandbox, reporter_factory=_reporter(log_format),
+        enforce_network_policy=enforce_network_policy,
+    )
     _echo_outputs(outputs)
 
 

@@ -148,3 +148,13 @@ class InjectedFault(ProvisionError):
         self.transient = transient
         kind = "transient" if transient else "terminal"
         super().__init__(f"injected {kind} fault at {where}")
+
+
+class NotYetPropagated(ProvisionError):
+    """A step read an answer that means "not yet" rather than "no" (a storage credential that does not validate
+    while its IAM role's trust and policy propagate). The one classifier retries it with `reason` until the
+    deadline, logging each retry, and reports the last answer if it never settles."""
+
+    def __init__(self, what: str, reason: str, detail: str):
+        self.reason = reason
+        super().__init__(f"{what}: {detail}")

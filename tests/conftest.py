@@ -18,6 +18,8 @@ EXAMPLES = REPO / "examples"
 FAST = {
     "iam_propagation_seconds": 0.5,
     "workspace_provisioning_seconds": 0.5,
+    "workspace_warmup_seconds": 0.2,
+    "identity_federation_seconds": 0.2,
     "nat_gateway_pending_seconds": 0.2,
     "nat_gateway_deleting_seconds": 0.2,
     "nat_gateway_failed_seconds": 2.0,  # the default (a test may keep a failed NAT gateway longer)

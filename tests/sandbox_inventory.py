@@ -41,7 +41,29 @@ PRIVATELINK_NEW_VPC = BASIC_SINGLE_NAT + Counter(
 
 # The enterprise example: privatelink with a NAT gateway per zone, plus every security section: a customer-managed
 # key (one for both use cases) and its Databricks registration, flow logs (log group and delivery role), a NACL on
-# the private subnets, GuardDuty, AWS Config (recorder, channel, bucket, role, the guide's 8 rules) and a budget.
+# the private subnets, GuardDuty, AWS Config (recorder, channel, bucket, role, the guide's 8 rules) and a budget; then
+# governed: the catalog bucket, its storage credential, UC role and external location, a second group, the service
+# principal's OAuth secret (in Secrets Manager), and the guide's three cluster policies.
+# What the governance sections of the enterprise and serverless examples make alike: the region's metastore (when
+# the account had none) assigned to the workspace, a catalog with three schemas, one service principal, one group,
+# their workspace permissions and the deploying principal's ADMIN, a network policy bound to the workspace.
+GOVERNED = Counter(
+    {
+        "databricks_metastores": 1,
+        "databricks_metastore-assignments": 1,
+        "databricks_catalogs": 1,
+        "databricks_schemas": 3,
+        "databricks_service-principals": 1,
+        "databricks_groups": 1,
+        "databricks_permission-assignments": 3,
+        "databricks_network-policies": 1,
+        "databricks_workspace-network-options": 1,
+    }
+)
+
+# The serverless example: a serverless workspace and the governance above; no AWS resource at all.
+SERVERLESS = GOVERNED + Counter({"databricks_workspaces": 1})
+
 ENTERPRISE = PRIVATELINK_NEW_VPC + Counter(
     {
         "nat_gateway": 1,
@@ -53,15 +75,17 @@ ENTERPRISE = PRIVATELINK_NEW_VPC + Counter(
         "flow_log": 1,
         "log_group": 1,
         "network_acl": 1,
-        "iam_role": 2,  # flow-log delivery and AWS Config
-        "bucket": 1,  # AWS Config's delivery bucket
+        "iam_role": 3,  # flow-log delivery, AWS Config, and the Unity Catalog role
+        "bucket": 2,  # AWS Config's delivery bucket and the catalog bucket
         "guardduty_detector": 1,
         "config_recorder": 1,
         "delivery_channel": 1,
         "config_rule": 8,
         "budget": 1,
     }
-)
+) + GOVERNED + Counter({"secret": 1, "databricks_service-principal-secrets": 1, "databricks_cluster-policies": 3,
+                        "databricks_external-locations": 1, "databricks_storage-credentials": 1, "databricks_groups": 1,
+                        "databricks_permission-assignments": 1})
 
 # The hub-spoke example: a hub VPC (firewall, NAT, TGW) and two spokes, each with a workspace and a token.
 HUB_SPOKE_TWO_SPOKES = Counter(

@@ -9,6 +9,8 @@ from pathlib import Path
 import urllib.request
 
 import boto3
+from databricks.sdk import AccountClient, WorkspaceClient
+from databricks.sdk.config import Config
 
 import specs
 from sandbox_inventory import ENTERPRISE, counts, inventory, untagged
@@ -35,6 +37,14 @@ def workspace_setting(sandbox, workspace: dict, setting_type: str) -> dict:
         return json.loads(response.read())
 
 
+def account_client(sandbox) -> AccountClient:
+    return AccountClient(config=Config(host=sandbox.databricks_host, account_id=ACCOUNT, token=sandbox.databricks_token, auth_type="pat"))
+
+
+def workspace_client(sandbox, deployment: str) -> WorkspaceClient:
+    return WorkspaceClient(config=Config(host=f"{sandbox.databricks_host}/workspaces/{deployment}", token=sandbox.databricks_token, auth_type="pat"))
+
+
 def _policy(document) -> dict:
     return json.loads(document) if isinstance(document, str) else document
 
@@ -44,8 +54,14 @@ def test_enterprise_up_reads_back_secure_and_teardown_leaves_nothing_but_what_it
     # Someone else's GuardDuty detector in this account and region: adopted, never modified nor deleted.
     guardduty = aws(sandbox, "guardduty")
     theirs = guardduty.create_detector(Enable=True, FindingPublishingFrequency="SIX_HOURS")["DetectorId"]
+    # And the account's Unity Catalog metastore in the region (one per region): adopted, assigned, never deleted.
+    from databricks.sdk.service.catalog import CreateAccountsMetastore
 
-    assert "RUNNING" in cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400).stdout
+    a = account_client(sandbox)
+    metastore_id = a.metastores.create(metastore_info=CreateAccountsMetastore(name="primary", region="us-east-1")).metastore_info.metastore_id
+
+    up = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
+    assert "RUNNING" in up.stdout
     found = inventory(sandbox, account_id=ACCOUNT)
     assert counts(found) == ENTERPRISE
     assert [d["DetectorId"] for d in found["guardduty_detector"]] == [theirs]
@@ -135,16 +151,83 @@ def test_enterprise_up_reads_back_secure_and_teardown_leaves_nothing_but_what_it
     assert esm["is_enabled"] is True
     assert workspace_setting(sandbox, workspace, "automatic_cluster_update")["automatic_cluster_update_workspace"]["enabled"] is True
 
+    texts = [up.stdout, up.stderr, (tmp_path / "provision.state.json").read_text(), *(p.read_text() for p in (tmp_path / "provision-logs").glob("*.log"))]
+    governed(sandbox, workspace, out, found, texts, metastore_id)
+
     # A second run changes nothing.
     again = cli("up", "--config", str(spec), "--sandbox", check=0, timeout=400)
     assert "created" not in again.stdout
     assert counts(inventory(sandbox, account_id=ACCOUNT)) == ENTERPRISE
+    # The staged rollout: the network policy goes from DRY_RUN to ENFORCED in place, and nothing else changes.
+    enforce = cli("up", "--config", str(spec), "--sandbox", "--enforce-network-policy", check=0, timeout=400)
+    assert "dbx.network_policy: converged" in enforce.stdout and "created" not in enforce.stdout
+    option = a.workspace_network_configuration.get_workspace_network_option_rpc(workspace_id=workspace["workspace_id"])
+    enforced = a.network_policies.get_network_policy_rpc(network_policy_id=option.network_policy_id).egress.network_access
+    assert enforced.policy_enforcement.enforcement_mode.value == "ENFORCED"
 
     cli("teardown", "--yes", check=0, timeout=400)
     left = inventory(sandbox, account_id=ACCOUNT)
-    assert counts(left) == {"guardduty_detector": 1}  # theirs, adopted: still there
+    # Theirs, adopted: still there (the metastore without its assignment to our deleted workspace).
+    assert counts(left) == {"guardduty_detector": 1, "databricks_metastores": 1}
+    assert [m["metastore_id"] for m in left["databricks_metastores"]] == [metastore_id]
     assert guardduty.get_detector(DetectorId=theirs)["FindingPublishingFrequency"] == "SIX_HOURS"
     # The key this deployment created is pending deletion (not gone), and the state file says so.
     assert kms.describe_key(KeyId=key_arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
     facts = json.loads((tmp_path / "provision.state.json").read_text())["facts"]
     assert facts["pending_deletion:kms.workspace"]["key_arn"] == key_arn
+
+
+def governed(sandbox, workspace: dict, out: dict, found: dict, texts: list[str], metastore_id: str) -> None:
+    """Unity Catalog, identities, cluster policies and serverless egress, as the sandbox's APIs answer them."""
+    a, w = account_client(sandbox), workspace_client(sandbox, workspace["deployment_name"])
+    # The account's metastore (adopted, not a second one: one per region) assigned to the workspace.
+    assert [m["metastore_id"] for m in found["databricks_metastores"]] == [metastore_id]
+    assert a.metastore_assignments.get(workspace_id=workspace["workspace_id"]).metastore_assignment.metastore_id == metastore_id
+
+    # A catalog whose storage root is in the catalog bucket, under an external location on a credential that validates.
+    bucket = out["s3.catalog"]["bucket"]
+    catalog = w.catalogs.get("acme")
+    assert catalog.storage_root.startswith(f"s3://{bucket}/")
+    (location,) = list(w.external_locations.list())
+    assert location.url.rstrip("/") == f"s3://{bucket}" and catalog.storage_root.startswith(location.url.rstrip("/"))
+    credential = w.storage_credentials.get(location.credential_name)
+    results = w.storage_credentials.validate(storage_credential_name=credential.name, url=location.url).results
+    assert results and all(r.result.value in ("PASS", "SKIP") for r in results), results
+    # Its role trusts Databricks' UC master role with the credential's own external id (not the account id), and
+    # itself through the account root with an ArnLike condition (naming its own ARN fails while it does not exist).
+    external_id = credential.aws_iam_role.external_id
+    assert external_id and external_id != ACCOUNT
+    role = aws(sandbox, "iam").get_role(RoleName=credential.aws_iam_role.role_arn.split("/")[-1])["Role"]
+    trust = _policy(role["AssumeRolePolicyDocument"])["Statement"]
+    assert all(s["Condition"]["StringEquals"]["sts:ExternalId"] == external_id for s in trust)
+    assert any("UCMasterRole" in json.dumps(s["Principal"]) for s in trust)
+    (self_assume,) = [s for s in trust if s["Principal"]["AWS"].endswith(":root")]
+    assert self_assume["Condition"]["ArnLike"]["aws:PrincipalArn"] == role["Arn"]
+    # Schemas and grants.
+    assert sorted(s.name for s in w.schemas.list(catalog_name="acme") if s.name != "information_schema") == ["bronze", "gold", "silver"]
+    on_catalog = {g.principal: {p.value for p in g.privileges} for g in w.grants.get(securable_type="catalog", full_name="acme").privilege_assignments}
+    assert on_catalog["data_engineers"] == {"USE_CATALOG", "USE_SCHEMA", "SELECT", "MODIFY", "CREATE_TABLE"}
+    assert on_catalog["analysts"] == {"USE_CATALOG"}
+    on_gold = {g.principal: {p.value for p in g.privileges} for g in w.grants.get(securable_type="schema", full_name="acme.gold").privilege_assignments}
+    assert on_gold["analysts"] == {"USE_SCHEMA", "SELECT"}
+    assert w.settings.default_namespace.get().namespace.value == "acme"
+
+    # The guide's three cluster policies.
+    policies = {p.name: json.loads(p.definition) for p in w.cluster_policies.list()}
+    assert {"data-engineering", "analyst", "admin"} <= set(policies)
+    assert all("autotermination_minutes" in d for d in policies.values())
+
+    # The service principal (with its OAuth secret only in Secrets Manager), the groups, and the deployer ADMIN.
+    (sp,) = list(a.service_principals.list(filter='displayName eq "acme-ci"'))
+    secrets = aws(sandbox, "secretsmanager")
+    (secret,) = secrets.list_secrets()["SecretList"]
+    value = json.loads(secrets.get_secret_value(SecretId=secret["ARN"])["SecretString"])
+    assert value["client_id"] == sp.application_id and value["client_secret"]
+    assert [t for t in texts if value["client_secret"] in t] == []  # not in the state file, stdout or stderr
+    permissions = {p.principal.principal_id: [x.value for x in p.permissions] for p in a.workspace_assignment.list(workspace_id=workspace["workspace_id"])}
+    assert permissions[int(w.current_user.me().id)] == ["ADMIN"]
+    assert permissions[int(sp.id)] == ["USER"]
+    # The network policy, bound to the workspace, in DRY_RUN first.
+    option = a.workspace_network_configuration.get_workspace_network_option_rpc(workspace_id=workspace["workspace_id"])
+    access = a.network_policies.get_network_policy_rpc(network_policy_id=option.network_policy_id).egress.network_access
+    assert access.restriction_mode.value == "RESTRICTED_ACCESS" and access.policy_enforcement.enforcement_mode.value == "DRY_RUN"

@@ -223,8 +223,36 @@ def _check_matches(state: StateFile, spec: specs.Spec, target_kind: str | None, 
         raise UsageError(f"state file {path} is for target {state.target!r}; this run asked for {target_kind!r}")
 
 
-def up(config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None) -> dict[str, Any]:
-    spec = topologies.load(config)
+def _spec_for_up(config: Path, state_path: Path, enforce_network_policy: bool) -> specs.Spec:
+    """The spec as this `up` runs it. A network policy that a live deployment enforces stays enforced unless the
+    spec itself says `enforcement = "dry_run"`: leaving the flag off must not quietly relax egress control. (A
+    deployment torn down starts over in DRY_RUN.)"""
+    from provision.clouds.databricks import spec_serverless
+
+    data = specs.read_toml(config)
+    if enforce_network_policy or (not spec_serverless.explicit(data) and _enforced_live(state_path)):
+        data = spec_serverless.enforce(data, str(config))
+    return topologies.from_dict(data, str(config))
+
+
+def _enforced_live(state_path: Path) -> bool:
+    """Whether the deployment of this state file has a live network policy, enforced by the spec it last ran."""
+    from provision.clouds.databricks import spec_serverless
+
+    if not state_path.exists():
+        return False
+    try:
+        state = StateFile.load(state_path)
+    except Exception:  # a corrupt state file is reported, with its reason, once it is loaded under the lock
+        return False
+    live = {r.id for r in state.live_records()}
+    return any(step.startswith("dbx.network_policy") for step in live) and spec_serverless.enforced(state.spec)
+
+
+def up(
+    config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None, enforce_network_policy: bool = False,
+) -> dict[str, Any]:
+    spec = _spec_for_up(config, opts.state_path, enforce_network_policy)
     target_kind = SANDBOX if sandbox else REAL
     run = _prepare(spec, target_kind)
     # Before the state file or anything else exists: a bad existing resource must leave no trace.

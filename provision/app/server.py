@@ -10,6 +10,8 @@ the control endpoints on the third:
     POST /_sandbox/reset       -> forget every AWS resource, Databricks object and Azure resource
     GET  /_sandbox/faults      -> {"injected": {kind: count}, "lost_responses": n} (faults.py)
     POST /_sandbox/faults/reset -> zero those counters and reseed the fault RNG from fault_seed
+    GET  /_sandbox/databricks/metastore-objects?account_id=A -> every Unity Catalog object per metastore (for the
+         inventory: a metastore no running workspace reaches has no API to list it through)
 
 All three apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0.
 
@@ -62,6 +64,8 @@ def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultI
                 response = reply(settings.update(json.loads(request.get_data() or b"{}")))
             except (ValueError, AttributeError) as exc:
                 response = reply({"error": str(exc)}, 400)
+        elif path == "/_sandbox/databricks/metastore-objects" and request.method == "GET":
+            response = reply(databricks.metastore_objects(request.args.get("account_id", "")))
         elif path == "/_sandbox/reset" and request.method == "POST":
             from moto.moto_api._internal.models import moto_api_backend
 

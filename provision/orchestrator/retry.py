@@ -17,7 +17,7 @@ from typing import Callable, Iterator, TypeVar
 
 import tenacity
 
-from provision.errors import InjectedFault, RetryDeadlineExceeded
+from provision.errors import InjectedFault, NotYetPropagated, RetryDeadlineExceeded
 
 T = TypeVar("T")
 
@@ -50,6 +50,9 @@ class CloudErrors:
     in_use: Callable[[ErrorInfo], bool]
     # Shown when a retry on this reason gives up (e.g. what to check in an IAM trust policy).
     hints: dict[str, str] = field(default_factory=dict)
+    # A refusal that means "not yet" only while a step waits for a grant it just made to propagate (the
+    # PROPAGATING phase): elsewhere the same refusal (PERMISSION_DENIED) is terminal.
+    propagation: Callable[[ErrorInfo], bool] = lambda e: False
 
 
 _CONNECTION_ERRORS = (
@@ -75,6 +78,8 @@ class ErrorRules:
         """Why `exc` is worth retrying, or None if it is terminal."""
         if isinstance(exc, InjectedFault):
             return "injected transient fault" if exc.transient else None
+        if isinstance(exc, NotYetPropagated):
+            return exc.reason
         found = self._find(exc)
         if found:
             cloud, info = found
@@ -100,6 +105,10 @@ class ErrorRules:
             return EVENTUAL_CONSISTENCY
         if current == DELETING and self.is_in_use(exc):
             return DEPENDENCY_RELEASE
+        if current == PROPAGATING:
+            found = self._find(exc)
+            if found and found[0].propagation(found[1]):
+                return IAM_PROPAGATION
         return None
 
     def error_code(self, exc: BaseException) -> str | None:
@@ -137,6 +146,9 @@ class ErrorRules:
 # DependencyViolation while a deleted dependency's network interfaces are released.
 CONVERGING = "converging"
 DELETING = "deleting"
+# A step waits for an IAM change it just made to reach a service that checks it (Unity Catalog validating a
+# storage credential's role): the cloud's `propagation` refusals are retried as IAM propagation.
+PROPAGATING = "propagating"
 EVENTUAL_CONSISTENCY = "eventual consistency (new resource not visible yet)"
 DEPENDENCY_RELEASE = "dependency still being released"
 _phase: contextvars.ContextVar[str | None] = contextvars.ContextVar("provision_phase", default=None)

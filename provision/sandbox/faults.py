@@ -25,7 +25,7 @@ Settings (SandboxSettings, read at request time, so POST /_sandbox/config switch
   ServiceUnavailable, Databricks TEMPORARILY_UNAVAILABLE) or a dropped connection, chosen with the RNG.
   A backend error (4xx/5xx) is passed through unchanged: there was nothing to lose.
   One exception: a create whose response is the only copy of a one-time secret (a workspace token's
-  value) cannot be recovered by re-reading, here or on the real service, so at rate 1.0 it could never
+  value, a service principal's OAuth secret) cannot be recovered by re-reading, here or on the real service, so at rate 1.0 it could never
   succeed. Such a create is never lost twice in a row for the same path: the response after a lost one is
   delivered. What must hold there is that the orphaned token is revoked, not that the value is recovered.
 - refuse ({operation: kind}): terminal refusals, not random: every call of a listed operation is refused
@@ -79,7 +79,10 @@ _MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CREATE_PREFIXES = ("Create", "Allocate", "Run")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/]+/([^/]+)/")
 _NEVER = ("/_sandbox/", "/moto-api/")
-_ONE_TIME_SECRET_CREATES = ("/api/2.0/token/create",)
+# A workspace token's value, a service principal's OAuth secret (POST .../servicePrincipals/<id>/credentials/secrets).
+_ONE_TIME_SECRET_CREATES = ("/api/2.0/token/create", "/credentials/secrets")
+# POSTs that only read (Unity Catalog validating a storage credential): there is no create to lose.
+_READ_POSTS = ("/validate-storage-credentials",)
 
 # kind -> (status, code) per AWS protocol shape
 _AWS_CODES = {
@@ -203,7 +206,8 @@ class FaultInjector:
             self._count(f"refused {refusal}")
             status, code, message = _DBX_REFUSALS[refusal]
             return _dbx_error(start_response, status, code, message)
-        fault, lost = self._decide(_DBX_KINDS, method == "POST" and not path.rstrip("/").endswith("/delete"))
+        creating = method == "POST" and not path.rstrip("/").endswith(("/delete", *_READ_POSTS))
+        fault, lost = self._decide(_DBX_KINDS, creating)
         if fault == "too_many_requests":
             self._count(fault)
             return _dbx_error(start_response, 429, "TOO_MANY_REQUESTS", "sandbox fault: request limit exceeded")

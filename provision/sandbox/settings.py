@@ -36,6 +36,11 @@ class SandboxSettings:
     # Databricks emulator
     workspace_provisioning_seconds: float = 2.0
     iam_propagation_seconds: float = 2.0
+    # A workspace's own API answers "no worker environments" for this long after it turns RUNNING, and its
+    # permission-assignment API refuses for this long after a metastore is assigned to it (identity
+    # federation switching on).
+    workspace_warmup_seconds: float = 1.0
+    identity_federation_seconds: float = 1.0
     # AWS fidelity
     nat_gateway_pending_seconds: float = 1.0
     nat_gateway_deleting_seconds: float = 1.0

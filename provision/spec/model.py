@@ -105,6 +105,9 @@ def describe(spec: Spec) -> dict[str, Any]:
         "name": spec.name, "cloud": spec.cloud, "region": spec.region, "topology": spec.topology, "tags": dict(spec.tags),
     }
     for key, value in spec.sections.items():
-        out[key] = asdict(value) if is_dataclass(value) else value
+        if isinstance(value, (tuple, list)):  # a section of repeated tables ([[cluster_policies]])
+            out[key] = [asdict(v) if is_dataclass(v) else v for v in value]
+        else:
+            out[key] = asdict(value) if is_dataclass(value) else value
     out["timeouts"] = asdict(spec.timeouts)
     return out

@@ -23,10 +23,10 @@ from provision.spec import (
     parse_timeouts,
     read_toml,
 )
-from provision.topologies import azure_privatelink, basic, hub_spoke, privatelink
+from provision.topologies import azure_privatelink, basic, hub_spoke, privatelink, serverless
 from provision.topologies.registry import EXAMPLES, Topology
 
-REGISTRY: dict[str, Topology] = {m.TOPOLOGY.name: m.TOPOLOGY for m in (basic, privatelink, hub_spoke, azure_privatelink)}
+REGISTRY: dict[str, Topology] = {m.TOPOLOGY.name: m.TOPOLOGY for m in (basic, privatelink, hub_spoke, serverless, azure_privatelink)}
 # Every section any topology has: `spec.<field>` of a section this spec's topology lacks is None.
 SECTION_FIELDS = frozenset(s.field for t in REGISTRY.values() for s in t.sections)
 

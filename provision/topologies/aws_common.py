@@ -41,6 +41,7 @@ from provision.clouds.aws.steps.storage import (
     RootBucket,
     RootBucketPolicy,
 )
+import provision.topologies.governance as governance  # noqa: PLR0402  (the module, not its package)
 from provision.clouds.databricks import spec_security
 from provision.clouds.databricks.steps.account import (
     Credentials,
@@ -66,6 +67,8 @@ class Layout:
         self.logs_key: str | None = None  # KMS key of the flow-log group
         self.managed_services_key: str | None = None  # Databricks key configuration, MANAGED_SERVICES
         self.storage_key: str | None = None  # Databricks key configuration, STORAGE
+        # Steps the workspace must wait for (and outlive) although it does not reference them (governance.connectivity).
+        self.workspace_after: list[str] = []
 
     def add(self, *steps: Step) -> None:
         self.steps.extend(steps)
@@ -170,6 +173,8 @@ def restrictive_bucket_policy(spec: Spec, layout: Layout) -> None:
 
 def workspace(spec: Spec, layout: Layout, *, private_access: str | None = None, vpc_endpoints: tuple[str, str] | None = None) -> None:
     role = permissions(spec, layout)
+    layout.add(*governance.connectivity(spec))
+    layout.workspace_after += governance.workspace_after(spec)
     layout.add(
         Credentials("dbx.credentials", role=role),
         StorageConfiguration("dbx.storage", bucket="s3.root"),
@@ -180,7 +185,7 @@ def workspace(spec: Spec, layout: Layout, *, private_access: str | None = None, 
         Workspace(
             "dbx.workspace", workspace_name=spec.databricks.workspace_name, pricing_tier=spec.databricks.pricing_tier,
             credentials="dbx.credentials", storage="dbx.storage", network="dbx.network", private_access=private_access,
-            managed_services_key=layout.managed_services_key, storage_key=layout.storage_key,
+            managed_services_key=layout.managed_services_key, storage_key=layout.storage_key, after=tuple(layout.workspace_after),
         ),
     )
     restrictive_bucket_policy(spec, layout)
@@ -214,7 +219,7 @@ def vpc_lines(d: dict[str, Any]) -> list[str]:
     lines.append(f"root bucket {bucket['bucket_name']}" + (" (existing)" if bucket["existing"] else ""))
     if existing["cross_account_role_arn"]:
         lines.append(f"cross-account role {existing['cross_account_role_arn']} (existing)")
-    return lines
+    return lines + governance.describe_lines(d)
 
 
 def _needs_preflight(spec: Spec) -> bool:
@@ -244,7 +249,9 @@ VPC_IMMUTABLE = (
 
 
 def security_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """What a live basic or privatelink deployment may not do with its security sections: turn off what made
-    resources ([network_security], [guardrails]) or a workspace security setting. ([encryption]'s keys are immutable.)"""
-    return spec_netsec.changes(before, after) + spec_guardrails.changes(before, after) + spec_security.changes(before, after)
+    """What a live basic or privatelink deployment may not do with its security and governance sections: turn
+    off what made resources ([network_security], [guardrails], a workspace security setting, a governance
+    object). ([encryption]'s keys are immutable.)"""
+    return (spec_netsec.changes(before, after) + spec_guardrails.changes(before, after) + spec_security.changes(before, after)
+            + governance.changes(before, after))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import provision.topologies.aws_encryption as aws_encryption  # noqa: PLR0402  (the module, not its package)
 import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402
 import provision.topologies.aws_netsec as aws_netsec  # noqa: PLR0402
+import provision.topologies.governance as governance  # noqa: PLR0402
 import provision.topologies.workspace_security as workspace_security  # noqa: PLR0402
 from provision.clouds.aws import spec as aws_spec
 from provision.clouds.aws.spec_encryption import ENCRYPTION
@@ -41,6 +42,7 @@ def basic(spec: Spec) -> list[Step]:
     workspace(spec, layout)
     layout.add(*workspace_security.hardening(spec, "dbx.workspace"))
     layout.add(*aws_guardrails.guardrails(spec))
+    layout.add(*governance.governance(spec, bucket_key=layout.bucket_key))
     return layout.steps
 
 
@@ -49,7 +51,8 @@ TOPOLOGY = Topology(
     sections=(
         aws_spec.EXISTING, aws_spec.NETWORK, dbx_spec.section(), aws_spec.STORAGE,
         ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
+        *governance.SECTIONS,
     ),
-    build=basic, immutable=VPC_IMMUTABLE, workspaces=one_workspace, example="basic.toml",
+    build=basic, immutable=(*VPC_IMMUTABLE, *governance.GOVERNANCE_IMMUTABLE), workspaces=one_workspace, example="basic.toml",
     describe=vpc_lines, preflight=aws_preflight, changes=security_changes,
 )

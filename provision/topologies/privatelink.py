@@ -6,6 +6,7 @@ from __future__ import annotations
 import provision.topologies.aws_encryption as aws_encryption  # noqa: PLR0402  (the module, not its package)
 import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402
 import provision.topologies.aws_netsec as aws_netsec  # noqa: PLR0402
+import provision.topologies.governance as governance  # noqa: PLR0402
 import provision.topologies.workspace_security as workspace_security  # noqa: PLR0402
 from provision.clouds.aws import spec as aws_spec
 from provision.clouds.aws.spec_encryption import ENCRYPTION
@@ -81,6 +82,7 @@ def privatelink(spec: Spec) -> list[Step]:
     workspace(spec, layout, private_access="dbx.pas", vpc_endpoints=("dbx.vpce.workspace", "dbx.vpce.relay"))
     layout.add(*workspace_security.hardening(spec, "dbx.workspace"))
     layout.add(*aws_guardrails.guardrails(spec))
+    layout.add(*governance.governance(spec, bucket_key=layout.bucket_key))
     return layout.steps
 
 
@@ -90,7 +92,8 @@ TOPOLOGY = Topology(
         aws_spec.EXISTING, aws_spec.NETWORK, aws_spec.PRIVATELINK,
         dbx_spec.section(default_tier="ENTERPRISE", required_tier="ENTERPRISE", required_why="PrivateLink"), aws_spec.STORAGE,
         ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
+        *governance.SECTIONS,
     ),
-    build=privatelink, immutable=(*VPC_IMMUTABLE, "privatelink"), workspaces=one_workspace,
+    build=privatelink, immutable=(*VPC_IMMUTABLE, "privatelink", *governance.GOVERNANCE_IMMUTABLE), workspaces=one_workspace,
     example="privatelink.toml", describe=vpc_lines, preflight=aws_preflight, changes=security_changes,
 )

@@ -63,6 +63,25 @@ workspace naming a key of another region or of the wrong use case is refused (40
 a key configuration a workspace uses cannot be deleted (400 INVALID_STATE); a workspace whose key is
 disabled when provisioning ends goes FAILED.
 
+Unity Catalog, identities and serverless egress on the Account API (databricks-sdk's AccountMetastoresAPI,
+AccountMetastoreAssignmentsAPI, Account{Users,ServicePrincipals,Groups}API, ServicePrincipalSecretsAPI,
+WorkspaceAssignmentAPI, NetworkPoliciesAPI, WorkspaceNetworkConfigurationAPI, NetworkConnectivityAPI):
+- unity_account.py: metastores (name and region, no storage root needed; one per region: W5 400 INVALID_STATE;
+  DELETE refused while assigned or not empty unless force=true: W6) and metastore assignments (workspace and
+  metastore of one region, at most one per workspace; `_assigned_at` starts identity federation).
+- identity_api.py: SCIM users (the sandbox admin is one, with the id each workspace's SCIM Me answers), service
+  principals (applicationId a UUID), groups (members by PATCH PatchOp or PUT), with filter and startIndex/count
+  paging and SCIM-shaped errors. identity_access.py: OAuth secrets of service principals (the value answered
+  once, a hash kept); workspace permission assignments (USER/ADMIN; 400 BAD_REQUEST W2 until the workspace's metastore assignment
+  is `identity_federation_seconds` old; the principal must exist).
+- network_api.py: network policies (client-chosen ids; `default-policy`, FULL_ACCESS, made per account on first
+  use, cannot be deleted; one bound to a workspace cannot be deleted: W9), each workspace's network option
+  (bound to `default-policy` when created), network connectivity configurations (one a workspace names cannot be
+  deleted) and their AWS private endpoint rules (PENDING, then ESTABLISHED).
+- workspaces.py: compute_mode SERVERLESS workspaces take no credentials, storage or network (400
+  INVALID_PARAMETER_VALUE), need PREMIUM or ENTERPRISE and write no root bucket. Deleting a workspace removes its
+  metastore assignment, permission assignments, network option, tokens and cluster policies.
+
 Workspace settings (settings_api.py): the compliance security profile, enhanced security monitoring and
 automatic cluster update settings of each workspace (GET, and PATCH with `allow_missing`, `setting`,
 `field_mask` and the current etag). The profile needs an ENTERPRISE workspace and cannot be turned off;
@@ -73,16 +92,17 @@ kind. `inventory()` dumps it and `reset()` clears it.
 
 Modules: store.py (state, errors, request helpers), aws_bridge.py (the only one that reads AWS),
 account_api.py (credentials, storage, networks, endpoint registrations, private access settings),
-keys.py (customer-managed keys), workspaces.py, workspace_api.py, settings_api.py, oauth.py, app.py (routes
+keys.py (customer-managed keys), unity_account.py, identity_api.py, identity_access.py, network_api.py, workspaces.py, workspace_api.py, settings_api.py, oauth.py, app.py (routes
 and the WSGI app).
 """
 
 from provision.clouds.databricks.sandbox.app import (
     inventory,
     make_databricks_app,
+    metastore_objects,
     reset,
 )
 from provision.clouds.databricks.sandbox.store import KINDS, STORE, ApiError
 from provision.clouds.databricks.sandbox.workspace_api import workspace_host
 
-__all__ = ["KINDS", "STORE", "ApiError", "inventory", "make_databricks_app", "reset", "workspace_host"]
+__all__ = ["KINDS", "STORE", "ApiError", "inventory", "make_databricks_app", "metastore_objects", "reset", "workspace_host"]

@@ -1,5 +1,7 @@
 """The emulator's WSGI app: routes of the Account API, each workspace's API and the OAuth issuers, the
-authentication of Account API calls, and the store-wide views (inventory, reset)."""
+authentication of Account API calls, and the store-wide views (inventory, reset). The Account API's Unity
+Catalog, identity and serverless-egress routes are declared and answered by unity_account.py, identity_api.py,
+identity_access.py and network_api.py (endpoint "<family>.<name>")."""
 
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+import provision.clouds.databricks.sandbox.identity_access as identity_access  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.identity_api as identity_api  # noqa: PLR0402
 import provision.clouds.databricks.sandbox.keys as keys  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.network_api as network_api  # noqa: PLR0402
 import provision.clouds.databricks.sandbox.oauth as oauth  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.unity_account as unity_account  # noqa: PLR0402
 from provision.clouds.databricks.sandbox.account_api import (
     create_credentials,
     create_network,
@@ -41,8 +47,8 @@ from provision.clouds.databricks.sandbox.workspace_api import (
 )
 from provision.clouds.databricks.sandbox.workspaces import (
     advance_workspace,
-    attach_network,
     create_workspace,
+    forget_workspace,
     update_workspace,
 )
 from provision.sandbox.settings import SandboxSettings
@@ -81,10 +87,34 @@ def inventory(settings_or_app: Any = None) -> dict:
                 sync_endpoint(settings, registration)
             for ws in kinds["workspaces"].values() if settings is not None else ():
                 advance_workspace(settings, account_id, ws)
+            for rule in kinds["private_endpoint_rules"].values():
+                network_api.refresh_rule(settings, rule)
         return {
             account_id: {kind: [public(r) for r in records.values()] for kind, records in kinds.items()}
             for account_id, kinds in STORE.accounts.items()
         }
+
+
+# Unity Catalog objects live in a metastore, not a workspace: what the listing reads here, for a metastore that no
+# running workspace reaches (adopted, left behind by a teardown), under the kinds `listing.py` names.
+_METASTORE_KINDS = {
+    "catalogs": "databricks_catalogs", "schemas": "databricks_schemas",
+    "external_locations": "databricks_external-locations", "storage_credentials": "databricks_storage-credentials",
+}
+
+
+def metastore_objects(account_id: str) -> dict[str, dict[str, list[dict]]]:
+    """{metastore_id: {kind: [object, ...]}} for every metastore of the account (sandbox control API: a leak into a
+    metastore no workspace can reach any more is a leak too). System catalogs and information_schema are not listed."""
+    with STORE.lock:
+        out: dict[str, dict[str, list[dict]]] = {m: {k: [] for k in _METASTORE_KINDS.values()} for m in STORE.kind(account_id, "metastores")}
+        for kind, listed in _METASTORE_KINDS.items():
+            for record in STORE.kind(account_id, kind).values():
+                if record.get("catalog_type") in ("SYSTEM_CATALOG", "INTERNAL_CATALOG") or (kind == "schemas" and record.get("name") == "information_schema"):
+                    continue
+                if record.get("metastore_id") in out:
+                    out[record["metastore_id"]][listed].append(public(record))
+        return out
 
 
 _CREATORS: dict[str, Callable[[SandboxSettings, str, dict], dict]] = {
@@ -100,6 +130,11 @@ _CREATORS: dict[str, Callable[[SandboxSettings, str, dict], dict]] = {
 _URLS = Map(
     [
         Rule("/.well-known/databricks-config", endpoint="host_metadata", methods=["GET"]),
+        # Specific account paths (static segments win over the generic <segment> rules below).
+        *unity_account.RULES,
+        *identity_api.RULES,
+        *identity_access.RULES,
+        *network_api.RULES,
         Rule("/api/2.0/accounts/<account_id>/<segment>", endpoint="collection", methods=["GET", "POST"]),
         Rule(
             "/api/2.0/accounts/<account_id>/<segment>/<obj_id>",
@@ -144,6 +179,15 @@ def _refresh(settings: SandboxSettings, account_id: str, kind: str, record: dict
         sync_endpoint(settings, record)
 
 
+# Account API families with routes of their own: endpoint "<family>.<name>" -> handler answering a JSON-able body
+# or a Response.
+_FAMILIES: dict[str, Callable[[SandboxSettings, Request, str, dict], Any]] = {
+    "uc": unity_account.handle,
+    "id": identity_api.handle,
+    "access": identity_access.handle,
+    "net": network_api.handle,
+}
+
 # The only kinds that accept an update, and with which method (as the SDK sends it).
 _UPDATE_METHODS = {"workspaces": "PATCH", "private_access_settings": "PUT"}
 
@@ -159,6 +203,11 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
         oidc = f"{host}/oidc/accounts/{{account_id}}"
         return _json({"oidc_endpoint": oidc, "account_id": settings.account_id, "cloud": "AWS"})
 
+    if "." in endpoint:
+        if not _ACCOUNT_ID_RE.match(args["account_id"]):
+            raise invalid(f"Account id {args['account_id']} is not a valid account id.")
+        result = _FAMILIES[endpoint.split(".", 1)[0]](settings, request, endpoint, args)
+        return result if isinstance(result, Response) else _json(result)
     account_id, segment = args["account_id"], args["segment"]
     if segment not in _SEGMENTS:
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'.")
@@ -210,10 +259,8 @@ def _handle(settings: SandboxSettings, request: Request, endpoint: str, args: di
                 f"{segment} {obj_id} cannot be deleted: it is used by network configuration(s) {', '.join(networks)}.",
             )
     else:
-        attach_network(account_id, record.get("network_id"), None)
-        tokens = STORE.kind(account_id, "tokens")
-        for token_id in [t for t, info in tokens.items() if info["workspace_id"] == obj_id]:
-            del tokens[token_id]
+        forget_workspace(account_id, record)
+        return _json(public(record))
     del STORE.kind(account_id, kind)[obj_id]
     return _json(public(record))
 
@@ -244,8 +291,9 @@ def make_databricks_app(settings: SandboxSettings) -> Callable:
                     response = handle_workspace(settings, request, endpoint, args)
                 else:
                     response = _handle(settings, request, endpoint, args)
-        except ApiError as e:
-            response = _error(e.status, e.error_code, e.message)
+        except ApiError as e:  # a SCIM error carries its own body
+            body = getattr(e, "body", None)
+            response = _json(body, e.status) if body is not None else _error(e.status, e.error_code, e.message)
             response.headers.update(e.headers)
         except Exception as e:  # a JSON 500 still reaches the SDK as a typed InternalError
             response = _error(500, "INTERNAL_ERROR", f"{type(e).__name__}: {e}")

@@ -20,6 +20,7 @@ from moto.kms.models import kms_backends
 from moto.s3.models import s3_backends
 
 import provision.clouds.aws.sandbox.endpoints as endpoints  # noqa: PLR0402  (imports the module, not its package)
+from provision.clouds.aws.sandbox.iam import CHANGED_AT
 from provision.sandbox.settings import SANDBOX_AWS_ACCOUNT_ID, SandboxSettings
 
 _ROLE_ACCOUNT_RE = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/.+$")
@@ -29,6 +30,13 @@ _ROLE_ACCOUNT_RE = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/.+$")
 class Role:
     trust_policy: Any  # the assume-role policy document as IAM stores it (JSON, maybe URL-encoded)
     age_seconds: float  # since creation: STS refuses to assume a role that has not propagated yet
+    arn: str = ""
+    # The role's inline policy documents (JSON text, maybe URL-encoded), by policy name: what Unity Catalog's
+    # storage credential validation reads to decide which S3 operations the role may perform.
+    inline_policies: tuple[tuple[str, str], ...] = ()
+    # Since the latest of its creation, its last trust policy update and its last inline policy put: what
+    # STS and IAM have not propagated yet may still answer as before.
+    settled_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,13 @@ def role(role_arn: str) -> Role | None:
         found = iam_backends[match.group(1)]["aws"].get_role_by_arn(role_arn)
     except Exception:  # moto's NotFoundException
         return None
-    # moto's create_date is naive UTC.
-    age = (datetime.now(UTC).replace(tzinfo=None) - found.create_date).total_seconds()
-    return Role(found.assume_role_policy_document, age)
+    # moto's create_date is naive UTC, as is the change stamp of the AWS sandbox's IAM patches.
+    now = datetime.now(UTC).replace(tzinfo=None)
+    age = (now - found.create_date).total_seconds()
+    changed = getattr(found, CHANGED_AT, None)
+    settled = age if changed is None else min(age, (now - changed).total_seconds())
+    inline = tuple((str(name), str(doc)) for name, doc in sorted(found.policies.items()))
+    return Role(str(found.assume_role_policy_document), age, str(found.arn), inline, settled)
 
 
 def kms_key(key_arn: str) -> KmsKey | None:

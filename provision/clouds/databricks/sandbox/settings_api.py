@@ -21,6 +21,10 @@ the masked fields (`*`: all of them), then answers the setting with a new etag. 
    (ESM's API: "If the compliance security profile is enabled, this is automatically enabled"); automatic
    cluster update then reports can_toggle false and enablement_details.forced_for_compliance_mode. Refusals
    are 400 INVALID_PARAMETER_VALUE. Standards are the SDK's ComplianceStandard values.
+5. default_namespace_ws: the workspace's default catalog ({namespace: {value}}). Unset, GET answers 404 NOT_FOUND
+   carrying the etag to write with (as the SDK documents); PATCH (field_mask "namespace.value" or "*", a
+   non-empty value) sets it under the same etag rules as above; DELETE ?etag= unsets it (a missing etag 404, a
+   stale one 409, both with the current etag; an unset setting 404) and answers {etag}.
 The settings live in the workspace's record and go with it.
 """
 
@@ -151,15 +155,76 @@ def patch(ws: dict, kind: str, body: dict) -> dict[str, Any]:
     return _answer(ws, kind)
 
 
+# --- default namespace -----------------------------------------------------------------------------------
+
+DNS = "default_namespace_ws"
+
+
+def _namespace(ws: dict) -> dict[str, Any]:
+    if "_default_namespace" not in ws:
+        ws["_default_namespace"] = {"value": None, "version": 1}
+    return ws["_default_namespace"]
+
+
+def _namespace_etag(ws: dict) -> str:
+    return f"{ws['workspace_id']}-{DNS}-v{_namespace(ws)['version']}"
+
+
+def _namespace_answer(ws: dict) -> dict[str, Any]:
+    state = _namespace(ws)
+    if state["value"] is None:
+        raise _etag_error(404, "NOT_FOUND", f"Setting {DNS}/default does not exist.", _namespace_etag(ws))
+    return {"namespace": {"value": state["value"]}, "etag": _namespace_etag(ws), "setting_name": "default"}
+
+
+def _check_etag(ws: dict, etag: Any) -> None:
+    current = _namespace_etag(ws)
+    if not etag:
+        raise _etag_error(404, "NOT_FOUND", "The setting needs the etag of a GET (etag).", current)
+    if etag != current:
+        raise _etag_error(409, "RESOURCE_CONFLICT", "The setting was changed since its etag was read; read it again.", current)
+
+
+def namespace(ws: dict, request: Request) -> dict[str, Any]:
+    """GET, PATCH or DELETE of the default namespace setting."""
+    state = _namespace(ws)
+    if request.method == "GET":
+        return _namespace_answer(ws)
+    if request.method == "DELETE":
+        _check_etag(ws, request.args.get("etag"))
+        if state["value"] is None:
+            raise _etag_error(404, "NOT_FOUND", f"Setting {DNS}/default does not exist.", _namespace_etag(ws))
+        state.update(value=None, version=state["version"] + 1)
+        return {"etag": _namespace_etag(ws)}
+    body = json_body(request)
+    if body.get("allow_missing") is not True:
+        raise invalid("allow_missing must be true.")
+    setting = body.get("setting")
+    value = (setting.get("namespace") or {}).get("value") if isinstance(setting, dict) else None
+    if not isinstance(setting, dict) or not isinstance(setting.get("namespace"), dict):
+        raise invalid("setting must hold namespace.")
+    mask = body.get("field_mask")
+    if not isinstance(mask, str) or {m.strip() for m in mask.split(",")} - {"namespace.value", "*"} or not mask.strip():
+        raise invalid(f"field_mask {mask!r} must be namespace.value.")
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("namespace.value must be the name of a catalog.")
+    _check_etag(ws, setting.get("etag"))
+    state.update(value=value, version=state["version"] + 1)
+    return _namespace_answer(ws)
+
+
 def respond(ws: dict, request: Request, args: dict, headers: dict[str, str]) -> Response:
-    """The GET or PATCH of one setting (authentication is the caller's)."""
+    """The GET or PATCH (DELETE: the default namespace) of one setting (authentication is the caller's)."""
     kind = args["setting_type"]
     try:
-        if kind not in FIELDS:
+        if kind not in FIELDS and kind != DNS or (request.method == "DELETE" and kind != DNS):
             raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'.")
         if args["setting_name"] != "default":
             raise ApiError(404, "NOT_FOUND", f"Setting {kind}/{args['setting_name']} does not exist; its name is default.")
-        result = patch(ws, kind, json_body(request)) if request.method == "PATCH" else _answer(ws, kind)
+        if kind == DNS:
+            result = namespace(ws, request)
+        else:
+            result = patch(ws, kind, json_body(request)) if request.method == "PATCH" else _answer(ws, kind)
         return Response(json.dumps(result), mimetype="application/json", headers=headers)
     except ApiError as e:
         body: dict[str, Any] = {"error_code": e.error_code, "message": e.message}

@@ -19,6 +19,31 @@ KINDS = (
     "private_access_settings",
     "customer_managed_keys",
     "tokens",  # workspace personal access tokens (token_infos plus workspace_id), served by the workspace API
+    # Unity Catalog, account side (unity_account.py): metastores by metastore_id; assignments by workspace_id.
+    "metastores",
+    "metastore_assignments",
+    # Unity Catalog, metastore side (unity_workspace.py), reached through a workspace assigned to the metastore;
+    # keyed by (metastore_id, name) (schemas: (metastore_id, "catalog.schema")).
+    "storage_credentials",
+    "external_locations",
+    "catalogs",
+    "schemas",
+    # Each workspace's cluster policies (policies_api.py), by policy_id, with their workspace_id.
+    "cluster_policies",
+    # Account identities (identity_api.py): SCIM users, service principals and groups by id; OAuth secrets of
+    # service principals by secret id (a hash only, never the value); workspace permission assignments by
+    # (workspace_id, principal_id).
+    "users",
+    "service_principals",
+    "service_principal_secrets",
+    "groups",
+    "permission_assignments",
+    # Serverless egress (network_api.py): network policies by network_policy_id, each workspace's network option
+    # by workspace_id, network connectivity configurations by id, their private endpoint rules by rule_id.
+    "network_policies",
+    "workspace_network_options",
+    "network_connectivity_configs",
+    "private_endpoint_rules",
 )
 
 

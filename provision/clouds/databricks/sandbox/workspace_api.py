@@ -1,6 +1,11 @@
 """Each workspace's own REST API, minimally, reached by the real WorkspaceClient (see the package
-docstring): host metadata, personal access tokens, SCIM Me, the workspace's OAuth issuer, and its security
-settings (settings_api.py)."""
+docstring): host metadata, personal access tokens, SCIM Me, the workspace's OAuth issuer, its settings
+(settings_api.py), Unity Catalog (unity_workspace.py) and cluster policies (policies_api.py).
+
+W1, warm-up: for `workspace_warmup_seconds` after a workspace first turns RUNNING (`_running_since`), every
+authenticated endpoint answers 400 INVALID_PARAMETER_VALUE "Current organization <id> does not have any
+associated worker environments", as a new real workspace does; host metadata and the OIDC endpoints are exempt.
+Paths nobody serves answer ENDPOINT_NOT_FOUND before authentication, as before."""
 
 from __future__ import annotations
 
@@ -8,14 +13,17 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import urllib.parse
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 import provision.clouds.databricks.sandbox.oauth as oauth  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.policies_api as policies_api  # noqa: PLR0402
 import provision.clouds.databricks.sandbox.settings_api as settings_api  # noqa: PLR0402
 import provision.clouds.databricks.sandbox.store as store  # noqa: PLR0402  (imports the module, not its package)
+import provision.clouds.databricks.sandbox.unity_workspace as unity_workspace  # noqa: PLR0402
 from provision.clouds.databricks.sandbox.store import (
     STORE,
     ApiError,
@@ -99,6 +107,26 @@ def _authenticate(settings: SandboxSettings, request: Request, ws: dict) -> None
     raise ApiError(401, "UNAUTHENTICATED", "Invalid access token: send Authorization: Bearer <token>.")
 
 
+def _check_warm(settings: SandboxSettings, ws: dict) -> None:
+    """W1: a workspace that only just turned RUNNING has no worker environments yet."""
+    since = ws.get("_running_since")
+    if since is not None and time.monotonic() - since < settings.delay("workspace_warmup_seconds", str(ws["workspace_id"])):
+        raise invalid(f"Current organization {ws['workspace_id']} does not have any associated worker environments")
+
+
+def _served_path(request: Request, rest: str) -> str | None:
+    """Which module serves a path of the catch-all route: "unity", "policies", "settings" (the DELETE of a
+    setting), or None (ENDPOINT_NOT_FOUND)."""
+    if unity_workspace.handles(rest):
+        return "unity"
+    if policies_api.handles(rest):
+        return "policies"
+    parts = rest.strip("/").split("/")
+    if request.method == "DELETE" and len(parts) == 7 and parts[:4] == ["api", "2.0", "settings", "types"] and parts[5] == "names":
+        return "settings"
+    return None
+
+
 def _me(settings: SandboxSettings, ws: dict) -> dict:
     """The account admin the sandbox token (and every token it created) acts as, as SCIM shows a user."""
     user_id = str(int(hashlib.sha256(ws["account_id"].encode()).hexdigest(), 16) % 10**16)
@@ -156,7 +184,8 @@ def handle_workspace(settings: SandboxSettings, request: Request, endpoint: str,
         return Response(json.dumps(oauth.discovery(issuer)), mimetype="application/json", headers=org_id)
     if endpoint == "ws_oidc_token":
         return oauth.token_response(settings, request, f"workspace:{ws['workspace_id']}")
-    if endpoint == "ws_unknown":
+    served = _served_path(request, args["rest"]) if endpoint == "ws_unknown" else None
+    if endpoint == "ws_unknown" and served is None:
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} /{args['rest']}'.", org_id)
     try:
         _authenticate(settings, request, ws)
@@ -164,10 +193,19 @@ def handle_workspace(settings: SandboxSettings, request: Request, endpoint: str,
         claimed = request.headers.get("X-Databricks-Workspace-Id")
         if claimed is not None and claimed != str(ws["workspace_id"]):
             raise invalid(f"X-Databricks-Workspace-Id {claimed} does not match workspace {ws['workspace_id']}.")
+        _check_warm(settings, ws)
         purge_expired_tokens(ws["account_id"])
         if endpoint == "ws_setting":
             return settings_api.respond(ws, request, args, org_id)
-        if endpoint == "ws_token_create":
+        caller = _me(settings, ws)["userName"]
+        if served == "settings":
+            parts = args["rest"].strip("/").split("/")
+            return settings_api.respond(ws, request, {"setting_type": parts[4], "setting_name": parts[6]}, org_id)
+        if served == "unity":
+            result = unity_workspace.respond(settings, request, ws, args["rest"], caller)
+        elif served == "policies":
+            result = policies_api.respond(ws, request, args["rest"], caller)
+        elif endpoint == "ws_token_create":
             result = _create_token(ws, json_body(request))
         elif endpoint == "ws_token_list":
             result = {"token_infos": [_token_info(t) for t in _workspace_tokens(ws).values()]}

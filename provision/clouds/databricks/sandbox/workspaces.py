@@ -2,7 +2,15 @@
 Databricks runs when provisioning ends) and updates. A workspace that reaches RUNNING writes into its root
 bucket (`<region>-prod/<workspace_id>/...` and `ephemeral/<region>-prod/<workspace_id>/...`, two versions
 of one object if the bucket is versioned) as Databricks' own principal would, so a teardown that does not
-empty the bucket meets BucketNotEmpty as on AWS. A failed write fails the deployment."""
+empty the bucket meets BucketNotEmpty as on AWS. A failed write fails the deployment.
+
+A serverless workspace (compute_mode SERVERLESS, CreateWorkspaceRequest) has no customer resources: it refuses
+credentials_id, storage_configuration_id and network_id (400 INVALID_PARAMETER_VALUE, on create and PATCH), needs
+the PREMIUM or ENTERPRISE tier and writes no root bucket. A classic one (no compute_mode, or HYBRID) needs
+credentials and storage as ever. Every new workspace is bound to the account's `default-policy` network policy
+(network_api.py); a network_connectivity_config_id must name an NCC of the workspace's region. Deleting a
+workspace (forget_workspace) frees its network and removes its tokens, metastore assignment, permission
+assignments, network option and cluster policies."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from typing import Any
 
 import provision.clouds.databricks.sandbox.aws_bridge as aws_bridge  # noqa: PLR0402  (imports the module, not its package)
 import provision.clouds.databricks.sandbox.keys as keys  # noqa: PLR0402
+import provision.clouds.databricks.sandbox.network_api as network_api  # noqa: PLR0402
 from provision.clouds.databricks.sandbox.account_api import (
     network_errors,
     privatelink_problems,
@@ -30,6 +39,10 @@ from provision.sandbox.settings import SandboxSettings
 
 _DEPLOYMENT_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PRICING_TIERS = {"COMMUNITY_EDITION", "DEDICATED", "ENTERPRISE", "PREMIUM", "STANDARD", "UNKNOWN"}
+_COMPUTE_MODES = {"HYBRID", "SERVERLESS"}  # CustomerFacingComputeMode
+# What a serverless workspace does not take: Databricks runs its compute and storage (default storage).
+_CUSTOMER_RESOURCES = ("credentials_id", "storage_configuration_id", "network_id")
+_SERVERLESS_TIERS = {"PREMIUM", "ENTERPRISE"}
 # Fields a PATCH may change; the SDK sends a whole Workspace body, so read-only ones are ignored.
 MUTABLE_FIELDS = (
     "workspace_name",
@@ -70,7 +83,7 @@ def advance_workspace(settings: SandboxSettings, account_id: str, ws: dict) -> N
     if time.monotonic() - ws["_provisioning_since"] < settings.delay("workspace_provisioning_seconds", str(ws["workspace_id"])):
         return
     problems: list[str] = []
-    storage = STORE.kind(account_id, "storage_configurations").get(ws["storage_configuration_id"])
+    storage = STORE.kind(account_id, "storage_configurations").get(ws.get("storage_configuration_id"))
     if storage and not aws_bridge.bucket_exists(storage["root_bucket_info"]["bucket_name"]):
         problems.append(f"root bucket {storage['root_bucket_info']['bucket_name']} no longer exists")
     network = STORE.kind(account_id, "networks").get(ws.get("network_id"))
@@ -99,12 +112,14 @@ def advance_workspace(settings: SandboxSettings, account_id: str, ws: dict) -> N
         ws["workspace_status"] = "RUNNING"
         ws["workspace_status_message"] = "Workspace is running."
         ws["_served"] = True  # its URL now answers, and keeps answering through later updates
+        ws.setdefault("_running_since", time.monotonic())  # the first RUNNING: its API warms up from here
 
 
 def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | None) -> None:
-    referenced(account_id, "credentials", values.get("credentials_id"), "credentials_id")
-    storage_id = values.get("storage_configuration_id")
-    referenced(account_id, "storage_configurations", storage_id, "storage_configuration_id")
+    if values.get("compute_mode") != "SERVERLESS":
+        referenced(account_id, "credentials", values.get("credentials_id"), "credentials_id")
+        storage_id = values.get("storage_configuration_id")
+        referenced(account_id, "storage_configurations", storage_id, "storage_configuration_id")
     network_id = values.get("network_id")
     if network_id:
         referenced(account_id, "networks", network_id, "network_id")
@@ -125,6 +140,25 @@ def _check_workspace_refs(account_id: str, values: dict, workspace_id: int | Non
     tier = values.get("pricing_tier")
     if tier is not None and tier not in _PRICING_TIERS:
         raise invalid(f"pricing_tier {tier} is not one of {sorted(_PRICING_TIERS)}.")
+    if values.get("compute_mode") == "SERVERLESS" and (tier or "PREMIUM") not in _SERVERLESS_TIERS:
+        raise invalid(f"A serverless workspace needs pricing_tier PREMIUM or ENTERPRISE, not {tier}.")
+    ncc_id = values.get("network_connectivity_config_id")
+    if ncc_id:
+        ncc = referenced(account_id, "network_connectivity_configs", ncc_id, "network_connectivity_config_id")
+        if ncc["region"] != values.get("aws_region"):
+            raise invalid(
+                f"Network connectivity configuration {ncc_id} is for region {ncc['region']}, "
+                f"not the workspace's region {values.get('aws_region')}."
+            )
+
+
+def _check_serverless(values: dict) -> None:
+    given = [f for f in _CUSTOMER_RESOURCES if values.get(f)]
+    if values.get("compute_mode") == "SERVERLESS" and given:
+        raise invalid(
+            f"{', '.join(given)} cannot be set on a serverless workspace (compute_mode SERVERLESS): Databricks manages "
+            "its compute, storage and network."
+        )
 
 
 def attach_network(account_id: str, network_id: str | None, workspace_id: int | None) -> None:
@@ -152,8 +186,14 @@ def create_workspace(settings: SandboxSettings, account_id: str, body: dict) -> 
     region = required_str(body, "aws_region")
     if not aws_bridge.region_exists(region):
         raise invalid(f"aws_region {region} is not a valid AWS region.")
-    required_str(body, "credentials_id")
-    required_str(body, "storage_configuration_id")
+    compute_mode = body.get("compute_mode")
+    if compute_mode is not None and compute_mode not in _COMPUTE_MODES:
+        raise invalid(f"compute_mode {compute_mode!r} is not one of {sorted(_COMPUTE_MODES)}.")
+    serverless = compute_mode == "SERVERLESS"
+    _check_serverless(body)
+    if not serverless:
+        required_str(body, "credentials_id")
+        required_str(body, "storage_configuration_id")
     _check_workspace_refs(account_id, body, None)
     deployment = body.get("deployment_name")
     if deployment is not None:
@@ -172,20 +212,40 @@ def create_workspace(settings: SandboxSettings, account_id: str, body: dict) -> 
         "aws_region": region,
         "cloud": "aws",
         "account_id": account_id,
-        "credentials_id": body["credentials_id"],
-        "storage_configuration_id": body["storage_configuration_id"],
         "pricing_tier": body.get("pricing_tier") or "PREMIUM",
         "workspace_status": "PROVISIONING",
         "workspace_status_message": "Workspace resources are being set up.",
         "creation_time": now_ms(),
         "_provisioning_since": time.monotonic(),
     }
+    if serverless:
+        record["compute_mode"] = compute_mode
+    else:
+        record["credentials_id"] = body["credentials_id"]
+        record["storage_configuration_id"] = body["storage_configuration_id"]
+        if compute_mode is not None:
+            record["compute_mode"] = compute_mode
     for optional in _OPTIONAL_FIELDS:
         if body.get(optional) is not None:
             record[optional] = body[optional]
     STORE.kind(account_id, "workspaces")[workspace_id] = record
     attach_network(account_id, record.get("network_id"), workspace_id)
+    network_api.bind_default_policy(account_id, workspace_id)
     return record
+
+
+def forget_workspace(account_id: str, ws: dict) -> None:
+    """What goes with a deleted workspace: its network is freed, and its tokens, metastore assignment, permission
+    assignments, network option and cluster policies are gone."""
+    workspace_id = ws["workspace_id"]
+    attach_network(account_id, ws.get("network_id"), None)
+    for kind in ("tokens", "permission_assignments", "cluster_policies"):
+        records = STORE.kind(account_id, kind)
+        for key in [k for k, r in records.items() if r.get("workspace_id") == workspace_id]:
+            del records[key]
+    STORE.kind(account_id, "metastore_assignments").pop(workspace_id, None)
+    STORE.kind(account_id, "workspace_network_options").pop(workspace_id, None)
+    del STORE.kind(account_id, "workspaces")[workspace_id]
 
 
 def update_workspace(account_id: str, ws: dict, body: dict, mask: str | None) -> dict:
@@ -197,6 +257,7 @@ def update_workspace(account_id: str, ws: dict, body: dict, mask: str | None) ->
     else:
         fields = [f for f in MUTABLE_FIELDS if body.get(f) is not None]
     changes = {f: body.get(f) for f in fields if body.get(f) != ws.get(f)}
+    _check_serverless({**ws, **changes})
     _check_workspace_refs(account_id, {**ws, **changes}, ws["workspace_id"])
     if "network_id" in changes:
         attach_network(account_id, ws.get("network_id"), None)

@@ -257,19 +257,37 @@ class Workspace(Step):
     FAILURE = {"FAILED", "BANNED", "CANCELLING"}
 
     def __init__(
-        self, step_id: str, *, workspace_name: str, pricing_tier: str, credentials: str, storage: str, network: str,
-        private_access: str | None = None, managed_services_key: str | None = None, storage_key: str | None = None,
+        self, step_id: str, *, workspace_name: str, pricing_tier: str, credentials: str | None = None, storage: str | None = None,
+        network: str | None = None, private_access: str | None = None, managed_services_key: str | None = None,
+        storage_key: str | None = None, compute_mode: str | None = None, after: tuple[str, ...] = (),
     ):
         """managed_services_key / storage_key: Databricks key configuration steps (customer-managed keys,
-        set on create only: Databricks encrypts with them from the workspace's first write)."""
+        set on create only: Databricks encrypts with them from the workspace's first write).
+        compute_mode SERVERLESS: a workspace with serverless compute only, which names no credentials, storage
+        configuration or network (Databricks runs its compute and keeps its default storage); otherwise all three.
+        `after`: steps that must outlive the workspace although it does not reference them (a network connectivity
+        configuration, which cannot be unbound from it)."""
+        if compute_mode == "SERVERLESS":
+            if credentials or storage or network or private_access:
+                raise ValueError("a serverless workspace takes no credentials, storage, network or private access settings")
+        elif not (credentials and storage and network):
+            raise ValueError("a classic workspace needs credentials, storage and network steps")
         keys = tuple(dict.fromkeys(k for k in (managed_services_key, storage_key) if k))
-        super().__init__(step_id, needs=(credentials, storage, network, *((private_access,) if private_access else ()), *keys))
-        self.workspace_name, self.pricing_tier = workspace_name, pricing_tier
-        self.credentials_id, self.storage_id = Ref(credentials, "credentials_id"), Ref(storage, "storage_configuration_id")
-        self.network_id = Ref(network, "network_id")
+        own = tuple(s for s in (credentials, storage, network, private_access) if s)
+        super().__init__(step_id, needs=(*own, *keys, *after))
+        self.workspace_name, self.pricing_tier, self.compute_mode = workspace_name, pricing_tier, compute_mode
+        self.credentials_id = Ref(credentials, "credentials_id") if credentials else None
+        self.storage_id = Ref(storage, "storage_configuration_id") if storage else None
+        self.network_id = Ref(network, "network_id") if network else None
         self.private_access_id = Ref(private_access, "private_access_settings_id") if private_access else None
         self.managed_services_key_id = Ref(managed_services_key, "customer_managed_key_id") if managed_services_key else None
         self.storage_key_id = Ref(storage_key, "customer_managed_key_id") if storage_key else None
+
+    def _known(self, ctx: Context, ref: Ref | None) -> Any:
+        return ctx.out_if_known(ref) if ref is not None else None
+
+    def _given(self, ctx: Context, ref: Ref | None) -> Any:
+        return ctx.out(ref) if ref is not None else None
 
     def find(self, ctx: Context) -> Outputs | None:
         name = self.workspace_name
@@ -277,11 +295,13 @@ class Workspace(Step):
         if found is None:
             return None
         _check_references("workspace", name, [
-            ("credentials_id", found.credentials_id, ctx.out_if_known(self.credentials_id)),
-            ("storage_configuration_id", found.storage_configuration_id, ctx.out_if_known(self.storage_id)),
-            ("network_id", found.network_id, ctx.out_if_known(self.network_id)),
+            ("credentials_id", found.credentials_id, self._known(ctx, self.credentials_id)),
+            ("storage_configuration_id", found.storage_configuration_id, self._known(ctx, self.storage_id)),
+            ("network_id", found.network_id, self._known(ctx, self.network_id)),
             *([("private_access_settings_id", found.private_access_settings_id, ctx.out_if_known(self.private_access_id))] if self.private_access_id else []),
             *self._key_references(ctx, found),
+            # A classic workspace of our name is not our serverless one, nor the other way round.
+            ("compute_mode", _status(found.compute_mode) if found.compute_mode else None, self.compute_mode),
         ])
         return self._outputs(found)
 
@@ -308,14 +328,15 @@ class Workspace(Step):
         }
 
     def create(self, ctx: Context) -> Outputs:
-        from databricks.sdk.service.provisioning import PricingTier
+        from databricks.sdk.service.provisioning import CustomerFacingComputeMode, PricingTier
 
         waiter = dbx.account(ctx).workspaces.create(
             workspace_name=self.workspace_name,
             aws_region=ctx.spec.region,
-            credentials_id=ctx.out(self.credentials_id),
-            storage_configuration_id=ctx.out(self.storage_id),
-            network_id=ctx.out(self.network_id),
+            credentials_id=self._given(ctx, self.credentials_id),
+            storage_configuration_id=self._given(ctx, self.storage_id),
+            network_id=self._given(ctx, self.network_id),
+            compute_mode=CustomerFacingComputeMode(self.compute_mode) if self.compute_mode else None,
             pricing_tier=PricingTier(self.pricing_tier),
             private_access_settings_id=ctx.out(self.private_access_id) if self.private_access_id else None,
             managed_services_customer_managed_key_id=ctx.out(self.managed_services_key_id) if self.managed_services_key_id else None,
@@ -331,17 +352,16 @@ class Workspace(Step):
             from databricks.sdk.service.provisioning import Workspace as WorkspaceConfig
 
             config = WorkspaceConfig(
-                credentials_id=ctx.out(self.credentials_id),
-                storage_configuration_id=ctx.out(self.storage_id),
-                network_id=ctx.out(self.network_id),
+                credentials_id=self._given(ctx, self.credentials_id),
+                storage_configuration_id=self._given(ctx, self.storage_id),
+                network_id=self._given(ctx, self.network_id),
                 private_access_settings_id=ctx.out(self.private_access_id) if self.private_access_id else None,
             )
+            fields = [f for f, ref in (("credentials_id", self.credentials_id), ("storage_configuration_id", self.storage_id),
+                                       ("network_id", self.network_id), ("private_access_settings_id", self.private_access_id)) if ref is not None]
             ctx.log.warning("workspace failed in an earlier run; asking Databricks to deploy it again")
             ctx.call(
-                lambda: dbx.account(ctx).workspaces.update(
-                    workspace_id, config,
-                    update_mask="credentials_id,storage_configuration_id,network_id" + (",private_access_settings_id" if self.private_access_id else ""),
-                ),
+                lambda: dbx.account(ctx).workspaces.update(workspace_id, config, update_mask=",".join(fields) or "workspace_name"),
                 f"{self.id} retry deployment",
             )
 
@@ -358,6 +378,8 @@ class Workspace(Step):
 
     def _diagnosis(self, ctx: Context, status_message: str) -> str:
         lines = [status_message or "no status message"]
+        if self.network_id is None:
+            return lines[0]
         try:
             network = dbx.account(ctx).networks.get(network_id=ctx.out(self.network_id))
         except Exception as exc:  # the diagnosis must not hide the failure itself
