@@ -151,6 +151,10 @@ def test_enterprise_up_reads_back_secure_and_teardown_leaves_nothing_but_what_it
     assert esm["is_enabled"] is True
     assert workspace_setting(sandbox, workspace, "automatic_cluster_update")["automatic_cluster_update_workspace"]["enabled"] is True
 
+    # The external location waited for the UC role's trust and policy to propagate: a logged retry, no sleep.
+    log = "".join(p.read_text() for p in (tmp_path / "provision-logs").glob("*-up.log"))
+    retries = [json.loads(line) for line in log.splitlines() if '"event": "retrying"' in line]
+    assert any(r["what"] == "uc.location validate" and r["reason"] == "iam-propagation" for r in retries)
     texts = [up.stdout, up.stderr, (tmp_path / "provision.state.json").read_text(), *(p.read_text() for p in (tmp_path / "provision-logs").glob("*.log"))]
     governed(sandbox, workspace, out, found, texts, metastore_id)
 

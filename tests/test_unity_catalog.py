@@ -714,21 +714,22 @@ def test_grants_on_a_securable_that_does_not_exist_are_missing() -> None:
 
 def test_a_renamed_metastore_this_step_created_is_still_deleted() -> None:
     account = MagicMock()
-    account.metastores.list.return_value = [uc.MetastoreInfo(metastore_id="ms-new", name="renamed-in-console", region=REGION)]
+    account.metastores.create.return_value = MagicMock(metastore_info=uc.MetastoreInfo(metastore_id="ms-new", name="gov-us-east-1", region=REGION))
+    account.metastores.list.return_value = []
     account.metastore_assignments.list.return_value = []
     step = Metastore("uc.metastore", name="gov-us-east-1")
-    recorded = {"metastore_id": "ms-new", "name": "gov-us-east-1", "region": REGION, "adopted": False}
-    ctx = context(FakeClients(account=account), outputs={"uc.metastore": recorded})
+    ctx = context(FakeClients(account=account))
     ctx.claimed.add(step.id)
+    recorded = step.create(ctx)
+    assert recorded["adopted"] is False
+    # Renamed in the console: still the one this step created (its id is a state fact), so teardown deletes it.
+    account.metastores.list.return_value = [uc.MetastoreInfo(metastore_id="ms-new", name="renamed-in-console", region=REGION)]
     found = step.find(ctx)
     assert found["adopted"] is False and found["name"] == "renamed-in-console"
     step.delete(ctx, {**recorded, **found})  # as the engine merges them
     account.metastores.delete.assert_called_once_with(metastore_id="ms-new")
-    # Another metastore than the recorded one, under another name: the account's, whatever was recorded.
+    # Another metastore than the one it created, under another name: the account's.
     account.metastores.list.return_value = [uc.MetastoreInfo(metastore_id="ms-other", name="theirs", region=REGION)]
-    assert step.find(ctx)["adopted"] is True
-    # An adopted verdict for that very metastore stands too (never deleted).
-    ctx.outputs["uc.metastore"] = {**recorded, "metastore_id": "ms-other", "adopted": True}
     assert step.find(ctx)["adopted"] is True
 
 

@@ -43,16 +43,17 @@ class Metastore(Step):
     def _adopts(self, ctx: Context, found: Any) -> bool:
         """Whether the region's metastore is the account's (adopted) rather than this step's.
 
-        Never ours unless this step attempted a create. Once the step has recorded a verdict for this very metastore
-        (by id), it stands: a rename of the metastore we created (in the console, or of `metastore_name` in the spec)
-        must not turn it into an adopted one that teardown leaves behind. Without a recorded verdict (a create whose
-        answer was lost), it is ours only under the name this step creates."""
+        Never ours unless this step attempted a create. A metastore this step saw created (its id kept as a state
+        fact) stays ours: a rename of it (in the console) must not turn it into an adopted one that teardown leaves
+        behind. Without that fact (a create whose answer was lost), it is ours only under the name this step creates."""
         if self.id not in ctx.claimed:
             return True
-        recorded = ctx.outputs.get(self.id) or {}
-        if recorded.get("metastore_id") == found.metastore_id and isinstance(recorded.get("adopted"), bool):
-            return bool(recorded["adopted"])
+        if ctx.facts.get(self._created_fact()) == found.metastore_id:
+            return False
         return found.name != self.name
+
+    def _created_fact(self) -> str:
+        return f"created:{self.id}"
 
     def create(self, ctx: Context) -> Outputs:
         from databricks.sdk.service.catalog import CreateAccountsMetastore
@@ -60,6 +61,8 @@ class Metastore(Step):
         created = dbx.account(ctx).metastores.create(metastore_info=CreateAccountsMetastore(name=self.name, region=ctx.spec.region))
         if created.metastore_info is None or not created.metastore_info.metastore_id:
             raise ResourceFailed(f"metastore {self.name}", "not returned", "the create answer has no metastore_info")
+        ctx.facts[self._created_fact()] = created.metastore_info.metastore_id
+        ctx.remember(self._created_fact(), created.metastore_info.metastore_id)
         return self._outputs(created.metastore_info, adopted=False)
 
     def _adopted(self, ctx: Context, out: Outputs) -> bool:
