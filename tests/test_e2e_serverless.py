@@ -4,6 +4,7 @@ from the sandbox through databricks-sdk, never from our state file. It creates n
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from databricks.sdk import AccountClient, WorkspaceClient
@@ -14,6 +15,10 @@ from provision.sandbox import daemon
 from sandbox_inventory import SERVERLESS, counts, inventory
 
 EXAMPLE = specs.example("serverless")
+# Plus a network connectivity configuration with a private endpoint rule to a VPC endpoint service of the user's.
+ENDPOINT_SERVICE = "com.amazonaws.vpce.us-east-1.vpce-svc-0a1b2c3d4e5f60718"
+WITH_NCC = specs.merged(EXAMPLE, serverless={**EXAMPLE["serverless"], "ncc": {"private_endpoint_rules": [
+    {"endpoint_service": ENDPOINT_SERVICE, "domain_names": ["warehouse.internal.example.com"]}]}})
 ACCOUNT = EXAMPLE["databricks"]["account_id"]
 AWS_KINDS_PREFIXES = ("databricks_", "azure_")
 
@@ -35,10 +40,10 @@ def test_serverless_up_is_governed_creates_nothing_on_aws_and_teardown_leaves_no
     # Slow windows, as Databricks has them: the workspace API warms up after RUNNING, permission assignments come
     # on after the metastore assignment. The run waits them out by classified retries, with no manual step.
     daemon.configure(sandbox, {"workspace_warmup_seconds": 1.0, "identity_federation_seconds": 1.0})
-    spec = specs.write(tmp_path / "spec.toml", EXAMPLE)
+    spec = specs.write(tmp_path / "spec.toml", WITH_NCC)
     assert "RUNNING" in cli("up", "--config", str(spec), "--sandbox", check=0, timeout=300).stdout
     found = inventory(sandbox, account_id=ACCOUNT)
-    assert counts(found) == SERVERLESS
+    assert counts(found) == SERVERLESS + Counter({"databricks_network-connectivity-configs": 1, "databricks_private-endpoint-rules": 1})
     assert not [k for k, items in found.items() if items and not k.startswith(AWS_KINDS_PREFIXES)]  # no AWS resource
     reasons = retry_reasons(tmp_path)
     assert {"workspace warming up (no worker environments yet)", "identity federation not enabled yet (metastore assignment propagating)"} <= reasons
@@ -75,6 +80,12 @@ def test_serverless_up_is_governed_creates_nothing_on_aws_and_teardown_leaves_no
     assert access.restriction_mode.value == "RESTRICTED_ACCESS"
     assert access.policy_enforcement.enforcement_mode.value == "DRY_RUN"
     assert sorted(d.destination for d in access.allowed_internet_destinations) == ["files.pythonhosted.org", "pypi.org"]
+
+    # The NCC, bound to the workspace, with its rule.
+    (ncc,) = found["databricks_network-connectivity-configs"]
+    assert ws.network_connectivity_config_id == ncc["network_connectivity_config_id"]
+    (rule,) = found["databricks_private-endpoint-rules"]
+    assert rule["endpoint_service"] == ENDPOINT_SERVICE and rule["domain_names"] == ["warehouse.internal.example.com"]
 
     # A second run changes nothing; teardown deletes the metastore too, since this deployment created it.
     assert "created" not in cli("up", "--config", str(spec), "--sandbox", check=0, timeout=300).stdout
