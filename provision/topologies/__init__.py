@@ -23,7 +23,13 @@ from provision.spec import (
     parse_timeouts,
     read_toml,
 )
-from provision.topologies import azure_privatelink, basic, hub_spoke, privatelink, serverless
+from provision.topologies import (
+    azure_privatelink,
+    basic,
+    hub_spoke,
+    privatelink,
+    serverless,
+)
 from provision.topologies.registry import EXAMPLES, Topology
 
 REGISTRY: dict[str, Topology] = {m.TOPOLOGY.name: m.TOPOLOGY for m in (basic, privatelink, hub_spoke, serverless, azure_privatelink)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import provision.topologies.governance as governance  # noqa: PLR0402  (the module, not its package)
 from provision.clouds.aws import preflight as checks
 from provision.clouds.aws import spec_guardrails, spec_netsec
 from provision.clouds.aws.context import Zones
@@ -41,7 +42,6 @@ from provision.clouds.aws.steps.storage import (
     RootBucket,
     RootBucketPolicy,
 )
-import provision.topologies.governance as governance  # noqa: PLR0402  (the module, not its package)
 from provision.clouds.databricks import spec_security
 from provision.clouds.databricks.steps.account import (
     Credentials,

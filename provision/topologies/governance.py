@@ -24,7 +24,12 @@ from provision.clouds.aws.steps.uc_storage import (
     UnityCatalogRole,
     UnityCatalogRolePolicy,
 )
-from provision.clouds.databricks import spec_identity, spec_policies, spec_serverless, spec_unity
+from provision.clouds.databricks import (
+    spec_identity,
+    spec_policies,
+    spec_serverless,
+    spec_unity,
+)
 from provision.clouds.databricks.spec_identity import slug
 from provision.clouds.databricks.steps.cluster_policies import ClusterPolicy
 from provision.clouds.databricks.steps.identity import (

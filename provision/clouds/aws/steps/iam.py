@@ -194,31 +194,31 @@ class CrossAccountRole(Step):
         wait_role_gone(ctx, out["role_name"])
 
 
-class CrossAccountPolicy(Step):
-    """The role's inline policy (`cross_account_policy`), converged in place: put_role_policy replaces a
-    document of the same name, so an earlier version's generic policy becomes the scoped one. It passes the
-    role's name and ARN on, so a step that needs the role with its permissions (the credentials
-    configuration, which Databricks validates) names this step as its role."""
+class InlineRolePolicy(Step):
+    """A role's one inline policy, converged in place by digest: put_role_policy replaces a document of the same
+    name, so a document edited by hand (or an earlier version's) becomes the wanted one on the next run. It passes
+    the role's name and ARN on, so a step that needs the role with its permissions names this step as its role.
+    Subclasses say which document (`document`) under which name (`policy_name`)."""
 
     kind = "iam.role_policy"
     produces = ("role_name", "role_arn", "policy_name", "digest")
 
-    def __init__(self, step_id: str, *, role: str, vpcs: list[str], security_groups: list[str]):
-        """vpcs: steps producing `vpc_id`; security_groups: steps producing `group_id` (one per workspace)."""
-        super().__init__(step_id, needs=(role, *vpcs, *security_groups))
+    def __init__(self, step_id: str, *, role: str, needs: tuple[str, ...] = ()):
+        super().__init__(step_id, needs=(role, *needs))
         self.role_name, self.role_arn = Ref(role, "role_name"), Ref(role, "role_arn")
-        self.vpc_ids = [Ref(v, "vpc_id") for v in vpcs]
-        self.group_ids = [Ref(g, "group_id") for g in security_groups]
 
     def document(self, ctx: Context) -> dict[str, Any]:
-        return cross_account_policy(
-            region=ctx.spec.region, account_id=aws.account_id(ctx),
-            vpc_ids=[ctx.out(v) for v in self.vpc_ids], security_group_ids=[ctx.out(g) for g in self.group_ids],
-        )
+        raise NotImplementedError
+
+    def policy_name(self, ctx: Context) -> str:
+        raise NotImplementedError
+
+    def check(self, ctx: Context, body: str) -> None:
+        """Refuse a document IAM would refuse, in our terms, before calling IAM."""
 
     def _outputs(self, ctx: Context, document: Any) -> Outputs:
         return {
-            "policy_name": policy_name(ctx.deployment), "role_name": ctx.out_if_known(self.role_name),
+            "policy_name": self.policy_name(ctx), "role_name": ctx.out_if_known(self.role_name),
             "role_arn": ctx.out_if_known(self.role_arn), "digest": _digest(document),
         }
 
@@ -227,7 +227,7 @@ class CrossAccountPolicy(Step):
         if role is None:  # plan, before the role exists
             return None
         try:
-            found = aws.client(ctx, "iam").get_role_policy(RoleName=role, PolicyName=policy_name(ctx.deployment))
+            found = aws.client(ctx, "iam").get_role_policy(RoleName=role, PolicyName=self.policy_name(ctx))
         except Exception as exc:
             if is_not_found(exc):
                 return None
@@ -241,23 +241,19 @@ class CrossAccountPolicy(Step):
         return self._put(ctx)
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        # Adopted (an earlier version's generic policy, a document edited by hand): replace it.
+        # Adopted (an earlier version's document, one edited by hand): replace it.
         return out if out.get("digest") == _digest(self.document(ctx)) else self._put(ctx)
 
     def _put(self, ctx: Context) -> Outputs:
-        document = self.document(ctx)
-        body = policy_json(document)
-        if len(body) > INLINE_POLICY_LIMIT:  # IAM would answer LimitExceeded; say why in our terms
-            raise ResourceFailed(
-                f"cross-account policy of role {ctx.out(self.role_name)}", "too large",
-                f"{len(body)} characters for {len(set(map(ctx.out, self.vpc_ids)))} VPCs; IAM allows {INLINE_POLICY_LIMIT}",
-            )
+        wanted = self.document(ctx)
+        body = policy_json(wanted)
+        self.check(ctx, body)
         # put_role_policy is idempotent: a retry after a lost response writes the same document.
         ctx.call(
-            lambda: aws.client(ctx, "iam").put_role_policy(RoleName=ctx.out(self.role_name), PolicyName=policy_name(ctx.deployment), PolicyDocument=body),
+            lambda: aws.client(ctx, "iam").put_role_policy(RoleName=ctx.out(self.role_name), PolicyName=self.policy_name(ctx), PolicyDocument=body),
             f"{self.id} put",
         )
-        return self._outputs(ctx, document)
+        return self._outputs(ctx, wanted)
 
     def delete(self, ctx: Context, out: Outputs) -> None:
         aws.client(ctx, "iam").delete_role_policy(RoleName=out["role_name"], PolicyName=out["policy_name"])
@@ -268,6 +264,34 @@ class CrossAccountPolicy(Step):
             lambda: iam.get_role_policy(RoleName=out["role_name"], PolicyName=out["policy_name"]),
             what=f"inline policy {out['policy_name']} of role {out['role_name']}",
         )
+
+
+class CrossAccountPolicy(InlineRolePolicy):
+    """The cross-account role's scoped policy (`cross_account_policy`), once the VPCs and groups it names exist; an
+    earlier version's generic policy (same name) becomes the scoped one in place. The credentials configuration,
+    which Databricks validates, names this step as its role."""
+
+    def __init__(self, step_id: str, *, role: str, vpcs: list[str], security_groups: list[str]):
+        """vpcs: steps producing `vpc_id`; security_groups: steps producing `group_id` (one per workspace)."""
+        super().__init__(step_id, role=role, needs=(*vpcs, *security_groups))
+        self.vpc_ids = [Ref(v, "vpc_id") for v in vpcs]
+        self.group_ids = [Ref(g, "group_id") for g in security_groups]
+
+    def policy_name(self, ctx: Context) -> str:
+        return policy_name(ctx.deployment)
+
+    def document(self, ctx: Context) -> dict[str, Any]:
+        return cross_account_policy(
+            region=ctx.spec.region, account_id=aws.account_id(ctx),
+            vpc_ids=[ctx.out(v) for v in self.vpc_ids], security_group_ids=[ctx.out(g) for g in self.group_ids],
+        )
+
+    def check(self, ctx: Context, body: str) -> None:
+        if len(body) > INLINE_POLICY_LIMIT:  # IAM would answer LimitExceeded; say why in our terms
+            raise ResourceFailed(
+                f"cross-account policy of role {ctx.out(self.role_name)}", "too large",
+                f"{len(body)} characters for {len(set(map(ctx.out, self.vpc_ids)))} VPCs; IAM allows {INLINE_POLICY_LIMIT}",
+            )
 
 
 def _digest(document: Any) -> str:

@@ -11,14 +11,23 @@ names a role which does not exist yet, the role itself included at its creation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from provision.clouds.aws import context as aws
-from provision.clouds.aws.errors import is_not_found
-from provision.clouds.aws.steps.iam import delete_role, document, find_role, policy_json, wait_role_gone
-from provision.clouds.aws.steps.storage import RootBucket, _bucket_policy, _deny_insecure_transport, _digest
+from provision.clouds.aws.steps.iam import (
+    InlineRolePolicy,
+    delete_role,
+    document,
+    find_role,
+    wait_role_gone,
+)
+from provision.clouds.aws.steps.storage import (
+    RootBucket,
+    _bucket_policy,
+    _deny_insecure_transport,
+    _digest,
+)
 from provision.orchestrator.step import Context, Outputs, Ref, Step
 
 UC_MASTER_ROLE = "arn:aws:iam::414351767826:role/unity-catalog-prod-UCMasterRole-14S5ZJVKOTYTL"
@@ -156,18 +165,16 @@ class UnityCatalogRole(Step):
         wait_role_gone(ctx, out["role_name"])
 
 
-class UnityCatalogRolePolicy(Step):
-    """The role's inline policy (`uc_role_policy`), converged in place by digest like CrossAccountPolicy. It
-    passes the role's name and ARN on, for the step that validates the credential once the policy is there."""
-
-    kind = "iam.role_policy"
-    produces = ("role_name", "role_arn", "policy_name", "digest")
+class UnityCatalogRolePolicy(InlineRolePolicy):
+    """The UC role's inline policy (`uc_role_policy`): the catalog bucket, its own AssumeRole, the KMS key."""
 
     def __init__(self, step_id: str, *, role: str, bucket: str, kms_key: str | None = None):
-        super().__init__(step_id, needs=(role, bucket, *((kms_key,) if kms_key else ())))
-        self.role_name, self.role_arn = Ref(role, "role_name"), Ref(role, "role_arn")
+        super().__init__(step_id, role=role, needs=(bucket, *((kms_key,) if kms_key else ())))
         self.bucket_arn = Ref(bucket, "arn")
         self.key_arn = Ref(kms_key, "key_arn") if kms_key else None
+
+    def policy_name(self, ctx: Context) -> str:
+        return uc_policy_name(ctx.deployment)
 
     def document(self, ctx: Context) -> dict[str, Any]:
         return uc_role_policy(
@@ -175,56 +182,9 @@ class UnityCatalogRolePolicy(Step):
             key_arn=ctx.out(self.key_arn) if self.key_arn else None,
         )
 
-    def _outputs(self, ctx: Context, policy: Any) -> Outputs:
-        return {
-            "role_name": ctx.out_if_known(self.role_name), "role_arn": ctx.out_if_known(self.role_arn),
-            "policy_name": uc_policy_name(ctx.deployment), "digest": _policy_digest(policy),
-        }
-
-    def find(self, ctx: Context) -> Outputs | None:
-        role = ctx.out_if_known(self.role_name)
-        if role is None:  # plan, before the role exists
-            return None
-        try:
-            found = aws.client(ctx, "iam").get_role_policy(RoleName=role, PolicyName=uc_policy_name(ctx.deployment))
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        return self._outputs(ctx, document(found["PolicyDocument"]))
-
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         if ctx.out_if_known(self.bucket_arn) is None or ctx.out_if_known(self.role_arn) is None:
             return False
         if self.key_arn is not None and ctx.out_if_known(self.key_arn) is None:
             return False
-        return found.get("digest") != _policy_digest(self.document(ctx))
-
-    def create(self, ctx: Context) -> Outputs:
-        return self._put(ctx)
-
-    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        return out if out.get("digest") == _policy_digest(self.document(ctx)) else self._put(ctx)
-
-    def _put(self, ctx: Context) -> Outputs:
-        policy = self.document(ctx)
-        role = ctx.out(self.role_name)
-        ctx.call(
-            lambda: aws.client(ctx, "iam").put_role_policy(RoleName=role, PolicyName=uc_policy_name(ctx.deployment), PolicyDocument=policy_json(policy)),
-            f"{self.id} put",
-        )
-        return self._outputs(ctx, policy)
-
-    def delete(self, ctx: Context, out: Outputs) -> None:
-        aws.client(ctx, "iam").delete_role_policy(RoleName=out["role_name"], PolicyName=out["policy_name"])
-
-    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        iam = aws.client(ctx, "iam")
-        ctx.wait_gone(
-            lambda: iam.get_role_policy(RoleName=out["role_name"], PolicyName=out["policy_name"]),
-            what=f"inline policy {out['policy_name']} of role {out['role_name']}",
-        )
-
-
-def _policy_digest(policy: Any) -> str:
-    return hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:16]
+        return super().needs_converge(ctx, found)
