@@ -30,11 +30,13 @@ from provision.clouds.databricks.spec_serverless import (
 from provision.clouds.databricks.steps import identity as identity_steps
 from provision.clouds.databricks.steps.cluster_policies import ClusterPolicy, digest
 from provision.clouds.databricks.steps.identity import (
-    DeployerAdmin,
     Group,
-    PermissionAssignment,
     ServicePrincipal,
     ServicePrincipalSecret,
+)
+from provision.clouds.databricks.steps.identity_access import (
+    DeployerAdmin,
+    PermissionAssignment,
 )
 from provision.clouds.databricks.steps.network_policy import (
     NccBinding,

@@ -33,11 +33,13 @@ from provision.clouds.databricks import (
 from provision.clouds.databricks.spec_identity import slug
 from provision.clouds.databricks.steps.cluster_policies import ClusterPolicy
 from provision.clouds.databricks.steps.identity import (
-    DeployerAdmin,
     Group,
-    PermissionAssignment,
     ServicePrincipal,
     ServicePrincipalSecret,
+)
+from provision.clouds.databricks.steps.identity_access import (
+    DeployerAdmin,
+    PermissionAssignment,
 )
 from provision.clouds.databricks.steps.network_policy import (
     NccBinding,
