@@ -50,7 +50,8 @@ def inventory_clean(sandbox, account: str):
 
 
 @pytest.mark.parametrize(
-    "topology, seed", [("basic", 7), ("enterprise", 5), ("hub-spoke", 9), ("azure-privatelink", 4), ("serverless", 6)],
+    # (basic's VPC is inside enterprise's; Azure has its own test below, with lost PUTs as well.)
+    "topology, seed", [("enterprise", 5), ("hub-spoke", 9), ("serverless", 6)],
 )
 def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path, topology, seed):
     spec, deployment, account = spec_file(tmp_path, topology)
@@ -75,7 +76,7 @@ def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path,
     assert reasons  # each retry is logged with its reason
 
 
-@pytest.mark.parametrize("topology", ["basic", "enterprise", "hub-spoke", "azure-privatelink", "serverless"])
+@pytest.mark.parametrize("topology", ["basic", "enterprise", "hub-spoke", "serverless"])  # (Azure: its own test below)
 def test_lost_responses_on_every_create_make_no_duplicates(sandbox, cli, tmp_path, topology):
     spec, deployment, account = spec_file(tmp_path, topology)
     daemon.request(sandbox.databricks_host, "/_sandbox/faults/reset", "POST", {})

@@ -266,7 +266,10 @@ class ServicePrincipalSecret(Step):
             try:
                 dbx.account(ctx).service_principal_secrets.delete(service_principal_id=str(principal_id), secret_id=out["secret_id"])
             except Exception as exc:  # noqa: BLE001  (best effort, as the workspace token's revocation)
-                # The principal may be gone already (its secrets with it); anything else must not block the rest.
+                # Transient: retried by the engine's delete call (an adopted principal would keep the secret). The
+                # principal may be gone already (its secrets with it); anything else must not block the rest.
+                if ctx.retry.errors.classify(exc) is not None:
+                    raise
                 if not _missing(exc):
                     ctx.log.warning("could not revoke the service principal's secret", error=type(exc).__name__)
         if out.get("secret_arn"):  # (one scheduled for deletion too)

@@ -44,7 +44,11 @@ def _unassign(ctx: Context, workspace_id: int, principal_id: Any, what: str) -> 
     try:
         dbx.account(ctx).workspace_assignment.delete(workspace_id=workspace_id, principal_id=_principal_id(principal_id))
     except Exception as exc:  # noqa: BLE001  (best effort: the workspace's deletion removes it anyway)
-        # The workspace may be gone (its assignments with it); anything else must not block the rest of teardown.
+        # A transient failure is retried (the engine's delete call): swallowed, the assignment would outlive this step
+        # and keep its principal "in use" for the principal's own teardown. The workspace may be gone (its assignments
+        # with it); anything else must not block the rest of teardown.
+        if ctx.retry.errors.classify(exc) is not None:
+            raise
         if not _missing(exc):
             ctx.log.warning(f"could not remove {what}; it goes with the workspace", error=type(exc).__name__)
 
