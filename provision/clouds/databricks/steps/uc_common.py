@@ -7,6 +7,7 @@ from typing import Any, Callable, TypeVar
 
 from provision.clouds.databricks import context as dbx
 from provision.clouds.databricks.errors import is_already_exists, is_not_found
+from provision.errors import OwnershipConflict
 from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
 T = TypeVar("T")
@@ -20,6 +21,15 @@ def ownership_comment(deployment: str) -> str:
 
 def commented_by(comment: str | None, deployment: str) -> bool:
     return ownership_comment(deployment) in (comment or "").split()
+
+
+def check_commented(what: str, comment: str | None, deployment: str) -> None:
+    """An object marked ours only by its comment (credentials and locations have no properties): anyone else's is refused."""
+    if not commented_by(comment, deployment):
+        raise OwnershipConflict(
+            f"{what} exists in the metastore but is not this deployment's (its comment lacks "
+            f"{ownership_comment(deployment)!r}); delete or rename it"
+        )
 
 
 def owner_properties(deployment: str) -> dict[str, str]:

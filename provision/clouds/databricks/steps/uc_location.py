@@ -7,8 +7,14 @@ from typing import Any
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.steps.uc_storage import uc_role_arn
 from provision.clouds.databricks import context as dbx
-from provision.clouds.databricks.steps.uc_common import WorkspaceObject, commented_by, ownership_comment, read, value
-from provision.errors import NotYetPropagated, OwnershipConflict, ResourceFailed
+from provision.clouds.databricks.steps.uc_common import (
+    WorkspaceObject,
+    check_commented,
+    ownership_comment,
+    read,
+    value,
+)
+from provision.errors import NotYetPropagated, ResourceFailed
 from provision.orchestrator.retry import IAM_PROPAGATION, PROPAGATING, phase
 from provision.orchestrator.step import Context, Outputs, Ref
 
@@ -44,11 +50,7 @@ class StorageCredential(WorkspaceObject):
         info = read(lambda: ws.storage_credentials.get(name=self.name))
         if info is None:
             return None
-        if not commented_by(info.comment, ctx.deployment):
-            raise OwnershipConflict(
-                f"storage credential {self.name!r} exists in the metastore but is not this deployment's (its comment lacks "
-                f"{ownership_comment(ctx.deployment)!r}); delete or rename it"
-            )
+        check_commented(f"storage credential {self.name!r}", info.comment, ctx.deployment)
         return self._outputs(ctx, info)
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
@@ -120,11 +122,7 @@ class ExternalLocation(WorkspaceObject):
         info = read(lambda: ws.external_locations.get(name=self.name))
         if info is None:
             return None
-        if not commented_by(info.comment, ctx.deployment):
-            raise OwnershipConflict(
-                f"external location {self.name!r} ({info.url}) exists in the metastore but is not this deployment's (its "
-                f"comment lacks {ownership_comment(ctx.deployment)!r}); delete or rename it"
-            )
+        check_commented(f"external location {self.name!r} ({info.url})", info.comment, ctx.deployment)
         return self._outputs(ctx, info)
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
