@@ -1,7 +1,10 @@
 """`provision`: the command line. The only place errors become messages and exit codes.
 
 Exit codes: 0 success; 1 run failed (state saved, resumable); 2 bad usage, spec or state file;
-3 state locked by another run; 130 interrupted.
+3 state locked by another run; 130 interrupted. A state write refused because another run changed the state
+(a remote state's ETag moved on, or this run lost its lock) is 1; a state of another lineage, or a saved plan
+whose state moved on (`up --plan`), is 2. `plan --detailed-exitcode` (as Terraform): 0 nothing to do,
+2 up would change something, 1 any error.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ sandbox_app = typer.Typer(no_args_is_help=True, help="The local sandbox cloud on
 app.add_typer(sandbox_app, name="sandbox")
 
 DEFAULT_STATE = Path("provision.state.json")
+STATE_HELP = (
+    "State: a path, or s3://BUCKET/KEY (remote, locked, compare-and-swap writes). Default: the spec's state.backend "
+    "(up, plan), else provision.state.json."
+)
 
 
 class LogFormat(str, Enum):
@@ -41,7 +48,8 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-StateOpt = typer.Option(DEFAULT_STATE, "--state", help="State file (JSON).", dir_okay=False)
+StateOpt = typer.Option(None, "--state", help=STATE_HELP)
+SandboxStateOpt = typer.Option(False, "--sandbox", help="The s3:// state is in the local sandbox's S3 (a sandbox deployment's remote state).")
 ConfigOpt = typer.Option(..., "--config", "-c", help="Deployment spec (TOML).", dir_okay=False)
 SandboxOpt = typer.Option(False, "--sandbox", help="Run against the local sandbox cloud (started if needed).")
 LogFormatOpt = typer.Option(LogFormat.human, "--log-format", help="human: progress view; json: structured log lines on stderr.")
@@ -53,10 +61,14 @@ ParallelismOpt = typer.Option(
 )
 
 
-def _options(state: Path, log_format: LogFormat, verbose: bool, parallelism: int = DEFAULT_PARALLELISM) -> Any:
+def _options(
+    state: Optional[str], log_format: LogFormat, verbose: bool, parallelism: int = DEFAULT_PARALLELISM, sandbox_state: bool = False,
+) -> Any:
     from provision.app.runner import RunOptions
 
-    return RunOptions(state_path=state, log_format=log_format.value, verbose=verbose, parallelism=parallelism)
+    return RunOptions(
+        state_path=state, log_format=log_format.value, verbose=verbose, parallelism=parallelism, sandbox_state=sandbox_state,
+    )
 
 
 def _reporter(log_format: LogFormat) -> Any:
@@ -73,8 +85,8 @@ def _echo_outputs(outputs: dict[str, Any]) -> None:
 
 @app.command()
 def up(
-    config: Path = ConfigOpt,
-    state: Path = StateOpt,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Deployment spec (TOML); not needed with --plan.", dir_okay=False),
+    state: Optional[str] = StateOpt,
     sandbox: bool = SandboxOpt,
     log_format: LogFormat = LogFormatOpt,
     verbose: bool = VerboseOpt,
@@ -83,25 +95,30 @@ def up(
         False, "--enforce-network-policy",
         help="Switch the serverless network policy ([serverless.network_policy]) from DRY_RUN to ENFORCED; later runs keep it enforced.",
     ),
+    plan_file: Optional[Path] = typer.Option(
+        None, "--plan", dir_okay=False,
+        help="Apply a plan saved by `plan --out`: its spec, only while the state is the one it was planned against (else exit 2).",
+    ),
 ) -> None:
     """Create (or complete) the deployment described by the spec."""
     from provision.app import runner
 
     outputs = runner.up(
         config, _options(state, log_format, verbose, parallelism), sandbox=sandbox, reporter_factory=_reporter(log_format),
-        enforce_network_policy=enforce_network_policy,
+        enforce_network_policy=enforce_network_policy, plan_file=plan_file,
     )
     _echo_outputs(outputs)
 
 
 @app.command()
 def resume(
-    state: Path = StateOpt, log_format: LogFormat = LogFormatOpt, verbose: bool = VerboseOpt, parallelism: int = ParallelismOpt
+    state: Optional[str] = StateOpt, log_format: LogFormat = LogFormatOpt, verbose: bool = VerboseOpt, parallelism: int = ParallelismOpt,
+    sandbox: bool = SandboxStateOpt,
 ) -> None:
     """Continue a run from its state file; the spec and target come from the state file."""
     from provision.app import runner
 
-    operation, outputs = runner.resume(_options(state, log_format, verbose, parallelism), reporter_factory=_reporter(log_format))
+    operation, outputs = runner.resume(_options(state, log_format, verbose, parallelism, sandbox), reporter_factory=_reporter(log_format))
     if operation == "teardown":
         typer.echo("teardown completed")
     else:
@@ -110,16 +127,17 @@ def resume(
 
 @app.command()
 def teardown(
-    state: Path = StateOpt,
+    state: Optional[str] = StateOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     log_format: LogFormat = LogFormatOpt,
     verbose: bool = VerboseOpt,
     parallelism: int = ParallelismOpt,
+    sandbox: bool = SandboxStateOpt,
 ) -> None:
     """Delete everything the deployment owns, in reverse dependency order. Resumable."""
     from provision.app import runner
 
-    opts = _options(state, log_format, verbose, parallelism)
+    opts = _options(state, log_format, verbose, parallelism, sandbox)
     current = runner.read_state(opts)
     if not yes:
         if not sys.stdin.isatty():
@@ -132,30 +150,55 @@ def teardown(
 @app.command()
 def plan(
     config: Path = ConfigOpt,
-    state: Path = StateOpt,
+    state: Optional[str] = StateOpt,
     sandbox: bool = SandboxOpt,
     output: OutputFormat = OutputOpt,
     log_format: LogFormat = LogFormatOpt,
     verbose: bool = VerboseOpt,
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 when up has nothing to do, 2 when it would change something, 1 on error (as Terraform).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", dir_okay=False, help="Also save the plan (with the state's lineage and serial) for `up --plan FILE`.",
+    ),
 ) -> None:
-    """Show what `up` would create, adopt or keep. Changes nothing."""
+    """Show what `up` would create, adopt, converge or keep, and how each resource drifted from the spec. Changes nothing."""
     from provision.app import runner
 
-    items = runner.plan(config, _options(state, log_format, verbose), sandbox=sandbox)
+    try:
+        items = runner.plan(config, _options(state, log_format, verbose), sandbox=sandbox, out=out)
+    except ProvisionError as exc:
+        if not detailed_exitcode:
+            raise
+        _report(exc)  # 2 means "changes" here: every error is 1
+        raise typer.Exit(1) from None
     if output is OutputFormat.json:
-        typer.echo(json.dumps([item.__dict__ for item in items], indent=2))
-        return
+        typer.echo(json.dumps([item.to_json() for item in items], indent=2))
+    else:
+        _print_plan(items)
+    if detailed_exitcode and any(item.changes for item in items):
+        raise typer.Exit(2)
+
+
+def _print_plan(items: list[Any]) -> None:
     for item in items:
-        typer.echo(f"{item.action:>9}  {item.step_id:<20} {item.kind:<34} {item.resource_id or ''}".rstrip())
+        flag = f" [{item.status}]" if item.status in ("drifted", "missing", "extra") else ""
+        typer.echo(f"{item.action:>9}  {item.step_id:<20} {item.kind:<34} {item.resource_id or ''}{flag}".rstrip())
+        for drift in item.drifts:
+            typer.echo(f"{'':>11}{drift}" + ("" if drift.in_place else " (cannot change in place: up would have to replace it)"))
+        if item.detail:
+            typer.echo(f"{'':>11}{item.detail}")
+    changing = sum(item.changes for item in items)
+    typer.echo(f"{changing} of {len(items)} steps would change" if changing else "up has nothing to do: every resource is in sync")
 
 
 @app.command()
-def status(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
+def status(state: Optional[str] = StateOpt, output: OutputFormat = OutputOpt, sandbox: bool = SandboxStateOpt) -> None:
     """Each step's status and outputs, from the state file."""
     from provision.app import runner
     from provision.app.runner import RunOptions
 
-    current = runner.read_state(RunOptions(state_path=state))
+    current = runner.read_state(RunOptions(state_path=state, sandbox_state=sandbox))
     if output is OutputFormat.json:
         steps = [{"id": r.id, "status": r.status.value, "outputs": r.outputs} for r in current.steps.values()]
         typer.echo(json.dumps({"deployment": current.deployment, "cloud": current.cloud, "target": current.target, "steps": steps}, indent=2))
@@ -170,12 +213,12 @@ def status(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
 
 
 @app.command()
-def output(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
+def output(state: Optional[str] = StateOpt, output: OutputFormat = OutputOpt, sandbox: bool = SandboxStateOpt) -> None:
     """The deployment's outputs: workspace_url, workspace_id and every resource id."""
     from provision.app import runner
     from provision.app.runner import RunOptions
 
-    flat = runner.flat_outputs(runner.read_state(RunOptions(state_path=state)))
+    flat = runner.flat_outputs(runner.read_state(RunOptions(state_path=state, sandbox_state=sandbox)))
     if output is OutputFormat.json:
         typer.echo(json.dumps(flat, indent=2))
         return
@@ -183,6 +226,21 @@ def output(state: Path = StateOpt, output: OutputFormat = OutputOpt) -> None:
     _workspace_table(listed)
     for key, value in flat.items():
         typer.echo(f"{key} = {json.dumps(value)}")
+
+
+@app.command("force-unlock")
+def force_unlock(
+    lock_id: str = typer.Argument(..., help="The lock id the refusal named (exit 3)."),
+    state: str = typer.Option(..., "--state", help="The s3://BUCKET/KEY state whose lock to remove."),
+    sandbox: bool = SandboxStateOpt,
+) -> None:
+    """Remove a remote state's lock left by a run that is gone (on another host, within the lock TTL). Only the
+    lock with this id is removed."""
+    from provision.app import runner
+    from provision.app.runner import RunOptions
+
+    holder = runner.force_unlock(RunOptions(state_path=state, sandbox_state=sandbox), lock_id)
+    typer.echo(f"removed lock {lock_id} of {state} (held by `{holder.get('command')}` on host {holder.get('host')}, pid {holder.get('pid')})")
 
 
 def _workspace_table(listed: list[dict[str, Any]]) -> None:
@@ -196,11 +254,13 @@ def _workspace_table(listed: list[dict[str, Any]]) -> None:
 
 
 @app.command()
-def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None:
-    """Validate a spec without calling any API; print the derived values (subnets, zones, bucket)."""
+def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt, sandbox: bool = SandboxStateOpt) -> None:
+    """Validate a spec; print the derived values (subnets, zones, bucket). No API is called, except one read of
+    the bucket of an s3:// state.backend, to warn when it is not versioned."""
     from provision import topologies
 
     spec = topologies.load(config)
+    _warn_about_state(spec, sandbox)
     described = topologies.describe(spec)
     if output is OutputFormat.json:
         typer.echo(json.dumps(described, indent=2))
@@ -210,6 +270,42 @@ def validate(config: Path = ConfigOpt, output: OutputFormat = OutputOpt) -> None
     typer.echo(f"  deployment {described['name']} in {described['region']}, topology {described['topology']}: {topology.summary}")
     for line in topology.describe(described):
         typer.echo(f"  {line}")
+
+
+def _warn_about_state(spec: Any, sandbox: bool) -> None:
+    """A [state] bucket that is not versioned (or cannot be checked) is a warning on stderr, not an error."""
+    from provision.app.runner import RunOptions, state_backend
+    from provision.state.backend import is_remote
+
+    if spec.state is None or not spec.state.backend or not is_remote(spec.state.backend):
+        return
+    try:
+        warnings = state_backend(RunOptions(), spec, sandbox=sandbox).warnings()
+    except Exception as exc:  # validate stays a check of the spec: the state is checked again by up
+        warnings = [f"could not check the state bucket of {spec.state.backend}: {exc}"]
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+@app.command("import")
+def import_(
+    terraform_state: str = typer.Option(..., "--terraform-state", help="Terraform state to take over (format version 4): a path or s3://bucket/key. Only read."),
+    config: Path = ConfigOpt,
+    state: Optional[str] = StateOpt,
+    sandbox: bool = SandboxOpt,
+    output: OutputFormat = OutputOpt,
+    log_format: LogFormat = LogFormatOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Take over a deployment built with the Terraform guides: map its resources onto the spec's steps, tag them, write a new state."""
+    from provision.app.tfimport import importer
+
+    report = importer.run(terraform_state, config, _options(state, log_format, verbose, sandbox_state=sandbox), sandbox=sandbox)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines():
+            typer.echo(line)
 
 
 def _sandbox_json(info: Any) -> dict[str, Any]:
@@ -324,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         # Without standalone mode, click answers Ctrl-C by returning 130 rather than raising.
         if code == 130:
             raise KeyboardInterrupt
+        if isinstance(code, int) and code:  # a command's own exit code (typer.Exit: plan --detailed-exitcode)
+            sys.exit(code)
     except typer.Abort:
         typer.echo("interrupted; the state file records what exists: run `provision resume` to continue", err=True)
         sys.exit(130)

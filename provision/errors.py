@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -77,6 +78,23 @@ class StateLockedError(ProvisionError):
     """Another run holds the state file's lock."""
 
     exit_code = 3
+
+
+class StateConflictError(ProvisionError):
+    """A state write found the state changed since this run read it (a remote state's ETag moved on): another
+    run wrote it. Nothing was overwritten; the run stops (exit 1) and the other run's state stands."""
+
+
+class LockLostError(StateConflictError):
+    """This run's remote state lock was taken over or deleted (it could not refresh its heartbeat in time):
+    it must not write the state again."""
+
+
+class LineageError(ProvisionError):
+    """The state is not the one a command expects: another lineage (a different deployment's history), or, for
+    a saved plan, a later serial (the state moved on since the plan was made). Nothing was changed."""
+
+    exit_code = 2
 
 
 class StepFailed(ProvisionError):
@@ -158,3 +176,18 @@ class NotYetPropagated(ProvisionError):
     def __init__(self, what: str, reason: str, detail: str):
         self.reason = reason
         super().__init__(f"{what}: {detail}")
+
+
+class ReplacementRefused(ProvisionError):
+    """`up` found resources that differ from the spec in what their API cannot change in place (a VPC's CIDR):
+    converging would mean replacing them. Nothing was changed. `drifts` is [(step id, Drift)]."""
+
+    exit_code = 2
+
+    def __init__(self, drifts: Sequence[tuple[str, object]]):
+        self.drifts = list(drifts)
+        lines = "\n".join(f"  - {step_id}: {drift}: would have to replace it" for step_id, drift in drifts)
+        super().__init__(
+            "these resources differ from the spec in what cannot change in place; nothing was changed:\n"
+            f"{lines}\nRestore them (or the spec), or run `provision teardown` and `up` again."
+        )

@@ -58,6 +58,36 @@ def test_privatelink_in_one_run_then_teardown(sandbox, cli, tmp_path):
         assert ports == {(443, 443), (2443, 2443), (6666, 6666), (8443, 8451)} | extra
         assert all({r["CidrIp"] for r in p["IpRanges"]} == cidrs for p in group[direction])
 
+    # Drift: the workspace endpoint deleted by hand. The next `up` recreates it, registers the new one, replaces the
+    # network (a Databricks network cannot change), moves the workspace to it, then deletes the old network and
+    # registration: the inventory is a clean run's again.
+    # With it, a rule revoked from the workspace security group: `plan --detailed-exitcode` names both (exit 2).
+    old_registration = registrations[ids["workspace"]]["vpc_endpoint_id"]
+    ec2 = aws(sandbox, "ec2")
+    ec2.delete_vpc_endpoints(VpcEndpointIds=[ids["workspace"]])
+    ec2.revoke_security_group_egress(GroupId=out["sg.workspace"]["group_id"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    planned = json.loads(cli("plan", "--config", str(spec), "--sandbox", "--detailed-exitcode", "--output", "json", check=2).stdout)
+    by_step = {item["step_id"]: item for item in planned}
+    assert by_step["vpce.workspace"]["status"] == "missing"
+    assert by_step["sg.workspace"]["status"] == "drifted"
+    assert "egress tcp port 443 to 0.0.0.0/0" in by_step["sg.workspace"]["drifts"][0]["wanted"]
+    cli("up", "--config", str(spec), "--sandbox", check=0)
+    cli("plan", "--config", str(spec), "--sandbox", "--detailed-exitcode", check=0)
+    found = inventory(sandbox, account_id=ACCOUNT)
+    assert counts(found) == PRIVATELINK_NEW_VPC
+    out = outputs(tmp_path)
+    new_endpoint = out["vpce.workspace"]["vpc_endpoint_id"]
+    assert new_endpoint != ids["workspace"]
+    registrations = {r["aws_vpc_endpoint_id"]: r for r in found["databricks_vpc-endpoints"]}
+    assert set(registrations) == {new_endpoint, ids["relay"]}
+    assert old_registration not in {r["vpc_endpoint_id"] for r in registrations.values()}
+    (network,) = found["databricks_networks"]
+    assert network["vpc_endpoints"]["rest_api"] == [registrations[new_endpoint]["vpc_endpoint_id"]]
+    (workspace,) = found["databricks_workspaces"]
+    assert workspace["network_id"] == network["network_id"] and workspace["workspace_status"] == "RUNNING"
+    assert json.loads((tmp_path / "provision.state.json").read_text())["retired"] == []
+
     cli("teardown", "--yes", check=0)
     assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}
 

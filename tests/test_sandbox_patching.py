@@ -102,7 +102,7 @@ def test_every_patch_target_exists_in_the_pinned_moto() -> None:
     patching.verify()  # what make_aws_app runs first
     make_aws_app(SandboxSettings())
     targets = {p.target for p in patching.PATCHES}
-    assert len(targets) == len(patching.PATCHES) == 61  # one patch per attribute
+    assert len(targets) == len(patching.PATCHES) == 63  # one patch per attribute
     assert not targets & DROPPED
     for p in patching.PATCHES:
         installed = p.cls.__dict__[p.name]

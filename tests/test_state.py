@@ -35,7 +35,8 @@ def test_new_and_save_writes_a_private_json_file(tmp_path):
     new_state(path).save()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     data = json.loads(path.read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
+    assert data["serial"] == 1 and len(data["lineage"]) == 36
     assert data["deployment"] == "acme-basic"
     assert (data["cloud"], data["target"]) == ("aws", "real")
     assert data["spec"] == SPEC
@@ -113,7 +114,8 @@ def _without(key: str) -> dict:
         ("", "not valid JSON"),
         ("[1, 2, 3]", "not a JSON object"),
         ('"state"', "not a JSON object"),
-        (json.dumps({**_valid(), "schema_version": 3}), "schema_version 3"),
+        (json.dumps({**_valid(), "schema_version": 99}), "schema_version 99"),
+        (json.dumps({**_valid(), "schema_version": 3}), "malformed"),  # schema 3 without a lineage
         (json.dumps({**_valid(), "target": "aws"}), "malformed"),
         (json.dumps(_without("cloud")), "malformed"),
         (json.dumps(_without("schema_version")), "schema_version None"),
@@ -328,4 +330,5 @@ def test_a_schema_1_file_is_read_with_cloud_and_target_apart_and_saved_as_schema
     assert json.loads(path.read_text())["schema_version"] == 1  # reading alone rewrites nothing
     state.save()
     saved = json.loads(path.read_text())
-    assert (saved["schema_version"], saved["cloud"], saved["target"]) == (2, cloud, target)
+    assert (saved["schema_version"], saved["cloud"], saved["target"]) == (3, cloud, target)
+    assert saved["serial"] == 1 and saved["lineage"] == state.lineage

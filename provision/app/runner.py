@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from provision import spec as specs
 from provision import topologies
+from provision.app.state_location import adopt_state_settings, locate, unlock
 from provision.clouds import CLOUDS, error_rules
 from provision.constants import DEFAULT_PARALLELISM
-from provision.errors import SpecError, StepFailed, UsageError
+from provision.errors import SpecError, StateConflictError, StepFailed, UsageError
 from provision.orchestrator.clients import (
     REAL,
     SANDBOX,
@@ -37,18 +39,24 @@ from provision.orchestrator.retry import (
 )
 from provision.orchestrator.step import Context, Step
 from provision.orchestrator.wait import PollPolicy
-from provision.state.store import StateFile, StateLock, Status
+from provision.state import plans
+from provision.state.backend import Backend, LocalBackend, Lock
+from provision.state.store import StateFile, Status
 
 ReporterFactory = Callable[[list[tuple[str, str]]], Any]
 
 
 @dataclass
 class RunOptions:
-    state_path: Path
+    # A path or s3://bucket/key; None: the spec's [state] backend (for up and plan), else DEFAULT_STATE.
+    state_path: Path | str | None = None
     log_format: str = "human"
     verbose: bool = False
     console_write: Callable[[str], None] | None = None
     parallelism: int = DEFAULT_PARALLELISM
+    # An s3:// state lives in the sandbox's S3 (commands that read their target from the state need to know
+    # where the state is before they can read it).
+    sandbox_state: bool = False
 
 
 def resolve_target(kind: str) -> Target:
@@ -96,15 +104,19 @@ def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]
     )
 
 
-def log_path_for(state_path: Path, deployment: str, command: str) -> Path:
+def state_backend(opts: RunOptions, spec: specs.Spec | None = None, *, sandbox: bool | None = None) -> Backend:
+    """Where this command's state lives (state_location.locate)."""
+    return locate(opts.state_path, spec, opts.sandbox_state if sandbox is None else sandbox)
+
+
+def log_path_for(log_dir: Path, deployment: str, command: str) -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return state_path.resolve().parent / "provision-logs" / f"{deployment}-{stamp}-{command}.log"
+    return log_dir / f"{deployment}-{stamp}-{command}.log"
 
 
 @contextlib.contextmanager
-def _locked(state_path: Path) -> Iterator[StateLock]:
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    with StateLock(state_path) as lock:
+def locked(backend: Backend, command: str) -> Iterator[Lock]:
+    with backend.lock(command) as lock:
         yield lock
 
 
@@ -138,19 +150,35 @@ class _Run:
     target: Target
     clients: Clients
     calls: _CallLog
+    identities: list[str] = field(default_factory=list)
 
 
-def _prepare(spec: specs.Spec, target_kind: str) -> _Run:
-    """The step graph first (its wiring is checked before any client exists), then the target and clients."""
+def prepare(spec: specs.Spec, target_kind: str) -> _Run:
+    """The step graph first (its wiring is checked before any client exists), then the target and clients, then
+    the credentials of every cloud the topology uses: all before any state is written or anything created."""
     steps = topologies.build(spec)
     target = resolve_target(target_kind)
     calls = _CallLog()
-    return _Run(spec, steps, target, make_clients(spec, target, calls), calls)
+    run = _Run(spec, steps, target, make_clients(spec, target, calls), calls)
+    check_credentials(run)
+    return run
 
 
-def _engine(command: str, run: _Run, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None) -> tuple[Engine, Any, Any]:
+def check_credentials(run: _Run) -> list[str]:
+    """Who the run acts as, per cloud (a CredentialsError, exit 2, says where each cloud looked)."""
+    retry, _ = policies(run.spec, run.target)
+    identities = []
+    for name in topologies.topology_of(run.spec).clouds:
+        check = CLOUDS[name].check_credentials
+        if check is not None:
+            identities.append(check(run.spec, run.clients[name], lambda fn, what: retry.call(fn, what=what)))
+    run.identities = identities
+    return identities
+
+
+def engine_for(command: str, run: _Run, state: StateFile, opts: RunOptions, reporter_factory: ReporterFactory | None) -> tuple[Engine, Any, Any]:
     spec = run.spec
-    log_path = log_path_for(opts.state_path, spec.name, command)
+    log_path = log_path_for(state.backend.log_dir(), spec.name, command)
     root = configure(log_path=log_path, console_format=opts.log_format, verbose=opts.verbose, console_write=opts.console_write)
     log = root.bind(deployment=spec.name, command=command, cloud=spec.cloud, target=run.target.kind)
     run.calls.attach(log)
@@ -158,11 +186,11 @@ def _engine(command: str, run: _Run, state: StateFile, opts: RunOptions, reporte
     ctx = Context(spec=spec, clients=run.clients, retry=retry, poll=poll, log=log)
     reporter = reporter_factory([(s.id, s.kind) for s in run.steps]) if reporter_factory else None
     engine = Engine(run.steps, state, ctx, failpoints=Failpoints.from_env(), reporter=reporter, parallelism=opts.parallelism)
-    log.info("run started", state=str(opts.state_path), log_file=str(log_path))
+    log.info("run started", state=str(state.path), log_file=str(log_path), identities=run.identities)
     return engine, reporter, log
 
 
-def _finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
+def finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
     if reporter is not None and hasattr(reporter, "close"):
         reporter.close()
     log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary())
@@ -170,14 +198,24 @@ def _finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
 
 def _run(
     command: str, operation: str, run: _Run, state: StateFile, opts: RunOptions,
-    reporter_factory: ReporterFactory | None, lock: StateLock,
+    reporter_factory: ReporterFactory | None, lock: Lock,
 ) -> None:
     """Run `operation` ("up" or "teardown"); `command` is what the user typed (it may be "resume")."""
     state.last_command = operation
-    engine, reporter, log = _engine(command, run, state, opts, reporter_factory)
-    if lock.taken_over_from is not None:
-        # flock released the dead holder's lock; the user should know that run ended unfinished.
-        log.warning("the previous run died without finishing; its lock was released and this run takes over", pid=lock.taken_over_from)
+    engine, reporter, log = engine_for(command, run, state, opts, reporter_factory)
+    if lock.taken_over is not None:
+        # A dead holder's lock (flock released it; S3: its process is gone or its heartbeat is past the TTL).
+        log.warning(lock.taken_over)
+    for warning in state.backend.warnings():
+        log.warning(warning)
+    if operation == "up":
+        try:
+            # Reads only, before the state file or any resource is written: drift that only a replacement could
+            # undo (a subnet's CIDR, a bucket's region) stops the run here, with what it would have to replace.
+            engine.refuse_replacements()
+        except BaseException:
+            finish(reporter, log, engine, "refused")
+            raise
     state.save()
     if "databricks" in run.clients:
         _prewarm_databricks_sdk()
@@ -186,10 +224,12 @@ def _run(
         engine.up() if operation == "up" else engine.teardown()
         outcome = "succeeded"
     except StepFailed as failed:
-        failed.state_path, failed.operation = opts.state_path, operation
+        if isinstance(failed.cause, StateConflictError):
+            raise failed.cause from None  # not a step's failure: another run has the state now
+        failed.state_path, failed.operation = state.path, operation
         raise
     finally:
-        _finish(reporter, log, engine, outcome)
+        finish(reporter, log, engine, outcome)
 
 
 def _prewarm_databricks_sdk() -> None:
@@ -212,7 +252,7 @@ def preflight(run: _Run, source: str) -> None:
     check(run.spec, run.clients, source, lambda fn, what: retry.call(fn, what=what))
 
 
-def _check_matches(state: StateFile, spec: specs.Spec, target_kind: str | None, path: Path) -> None:
+def _check_matches(state: StateFile, spec: specs.Spec, target_kind: str | None, path: Path | str) -> None:
     if state.deployment != spec.name:
         raise UsageError(
             f"state file {path} belongs to deployment {state.deployment!r}, not {spec.name!r}; use --state to choose another file"
@@ -223,7 +263,7 @@ def _check_matches(state: StateFile, spec: specs.Spec, target_kind: str | None, 
         raise UsageError(f"state file {path} is for target {state.target!r}; this run asked for {target_kind!r}")
 
 
-def _spec_for_up(config: Path, state_path: Path, enforce_network_policy: bool) -> specs.Spec:
+def _spec_for_up(config: Path, state_path: Path | Backend, enforce_network_policy: bool) -> specs.Spec:
     """The spec as this `up` runs it. A network policy that a live deployment enforces stays enforced unless the
     spec itself says `enforcement = "dry_run"`: leaving the flag off must not quietly relax egress control. (A
     deployment torn down starts over in DRY_RUN.)"""
@@ -235,14 +275,15 @@ def _spec_for_up(config: Path, state_path: Path, enforce_network_policy: bool) -
     return topologies.from_dict(data, str(config))
 
 
-def _enforced_live(state_path: Path) -> bool:
+def _enforced_live(state_path: Path | Backend) -> bool:
     """Whether the deployment of this state file has a live network policy, enforced by the spec it last ran."""
     from provision.clouds.databricks import spec_serverless
 
-    if not state_path.exists():
-        return False
+    backend = LocalBackend(state_path) if isinstance(state_path, Path) else state_path
     try:
-        state = StateFile.load(state_path)
+        if not backend.exists():
+            return False
+        state = StateFile.load(backend)
     except Exception:  # a corrupt state file is reported, with its reason, once it is loaded under the lock
         return False
     live = {r.id for r in state.live_records()}
@@ -250,19 +291,41 @@ def _enforced_live(state_path: Path) -> bool:
 
 
 def up(
-    config: Path, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None, enforce_network_policy: bool = False,
+    config: Path | None, opts: RunOptions, *, sandbox: bool, reporter_factory: ReporterFactory | None = None,
+    enforce_network_policy: bool = False, plan_file: Path | None = None,
 ) -> dict[str, Any]:
-    spec = _spec_for_up(config, opts.state_path, enforce_network_policy)
+    """Build or complete the deployment of `config`; or, with `plan_file`, apply exactly that saved plan's spec
+    while the state is still the one it was made against (else LineageError, exit 2)."""
     target_kind = SANDBOX if sandbox else REAL
-    run = _prepare(spec, target_kind)
+    saved = plans.read(plan_file) if plan_file is not None else None
+    if saved is not None:
+        assert plan_file is not None
+        spec = _spec_of_plan(saved, plan_file, config)
+        if sandbox and saved.target != SANDBOX:
+            raise UsageError(f"saved plan {plan_file} was made for target {saved.target!r}, not the sandbox")
+        target_kind = saved.target
+        source = saved.spec_path or str(plan_file)
+        backend = state_backend(opts, spec, sandbox=target_kind == SANDBOX)
+        # Refused early when the state already moved on (checked again under the lock, where it counts).
+        plans.check(saved, plan_file, StateFile.load(backend) if backend.exists() else None, backend.describe())
+    elif config is None:
+        raise UsageError("up needs --config SPEC, or --plan FILE (a plan saved by `provision plan --out`)")
+    else:
+        source = str(config)
+        backend = state_backend(opts, topologies.from_dict(specs.read_toml(config), source), sandbox=sandbox)
+        spec = _spec_for_up(config, backend, enforce_network_policy)
+    run = prepare(spec, target_kind)
     # Before the state file or anything else exists: a bad existing resource must leave no trace.
-    preflight(run, str(config))
-    with _locked(opts.state_path) as lock:
-        if opts.state_path.exists():
-            state = StateFile.load(opts.state_path)
-            _check_matches(state, spec, target_kind, opts.state_path)
+    preflight(run, source)
+    with locked(backend, "up") as lock:
+        existing = StateFile.load(backend) if backend.exists() else None
+        if saved is not None:
+            plans.check(saved, plan_file, existing, backend.describe())  # type: ignore[arg-type]
+        if existing is not None:
+            state = existing
+            _check_matches(state, spec, target_kind, state.path)
             if state.live_records():
-                previous = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)", as_run=True)
+                previous = topologies.from_dict(state.spec, f"{state.path} (spec as run)", as_run=True)
                 changed = topologies.changed_fields(previous, spec)
                 if changed:
                     raise UsageError(
@@ -270,59 +333,88 @@ def up(
                         "is not supported (it would orphan or replace resources). Restore the spec, or run "
                         "`provision teardown` first."
                     )
-            state.spec, state.spec_path = spec.to_json(), str(config)
+            state.spec, state.spec_path = spec.to_json(), source
         else:
             state = StateFile.new(
-                opts.state_path, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=str(config),
+                backend, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=source,
             )
         _run("up", "up", run, state, opts, reporter_factory, lock)
         return flat_outputs(state)
 
 
-def _load_state(opts: RunOptions) -> tuple[StateFile, specs.Spec]:
-    state = StateFile.load(opts.state_path)
-    spec = topologies.from_dict(state.spec, f"{opts.state_path} (spec as run)", as_run=True)
+def _spec_of_plan(saved: plans.SavedPlan, plan_file: Path, config: Path | None) -> specs.Spec:
+    """The saved plan's spec, which `up --plan` runs; a --config given too must be that same spec."""
+    spec = topologies.from_dict(saved.spec, saved.spec_path or str(plan_file))
+    if config is not None:
+        given = topologies.from_dict(specs.read_toml(config), str(config)).to_json()
+        if json.loads(json.dumps(given, default=str)) != saved.spec:
+            raise UsageError(f"--config {config} is not the spec saved plan {plan_file} was made from; leave --config out, or make a new plan")
+    return spec
+
+
+def _load_state(backend: Backend) -> tuple[StateFile, specs.Spec]:
+    state = StateFile.load(backend)
+    spec = topologies.from_dict(state.spec, f"{state.path} (spec as run)", as_run=True)
+    adopt_state_settings(backend, spec)
     return state, spec
 
 
 def resume(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> tuple[str, dict[str, Any]]:
     """Continue the interrupted operation: an `up` is finished, a `teardown` is carried through.
     Returns the operation continued and the outputs."""
-    with _locked(opts.state_path) as lock:
-        state, spec = _load_state(opts)
+    backend = state_backend(opts)
+    with locked(backend, "resume") as lock:
+        state, spec = _load_state(backend)
         operation = state.last_command if state.last_command in ("up", "teardown") else "up"
-        _run("resume", operation, _prepare(spec, state.target), state, opts, reporter_factory, lock)
+        _run("resume", operation, prepare(spec, state.target), state, opts, reporter_factory, lock)
         return operation, flat_outputs(state)
 
 
 def teardown(opts: RunOptions, *, reporter_factory: ReporterFactory | None = None) -> None:
-    with _locked(opts.state_path) as lock:
-        state, spec = _load_state(opts)
-        _run("teardown", "teardown", _prepare(spec, state.target), state, opts, reporter_factory, lock)
+    backend = state_backend(opts)
+    with locked(backend, "teardown") as lock:
+        state, spec = _load_state(backend)
+        _run("teardown", "teardown", prepare(spec, state.target), state, opts, reporter_factory, lock)
 
 
-def plan(config: Path, opts: RunOptions, *, sandbox: bool) -> list[PlanItem]:
+def plan(config: Path, opts: RunOptions, *, sandbox: bool, out: Path | None = None) -> list[PlanItem]:
+    """What `up` would do; with `out`, also saved for `up --plan` with the state's lineage and serial."""
     spec = topologies.load(config)
     target_kind = SANDBOX if sandbox else REAL
-    if opts.state_path.exists():
-        state = StateFile.load(opts.state_path)
-        _check_matches(state, spec, None, opts.state_path)
+    backend = state_backend(opts, spec, sandbox=sandbox)
+    # The spec as `up` would run it: a live enforced network policy stays enforced (no false drift, and a saved plan
+    # never relaxes it).
+    spec = _spec_for_up(config, backend, False)
+    existed = backend.exists()
+    if existed:
+        state = StateFile.load(backend)
+        _check_matches(state, spec, None, state.path)
         target_kind = state.target
     else:
         # An in-memory state that is never saved: plan changes nothing, not even the state file.
         state = StateFile.new(
-            opts.state_path, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=str(config),
+            backend, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=str(config),
         )
-    run = _prepare(spec, target_kind)
+    run = prepare(spec, target_kind)
     preflight(run, str(config))
-    engine, reporter, log = _engine("plan", run, state, opts, None)
+    engine, reporter, log = engine_for("plan", run, state, opts, None)
     items = engine.plan()
-    _finish(reporter, log, engine, "succeeded")
+    finish(reporter, log, engine, "succeeded")
+    if out is not None:
+        plans.write(out, plans.SavedPlan(
+            deployment=spec.name, lineage=state.lineage if existed else None, serial=state.serial if existed else 0,
+            spec=json.loads(json.dumps(spec.to_json(), default=str)), spec_path=str(config), target=target_kind,
+            items=[plans.item_json(item) for item in items],
+        ))
     return items
 
 
 def read_state(opts: RunOptions) -> StateFile:
-    return StateFile.load(opts.state_path)
+    return StateFile.load(state_backend(opts))
+
+
+def force_unlock(opts: RunOptions, lock_id: str) -> dict[str, Any]:
+    return unlock(state_backend(opts), lock_id)
 
 
 WORKSPACE_FACTS = ("workspace_id", "workspace_url", "workspace_status")

@@ -27,3 +27,6 @@ class Cloud:
     # A cloud that hosts topologies checks the spec's region and tags by its own rules (None: it hosts none).
     parse_region: Callable[[Checker, dict[str, Any]], str | None] | None = None
     parse_tags: Callable[[Checker, dict[str, Any]], dict[str, str]] | None = None
+    # The credentials preflight: (spec, this cloud's clients, a retried call) -> who the run acts as, or a
+    # CredentialsError saying where it looked. Runs before any state is written or anything is created.
+    check_credentials: Callable[["Spec", Any, Callable[[Callable[[], Any], str], Any]], str] | None = None

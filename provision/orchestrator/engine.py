@@ -26,7 +26,6 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from structlog.contextvars import bind_contextvars, bound_contextvars
@@ -41,6 +40,8 @@ from provision.errors import (
 from provision.orchestrator.failpoints import Failpoints
 from provision.orchestrator.graph import check, produced
 from provision.orchestrator.logging import scrub, secret_values
+from provision.orchestrator import planning
+from provision.orchestrator.planning import PlanItem
 from provision.orchestrator.retry import CONVERGING, DELETING, phase
 from provision.orchestrator.step import DECLARED_READS, Context, Outputs, Step
 from provision.state.store import StateFile, Status, now_iso
@@ -61,15 +62,11 @@ class Interrupted(KeyboardInterrupt):
     """Raised in a running step's wait when the run was interrupted (Ctrl-C) on the main thread."""
 
 
-@dataclass
-class PlanItem:
-    step_id: str
-    kind: str
-    action: str  # create, adopt, keep, recreate, existing
-    resource_id: str | None
-
-
 class Engine:
+    # Done steps whose resource `refuse_replacements` saw drift in, all of it convergible in place: `up` converges
+    # them even when their find's digest does not show it (a bucket's settings changed by hand).
+    drifted: frozenset[str] = frozenset()
+
     def __init__(
         self,
         steps: list[Step],
@@ -90,10 +87,14 @@ class Engine:
         self.state.ensure_steps([(s.id, s.kind) for s in self.steps])
         ctx.facts = state.facts
         ctx.remember = state.remember
+        ctx.retired = state.retired_of
         for step in self.steps:
             record = self.state.record(step.id)
             if record.status is Status.DONE:
                 self.ctx.outputs[step.id] = dict(record.outputs)
+            if record.outputs and record.status is not Status.DELETED:
+                # Also a failed or interrupted step's: a step stopped mid-replacement still knows its own old object.
+                self.ctx.initial[step.id] = dict(record.outputs)
             if step.external and not record.external:
                 record.external = True  # saved with the next transition
             if record.create_attempted and record.status is not Status.DELETED:
@@ -101,6 +102,8 @@ class Engine:
             self.ctx.attempts[step.id] = record.attempts
         # Steps created or adopted during this run: their dependents must converge again.
         self.changed: set[str] = set()
+        # What refuse_replacements' reads found for done steps, so up does not read them a second time.
+        self.prefound: dict[str, Outputs] = {}
 
     def unknown_live_records(self) -> list[str]:
         """Records the state file says may exist but that this topology has no step for."""
@@ -109,8 +112,32 @@ class Engine:
 
     # up ------------------------------------------------------------------------------------------
     def up(self) -> dict[str, Outputs]:
+        # Only a run that changes things retires what a step replaced (plan's finds record nothing).
+        self.ctx.retire = self.state.retire
         self._schedule(self.steps, lambda step: step.needs, self._up_step)
+        # Every step is done, so nothing uses a replaced resource any more (the workspace moved to the new network).
+        by_id = {s.id: s for s in self.steps}
+        for entry in sorted(self.state.retired, key=lambda e: -self._position(e["step"])):
+            if entry["step"] in by_id:
+                self._delete_retired(by_id[entry["step"]], entry["outputs"])
+            else:
+                self.ctx.log.warning("a replaced resource's step is not in this topology; it is left", step=entry["step"], outputs=entry["outputs"])
         return {s.id: self.ctx.outputs[s.id] for s in self.steps}
+
+    def _position(self, step_id: str) -> int:
+        return next((i for i, s in enumerate(self.steps) if s.id == step_id), -1)
+
+    def _delete_retired(self, step: Step, out: Outputs) -> None:
+        """Delete a resource the step replaced, then forget it; a failure stops the run, resumably (it stays retired)."""
+        with self._reading(step), bound_contextvars(step=step.id, kind=step.kind, resource_id=step.resource_id(out)):
+            try:
+                with phase(DELETING):
+                    self.ctx.call(lambda: self._delete(step, out), f"{step.id} delete replaced")
+                step.wait_deleted(self.ctx, out)
+            except Exception as exc:
+                raise StepFailed(step.id, exc) from exc
+            self.ctx.log.info("deleted the replaced resource")
+            self.state.release(step.id, out)
 
     def _up_step(self, step: Step) -> None:
         record = self.state.record(step.id)
@@ -118,8 +145,10 @@ class Engine:
         was_done, previous = record.status is Status.DONE, dict(record.outputs)
         log = self.ctx.log
         if was_done:
-            found = self._guarded(step, lambda: self.ctx.call(lambda: self._find(step), f"{step.id} find"))
-            stale = found is not None and (bool(self.changed.intersection(step.needs)) or step.needs_converge(self.ctx, found))
+            found = self.prefound.pop(step.id, None)
+            if found is None:
+                found = self._guarded(step, lambda: self.ctx.call(lambda: self._find(step), f"{step.id} find"))
+            stale = found is not None and (bool(self.changed.intersection(step.needs)) or step.id in self.drifted or step.needs_converge(self.ctx, found))
             if found is not None and not stale:
                 merged = {**record.outputs, **found}
                 self.ctx.outputs[step.id] = merged
@@ -204,7 +233,8 @@ class Engine:
 
     # teardown ------------------------------------------------------------------------------------
     def teardown(self) -> None:
-        unknown = self.unknown_live_records()
+        known = {s.id for s in self.steps}
+        unknown = self.unknown_live_records() + sorted({e["step"] for e in self.state.retired if e["step"] not in known})
         if unknown:
             raise StateFileError(
                 f"state file {self.state.path} records steps that may still exist but that the spec as run has no "
@@ -299,6 +329,8 @@ class Engine:
         return restore
 
     def _teardown_step(self, step: Step) -> None:
+        for out in self.state.retired_of(step.id):  # left by an `up` that stopped before deleting them
+            self._delete_retired(step, out)
         record = self.state.record(step.id)
         if record.status in (Status.PENDING, Status.DELETED):
             return
@@ -351,25 +383,28 @@ class Engine:
             if not self.ctx.retry.errors.is_not_found(exc):
                 raise
 
-    # plan ----------------------------------------------------------------------------------------
+    # plan (orchestrator/planning.py) -------------------------------------------------------------
     def plan(self) -> list[PlanItem]:
-        """What `up` would do, from reads only."""
-        items = []
-        for step in self.steps:
-            record = self.state.record(step.id)
-            with self._reading(step):
-                found = self._guarded(step, lambda: self.ctx.call(lambda: self._find(step), f"{step.id} find"))
-            if step.external:
-                action = "existing"
-            elif found is None:
-                action = "recreate" if record.status is Status.DONE else "create"
-            elif record.status is Status.DONE:
-                action = "keep"
-            else:
-                action = "adopt"
-            resource = step.resource_id(found or record.outputs) if (found or record.outputs) else None
-            items.append(PlanItem(step.id, step.kind, action, resource))
-        return items
+        """What `up` would do, from reads only: each step's action, status and drifts."""
+        with self._in_memory_facts():
+            return planning.plan(self)
+
+    def refuse_replacements(self) -> None:
+        """Before `up` changes anything: ReplacementRefused (exit 2) for a drift that cannot converge in place;
+        the steps with drift that can are kept in `drifted`."""
+        with self._in_memory_facts():
+            self.drifted = planning.refuse_replacements(self)
+
+    @contextmanager
+    def _in_memory_facts(self) -> Iterator[None]:
+        """A find may resolve a fact (the account id); reads only must not write the state file for it (plan holds no
+        lock). The fact stays in memory (ctx.facts is the state's): a later save of this run records it."""
+        remember = self.ctx.remember
+        self.ctx.remember = lambda key, value: None
+        try:
+            yield
+        finally:
+            self.ctx.remember = remember
 
     # helpers -------------------------------------------------------------------------------------
     @staticmethod

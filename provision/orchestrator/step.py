@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, TypeVar
 from structlog.contextvars import bound_contextvars
 
 from provision.errors import GraphError, OwnershipConflict
+from provision.orchestrator.drift import Drift, unnamed
 from provision.orchestrator.retry import RetryPolicy
 from provision.orchestrator.wait import PollPolicy, wait_for
 
@@ -65,6 +66,13 @@ class Context:
     # Facts resolved once and then fixed for the deployment's life (e.g. availability zones).
     facts: dict[str, Any] = field(default_factory=dict)
     remember: Callable[[str, Any], None] = lambda key, value: None
+    # A step that must replace a resource the API cannot change in place (a Databricks network, a VPC endpoint
+    # registration) creates the new one and retires the old: the engine deletes what is retired once nothing
+    # uses it (at the end of `up`, or in teardown), and the state file records it until then.
+    retire: Callable[[str, Outputs], None] = lambda step_id, outputs: None
+    retired: Callable[[str], list[Outputs]] = lambda step_id: []
+    # Each done step's outputs as the state file recorded them when the run started (see `previous`).
+    initial: dict[str, Outputs] = field(default_factory=dict)
     # Steps run on several threads; facts are resolved once, by whichever step asks first.
     _facts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -99,6 +107,16 @@ class Context:
     def name_for(self, step_id: str) -> str:
         """The deterministic name of a step's resource: the deployment name and the step id."""
         return f"{self.spec.name}-{step_id}".replace(".", "-")
+
+    def name_of(self, step_id: str, default: str) -> str:
+        """The name a step finds its resource by: `default` (its deterministic name), unless the deployment was
+        imported (`provision import`), which records the names the resources already had (fact `names`)."""
+        return str((self.facts.get("names") or {}).get(step_id) or default)
+
+    def previous(self, step_id: str) -> Outputs:
+        """What the state file recorded for this step when the run started (empty if it was not done): a step that
+        finds its resource superseded (its AWS endpoint deleted and recreated) recognizes its own old one by it."""
+        return dict(self.initial.get(step_id) or {})
 
     def fact(self, key: str, resolve: Callable[[], Any]) -> Any:
         """A fact resolved once (by whichever step asks first) and kept in the state file for the
@@ -186,6 +204,10 @@ class Step:
     typical_seconds: ClassVar[float] = 1.0
     # The output keys find / create / wait_ready may return (the engine refuses any other).
     produces: ClassVar[tuple[str, ...]] = ()
+    # Whether `drift` can report a field the API cannot change in place (`in_place=False`, e.g. a VPC's CIDR), or
+    # sees more than find's outputs (a bucket's settings): `up` runs such steps' find and drift once before it
+    # changes anything (Engine.refuse_replacements), and no other step's.
+    drift_before_up: ClassVar[bool] = False
 
     def __init__(self, step_id: str, needs: tuple[str, ...] = ()):
         self.id = step_id
@@ -218,6 +240,12 @@ class Step:
         """For a done step: whether what `find` saw no longer matches the spec (e.g. a rule group's body),
         judged from find's own outputs so a no-op run costs no extra call."""
         return False
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        """For a resource `find` saw: how it differs from the spec, field by field (`plan` shows it). By default
+        only whether it differs (needs_converge). A step that can name the fields does so from find's outputs, or
+        with one extra read made only when needs_converge says it differs, so an in-sync plan costs no more."""
+        return unnamed() if self.needs_converge(ctx, found) else []
 
     def resource_id(self, out: Outputs) -> str | None:
         """The id to show and log; the first output by convention."""

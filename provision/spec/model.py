@@ -17,7 +17,9 @@ from provision.spec.checker import Checker
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,26}[a-z0-9]$")
 # The keys every spec may have, whatever its topology.
-COMMON_KEYS = frozenset({"name", "region", "topology", "tags", "timeouts"})
+COMMON_KEYS = frozenset({"name", "region", "topology", "tags", "timeouts", "state"})
+# s3://bucket/key: a bucket name by S3's rules and a key that names an object.
+S3_STATE_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S*[^/\s]$")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,15 @@ class TimeoutsSpec:
     retry_deadline_seconds: float
     workspace_seconds: float
     resource_seconds: float
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """`[state]`: where `up` keeps the state when --state is not given, and the remote state's settings."""
+
+    backend: str | None  # a path or s3://bucket/key
+    kms_key_id: str | None  # SSE-KMS key of the state objects; None: the AWS managed key
+    lock_ttl_seconds: float  # a lock not refreshed for this long may be taken over from another host
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class Spec:
     # Every section field any topology has: one this spec lacks reads as None, any other name is an error.
     known_sections: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     raw: dict[str, Any] = field(compare=False, repr=False, default_factory=dict)
+    state: StateSpec | None = field(default=None, compare=False)
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes that are not fields.
@@ -82,6 +94,20 @@ def parse_timeouts(check: Checker, data: dict[str, Any]) -> TimeoutsSpec | None:
     if retry_deadline is None or workspace_seconds is None or resource_seconds is None:
         return None
     return TimeoutsSpec(retry_deadline, workspace_seconds, resource_seconds)
+
+
+def parse_state(check: Checker, data: dict[str, Any]) -> StateSpec | None:
+    if "state" not in data:
+        return None
+    table = check.table(data, "state", {"backend", "kms_key_id", "lock_ttl_seconds"})
+    backend = check.string(table, "backend", "state.backend", required=False)
+    if backend is not None and backend.startswith("s3://") and not S3_STATE_RE.fullmatch(backend):
+        check.fail("state.backend", f"{backend!r} must be s3://BUCKET/KEY, with a valid bucket name and a key that names an object")
+    elif backend is not None and not backend.strip():
+        check.fail("state.backend", "must be a path or s3://BUCKET/KEY")
+    kms_key_id = check.string(table, "kms_key_id", "state.kms_key_id", required=False)
+    ttl = check.number(table, "lock_ttl_seconds", "state.lock_ttl_seconds", 300, 1)
+    return StateSpec(backend, kms_key_id, ttl if ttl is not None else 300.0)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from provision.spec import (
     parse_timeouts,
     read_toml,
 )
+from provision.spec.model import parse_state
 from provision.topologies import (
     azure_privatelink,
     basic,
@@ -86,12 +87,13 @@ def from_dict(data: dict[str, Any], source: str = "<spec>", *, as_run: bool = Fa
         for section in topology.sections:
             sections[section.field] = parsed[section.field] = section.parse(check, data, parsed)
     timeouts = parse_timeouts(check, data)
+    state = parse_state(check, data)
     if check.problems:
         raise SpecError(source, check.problems)
     # A section may be None without a problem (no [network] when the VPC exists); these may not.
     assert topology and name and region and timeouts, "a parser returned None without recording a problem"
     return Spec(name=name, cloud=topology.cloud, region=region, topology=topology.name, tags=tags, timeouts=timeouts,
-                sections=sections, known_sections=SECTION_FIELDS, raw=data)
+                sections=sections, known_sections=SECTION_FIELDS, raw=data, state=state)
 
 
 def load(path: Path) -> Spec:

@@ -9,6 +9,7 @@ import provision.topologies.aws_netsec as aws_netsec  # noqa: PLR0402
 import provision.topologies.governance as governance  # noqa: PLR0402
 import provision.topologies.workspace_security as workspace_security  # noqa: PLR0402
 from provision.clouds.aws import spec as aws_spec
+from provision.clouds.aws.spec_account import AWS_ACCOUNT
 from provision.clouds.aws.spec_encryption import ENCRYPTION
 from provision.clouds.aws.spec_guardrails import GUARDRAILS
 from provision.clouds.aws.spec_netsec import NETWORK_SECURITY
@@ -49,7 +50,7 @@ def basic(spec: Spec) -> list[Step]:
 TOPOLOGY = Topology(
     name="basic", cloud="aws", summary="a workspace in a customer-managed VPC (new, or an existing one)",
     sections=(
-        aws_spec.EXISTING, aws_spec.NETWORK, dbx_spec.section(), aws_spec.STORAGE,
+        AWS_ACCOUNT, aws_spec.EXISTING, aws_spec.NETWORK, dbx_spec.section(), aws_spec.STORAGE,
         ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
         *governance.SECTIONS,
     ),

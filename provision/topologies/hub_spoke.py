@@ -7,6 +7,7 @@ from typing import Any
 
 import provision.topologies.aws_guardrails as aws_guardrails  # noqa: PLR0402  (the module, not its package)
 from provision.clouds.aws import spec_guardrails, spec_hub
+from provision.clouds.aws.spec_account import AWS_ACCOUNT
 from provision.clouds.aws.context import Zones
 from provision.clouds.aws.spec_guardrails import GUARDRAILS
 from provision.clouds.aws.steps.endpoints import (
@@ -183,7 +184,7 @@ def hub_lines(d: dict[str, Any]) -> list[str]:
 TOPOLOGY = Topology(
     name="hub-spoke", cloud="aws",
     summary="data-exfiltration protection: spokes' egress through a transit gateway and Network Firewall in a hub",
-    sections=(dbx_spec.section(), spec_hub.HUB, spec_security.WORKSPACE_SECURITY, GUARDRAILS),
+    sections=(AWS_ACCOUNT, dbx_spec.section(), spec_hub.HUB, spec_security.WORKSPACE_SECURITY, GUARDRAILS),
     build=hub_spoke, immutable=("region", "topology", "databricks.account_id", "databricks.workspace_name"),
     workspaces=lambda spec: [(s.workspace_name, f"spoke.{s.name}.dbx.workspace") for s in spec.hub.spokes], example="hub-spoke.toml",
     describe=hub_lines, changes=lambda before, after: (

@@ -9,6 +9,7 @@ import provision.topologies.aws_netsec as aws_netsec  # noqa: PLR0402
 import provision.topologies.governance as governance  # noqa: PLR0402
 import provision.topologies.workspace_security as workspace_security  # noqa: PLR0402
 from provision.clouds.aws import spec as aws_spec
+from provision.clouds.aws.spec_account import AWS_ACCOUNT
 from provision.clouds.aws.spec_encryption import ENCRYPTION
 from provision.clouds.aws.spec_guardrails import GUARDRAILS
 from provision.clouds.aws.spec_netsec import NETWORK_SECURITY
@@ -89,7 +90,7 @@ def privatelink(spec: Spec) -> list[Step]:
 TOPOLOGY = Topology(
     name="privatelink", cloud="aws", summary="basic plus back-end PrivateLink (workspace and relay endpoints), in one run",
     sections=(
-        aws_spec.EXISTING, aws_spec.NETWORK, aws_spec.PRIVATELINK,
+        AWS_ACCOUNT, aws_spec.EXISTING, aws_spec.NETWORK, aws_spec.PRIVATELINK,
         dbx_spec.section(default_tier="ENTERPRISE", required_tier="ENTERPRISE", required_why="PrivateLink"), aws_spec.STORAGE,
         ENCRYPTION, NETWORK_SECURITY, GUARDRAILS, spec_security.WORKSPACE_SECURITY,
         *governance.SECTIONS,

@@ -15,4 +15,10 @@ def _clients(spec: Any, target: Any, stats: Any, on_call: Any) -> Any:
     return AwsClients(region=spec.region, target=target, stats=stats, on_call=on_call)
 
 
-CLOUD = Cloud("aws", ERRORS, _clients, parse_region=parse_region, parse_tags=parse_tags)
+def _check_credentials(spec: Any, clients: Any, call: Any) -> str:
+    from provision.clouds.aws import credentials
+
+    return credentials.check(spec, clients, call)
+
+
+CLOUD = Cloud("aws", ERRORS, _clients, parse_region=parse_region, parse_tags=parse_tags, check_credentials=_check_credentials)

@@ -34,21 +34,27 @@ class AwsClients:
                     client = self._clients[service] = self._make(service)
         return client
 
-    def _make(self, service: str) -> Any:
+    def session(self) -> Any:
+        """The run's boto3 session: boto3's default chain (profiles, SSO, environment, instance roles) on a real
+        target; fixed dummy keys in the sandbox, so a sandbox run never signs with, or leaks, a user's credentials."""
         import boto3
+
+        with self._lock:
+            if self._session is None:
+                if self.target.is_sandbox:
+                    self._session = boto3.session.Session(
+                        aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name=self.region
+                    )
+                else:
+                    self._session = boto3.session.Session(region_name=self.region)
+            return self._session
+
+    def _make(self, service: str) -> Any:
         from botocore.config import Config
 
-        if self._session is None:
-            if self.target.is_sandbox:
-                # Fixed dummy keys: a sandbox run must never sign with, or leak, a user's real credentials.
-                self._session = boto3.session.Session(
-                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name=self.region
-                )
-            else:
-                self._session = boto3.session.Session(region_name=self.region)
         # A connection per concurrent step, so parallel steps never wait on botocore's pool of 10.
         config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60, max_pool_connections=64)
-        client = self._session.client(service, endpoint_url=self.target.endpoint("aws"), config=config)
+        client = self.session().client(service, endpoint_url=self.target.endpoint("aws"), config=config)
         self._register_hooks(client)
         return client
 

@@ -142,6 +142,9 @@ class _Deployment:
     def __init__(self, deployment: str) -> None:
         self.deployment = deployment
 
+    def name_of(self, step_id: str, default: str) -> str:
+        return default  # preflight runs before any state: no imported names yet
+
 
 def _principal(arn: str) -> dict[str, str]:
     return {"aws:principalarn": arn, "aws:principalaccount": arn.split(":")[4]}

@@ -16,4 +16,9 @@ def _clients(spec: Any, target: Any, stats: Any, on_call: Any) -> Any:
     return AzureClients(subscription_id=spec.azure.subscription_id, target=target, stats=stats, on_call=on_call)
 
 
-CLOUD = Cloud("azure", ERRORS, _clients, parse_region=parse_region, parse_tags=parse_tags)
+def _check_credentials(spec: Any, clients: Any, call: Any) -> str:
+    clients.check_credentials()  # a CredentialsError names the sources azure-identity tried
+    return f"Azure subscription {spec.azure.subscription_id}"
+
+
+CLOUD = Cloud("azure", ERRORS, _clients, parse_region=parse_region, parse_tags=parse_tags, check_credentials=_check_credentials)

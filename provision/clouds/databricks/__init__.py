@@ -16,4 +16,10 @@ def _clients(spec: Any, target: Any, stats: Any, on_call: Any) -> Any:
     return DatabricksClients(account_id=dbx.account_id, host=dbx.host, profile=dbx.profile, target=target, stats=stats, on_call=on_call)
 
 
-CLOUD = Cloud("databricks", ERRORS, _clients)
+def _check_credentials(spec: Any, clients: Any, call: Any) -> str:
+    from provision.clouds.databricks import credentials
+
+    return credentials.check(spec, clients, call)
+
+
+CLOUD = Cloud("databricks", ERRORS, _clients, check_credentials=_check_credentials)

@@ -1,9 +1,16 @@
-"""Rule 11: S3 requests are treated as made over https.
+"""Rule 11: S3 requests are treated as made over https. Rule 18: conditional writes answer as S3 does.
 
 Bucket policy conditions on `aws:SecureTransport` (true) and `s3:TlsVersion` (1.3) are decided before moto
 evaluates the policy, so a statement that AWS would not apply over TLS (e.g. Deny s3:* when
 aws:SecureTransport is "false") no longer denies object writes and DeleteObjects here (moto ignores the
 `Bool` operator, so it applied that Deny to every request). Other conditions are left to moto as before.
+
+Rule 18 (remote state relies on it): moto checks `If-Match`/`If-None-Match` on PutObject and `If-Match` on
+DeleteObject, then writes, as two steps with no lock between them, so two concurrent `If-None-Match: *`
+PUTs could both succeed. Here the check and the write are one step (every PUT and DELETE of an object runs
+under patching's STATE_LOCK), so exactly one wins and the other gets 412 PreconditionFailed. And
+`If-None-Match` takes only `*` on a write: S3 answers any other value 501 NotImplemented (moto ignored it
+and wrote).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 
 from moto.iam.access_control import IAMPolicy
 from moto.s3.models import FakeBucket
+from moto.s3.responses import S3Response
 
 from provision.clouds.aws.sandbox.listing import Clients, lists
 from provision.clouds.aws.sandbox.patching import patch
@@ -88,6 +96,28 @@ def _bucket_permission(self: Any, original: Callable, settings: SandboxSettings,
     kept = [s for s in map(_over_https, listed) if s is not None]
     # What FakeBucket.get_permission does, on the statements that apply over https.
     return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+
+# S3's own answer; moto's S3 model has no NotImplemented shape (it would answer 400), so the response is built here.
+_NOT_IMPLEMENTED = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code><Message>A header you provided implies '
+    "functionality that is not implemented</Message><Header>{header}</Header></Error>"
+)
+
+
+@patch(S3Response, "put_object")
+def _put_object(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    # Runs under STATE_LOCK (patching._gated): no other object PUT or DELETE between moto's check and its write.
+    if_none_match = self.headers.get("If-None-Match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        return 501, {"Content-Type": "application/xml"}, _NOT_IMPLEMENTED.format(header="If-None-Match")
+    return original(self)
+
+
+@patch(S3Response, "delete_object")
+def _delete_object(self: Any, original: Callable, settings: SandboxSettings) -> Any:
+    # Under STATE_LOCK too, so a conditional DELETE cannot interleave with a conditional PUT of the key.
+    return original(self)
 
 
 # --- inventory (listing.py) ------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Any
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.endpoint_policies import compact, digest, same
+from provision.clouds.aws.errors import is_not_found
+from provision.orchestrator.drift import Drift
 from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 
 LIVE_STATES = ["pendingAcceptance", "pending", "available"]
@@ -44,6 +46,12 @@ class _Endpoint(Step):
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         wanted = self.wanted_policy(ctx)
         return wanted is not None and found.get("policy_digest") != digest(wanted)
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        wanted = self.wanted_policy(ctx)
+        if wanted is None or found.get("policy_digest") == digest(wanted):
+            return []
+        return [Drift("policy (digest)", digest(wanted), found.get("policy_digest"))]
 
     def service_name(self, ctx: Context) -> str:
         """`service` is an AWS service suffix ("sts") or a full endpoint service name (Databricks')."""
@@ -177,7 +185,13 @@ class PrivateDns(Step):
         endpoint_id = self._endpoint_id(ctx)
         if endpoint_id is None:
             return None
-        endpoints = aws.ec2(ctx).describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
+        try:
+            endpoints = aws.ec2(ctx).describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"]
+        except Exception as exc:
+            # The endpoint recorded was deleted (by hand): its DNS setting went with it; `plan` says so, `up` recreates.
+            if is_not_found(exc):
+                return None
+            raise
         enabled = bool(endpoints) and endpoints[0].get("PrivateDnsEnabled")
         return {"vpc_endpoint_id": endpoint_id, "private_dns_enabled": True} if enabled else None
 

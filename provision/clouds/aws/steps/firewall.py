@@ -24,6 +24,7 @@ from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import is_not_found
 from provision.clouds.aws.steps.firewall_rules import STRICT_ORDER
 from provision.errors import OwnershipConflict
+from provision.orchestrator.drift import Drift, fields
 from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
 # A firewall takes about 6 minutes to create and often over 20 to delete on AWS.
@@ -160,6 +161,10 @@ class RuleGroup(_Versioned):
 
     def needs_converge(self, ctx: Context, out: Outputs) -> bool:
         return self.is_legacy(ctx, out) or out.get("digest") != _digest(self.body(ctx))
+
+    def drift(self, ctx: Context, out: Outputs) -> list[Drift]:
+        # The digest is what provision last applied (AWS normalises what it returns): a changed spec shows, an edit by hand does not.
+        return fields({"name": self.name(ctx), "rules (digest)": _digest(self.body(ctx))}, {"name": out.get("name"), "rules (digest)": out.get("digest")})
 
     def create(self, ctx: Context) -> Outputs:
         body = self.body(ctx)
@@ -304,6 +309,10 @@ class Firewall(Step):
     def needs_converge(self, ctx: Context, out: Outputs) -> bool:
         return (out.get("policy_arn") != ctx.out(self.policy_arn) or not out.get("policy_protected")
                 or any(ctx.out(r) for r in self.retired))
+
+    def drift(self, ctx: Context, out: Outputs) -> list[Drift]:
+        drifts = fields({"policy_arn": ctx.out(self.policy_arn), "policy_protected": True}, {**out, "policy_protected": bool(out.get("policy_protected"))})
+        return drifts + [Drift("retired predecessor", None, ctx.out(r)) for r in self.retired if ctx.out(r)]
 
     def create(self, ctx: Context) -> Outputs:
         created = self.client(ctx).create_firewall(

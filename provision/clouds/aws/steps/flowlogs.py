@@ -25,6 +25,7 @@ from provision.clouds.aws.steps.iam import (
     wait_role_gone,
 )
 from provision.errors import OwnershipConflict, ResourceFailed
+from provision.orchestrator.drift import Drift, fields
 from provision.orchestrator.step import (
     TAG_DEPLOYMENT,
     Context,
@@ -115,6 +116,9 @@ class LogGroup(Step):
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         return found.get("retention_days") != self.retention_days or found.get("kms_key_arn") != self._wanted_key(ctx)
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        return fields({"retention_days": self.retention_days, "kms_key_arn": self._wanted_key(ctx)}, found)
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         logs, name, key = aws.client(ctx, "logs"), out["log_group_name"], self._wanted_key(ctx)
@@ -220,6 +224,10 @@ class FlowLog(Step):
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         return found.get("traffic_type") != self.traffic_type or found.get("log_group_name") != ctx.out(self.log_group)
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        # Neither can be modified, but a flow log is replaced at no cost (nothing depends on it): up does that itself.
+        return fields({"traffic_type": self.traffic_type, "log_group_name": ctx.out(self.log_group)}, found)
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         if out.get("traffic_type") != self.traffic_type or out.get("log_group_name") != ctx.out(self.log_group):

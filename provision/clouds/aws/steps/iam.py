@@ -159,7 +159,8 @@ class CrossAccountRole(Step):
     produces = ("role_name", "role_arn")
 
     def role_name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}-crossaccount"
+        # An imported role keeps the name it had (fact `names`).
+        return ctx.name_of(self.id, f"{ctx.deployment}-crossaccount")
 
     def find(self, ctx: Context) -> Outputs | None:
         role = find_role(ctx, self.role_name(ctx))
@@ -278,7 +279,8 @@ class CrossAccountPolicy(InlineRolePolicy):
         self.group_ids = [Ref(g, "group_id") for g in security_groups]
 
     def policy_name(self, ctx: Context) -> str:
-        return policy_name(ctx.deployment)
+        # An imported role's inline policy keeps its name (fact `names`): converged in place, not duplicated.
+        return ctx.name_of(self.id, policy_name(ctx.deployment))
 
     def document(self, ctx: Context) -> dict[str, Any]:
         return cross_account_policy(

@@ -30,6 +30,7 @@ from typing import Any
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code, is_not_found
+from provision.orchestrator.drift import Drift
 from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 
 ANYWHERE = "0.0.0.0/0"
@@ -134,6 +135,12 @@ class NetworkAcl(Step):
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         subnets = {ctx.out(s) for s in self.subnet_ids}
         return found.get("entries_digest") != entries_digest(self.wanted(ctx)) or not subnets <= set(found.get("subnet_ids") or ())
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        wanted = entries_digest(self.wanted(ctx))
+        drifts = [] if found.get("entries_digest") == wanted else [Drift("entries (digest)", wanted, found.get("entries_digest"))]
+        associated = set(found.get("subnet_ids") or ())
+        return drifts + [Drift("association", s, None) for s in (ctx.out(r) for r in self.subnet_ids) if s not in associated]
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
         ec2, acl_id = aws.ec2(ctx), out["network_acl_id"]

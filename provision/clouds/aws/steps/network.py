@@ -14,6 +14,7 @@ from typing import Any
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code
+from provision.orchestrator.drift import Drift, fields, members
 from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 
 EC2_READY = {"available"}
@@ -35,6 +36,12 @@ class Vpc(Step):
         vpcs = aws.ec2(ctx).describe_vpcs(Filters=aws.owner_filters(ctx, self.id))["Vpcs"]
         vpc = single(vpcs, "VPC", self.id)
         return {"vpc_id": vpc["VpcId"], "cidr": vpc["CidrBlock"]} if vpc else None
+
+    # A VPC's primary CIDR cannot change: one with our tags and another CIDR could only be replaced.
+    drift_before_up = True
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        return fields({"cidr": self.cidr}, found, replaced=("cidr",))
 
     def create(self, ctx: Context) -> Outputs:
         vpc = aws.ec2(ctx).create_vpc(CidrBlock=self.cidr, TagSpecifications=aws.tag_spec(ctx, "vpc", self.id))["Vpc"]
@@ -84,6 +91,17 @@ class Subnet(Step):
     @staticmethod
     def _outputs(subnet: dict[str, Any]) -> Outputs:
         return {"subnet_id": subnet["SubnetId"], "cidr": subnet["CidrBlock"], "zone": subnet["AvailabilityZone"]}
+
+    # Neither a subnet's CIDR nor its zone can change.
+    drift_before_up = True
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        wanted = {"cidr": self.cidr}
+        # The zone only when known without a call: reads for drift must not resolve (and record) the zones fact,
+        # which a deployment that never created a subnet by itself (one imported) may not have.
+        if self.zone_of or (self.zones and self.zones.explicit) or ctx.facts.get("availability_zones"):
+            wanted["zone"] = self.zone(ctx)
+        return fields(wanted, found, replaced=("cidr", "zone"))
 
     def create(self, ctx: Context) -> Outputs:
         subnet = aws.ec2(ctx).create_subnet(
@@ -267,6 +285,13 @@ def _purpose(rule: Rule) -> str | None:
     return RULE_PURPOSES.get(rule[1:4])
 
 
+def _show_rule(rule: Rule) -> str:
+    direction, protocol, low, high, peer = rule
+    ports = "all ports" if (low, high) == (0, 65535) else (f"port {low}" if low == high else f"ports {low}-{high}")
+    what = "all traffic" if protocol == "-1" else f"{protocol} {ports}"
+    return f"{direction} {what} {'to' if direction == 'egress' else 'from'} {peer}"
+
+
 def _rules_digest(rules: set[Rule]) -> str:
     return hashlib.sha256(json.dumps(sorted(map(list, rules))).encode()).hexdigest()[:16]
 
@@ -311,6 +336,14 @@ class SecurityGroup(Step):
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         return found.get("rules_digest") != _rules_digest(self._wanted(ctx))
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        """Each rule missing or extra: one read, made only when the digest says the rules differ."""
+        if not self.needs_converge(ctx, found):
+            return []
+        group_id = found["group_id"]
+        group = aws.ec2(ctx).describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+        return members("rules", self._wanted(ctx), self._rules(group, group_id), show=_show_rule)
 
     def create(self, ctx: Context) -> Outputs:
         vpc_id = ctx.out(self.vpc_id)

@@ -11,6 +11,7 @@ from typing import Any
 
 from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code, is_not_found
+from provision.orchestrator.drift import Drift
 from provision.orchestrator.step import Context, Outputs, Ref, Step, single
 
 
@@ -32,6 +33,8 @@ Target = Ref | EndpointInZone
 Route = tuple[str, str, Target]
 # DescribeRouteTables reports a route to a VPC endpoint (e.g. a firewall endpoint) under GatewayId.
 READ_KEY = {"VpcEndpointId": "GatewayId"}
+# Where else a route read may name its target (a route re-pointed by hand to another kind of target).
+OTHER_TARGETS = ("GatewayId", "NatGatewayId", "TransitGatewayId", "NetworkInterfaceId", "VpcPeeringConnectionId", "InstanceId")
 
 
 def target_id(ctx: Context, target: Target) -> str:
@@ -69,7 +72,9 @@ class RouteTable(Step):
     table), converged whenever the step runs (create, adopt, resume of an unfinished step)."""
 
     kind = "ec2.route_table"
-    produces = ("route_table_id", "associations")
+    # routes: what `find` saw (destination -> target), so a rerun converges a route re-pointed or deleted by hand
+    # at no extra call.
+    produces = ("route_table_id", "associations", "routes")
 
     def __init__(
         self, step_id: str, *, vpc: str, subnets: list[str], default_route: tuple[str, Ref] | None = None,
@@ -92,7 +97,33 @@ class RouteTable(Step):
 
     def find(self, ctx: Context) -> Outputs | None:
         table = single(aws.ec2(ctx).describe_route_tables(Filters=aws.owner_filters(ctx, self.id))["RouteTables"], "route table", self.id)
-        return self._outputs(table) if table else None
+        return {**self._outputs(table), "routes": self._live_routes(table)} if table else None
+
+    def _live_routes(self, table: dict[str, Any]) -> dict[str, str | None]:
+        """This step's routes as the table has them: destination -> target id (None: no such route)."""
+        current = {r.get("DestinationCidrBlock"): r for r in table.get("Routes", [])}
+
+        def target(route: dict[str, Any], key: str) -> str | None:
+            return route.get(READ_KEY.get(key, key)) or next((route[k] for k in OTHER_TARGETS if route.get(k)), None)
+
+        return {d: target(current.get(d) or {}, key) for d, key, _ in self.routes}
+
+    def _wanted(self, ctx: Context) -> tuple[dict[str, str], list[str]]:
+        """The routes (destination -> target id) and the associations (subnet or gateway ids) the spec wants."""
+        routes = {destination: target_id(ctx, target) for destination, _, target in self.routes}
+        associated = [ctx.out(s) for s in self.subnet_ids] + ([ctx.out(self.gateway_id)] if self.gateway_id else [])
+        return routes, associated
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        """Routes the spec wants that are missing or point elsewhere, and missing associations. Routes it does not
+        name (the local route, what other steps add) are not this step's."""
+        routes, associated = self._wanted(ctx)
+        live, associations = found.get("routes") or {}, found.get("associations") or {}
+        drifts = [Drift(f"route {d}", target, live.get(d)) for d, target in routes.items() if live.get(d) != target]
+        return drifts + [Drift("association", a, None) for a in associated if a not in associations]
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        return bool(self.drift(ctx, found))
 
     @staticmethod
     def _outputs(table: dict[str, Any]) -> Outputs:
@@ -179,6 +210,13 @@ class VpcRoute(Step):
         if table is None or route is None:
             return None
         return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": route.get(READ_KEY.get(self.target_key, self.target_key))}
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        wanted = ctx.out(self.target)
+        return [] if found.get("target") == wanted else [Drift("target", wanted, found.get("target"))]
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        return bool(self.drift(ctx, found))
 
     def create(self, ctx: Context) -> Outputs:
         table_id, target_id = ctx.out(self.route_table_id), ctx.out(self.target)

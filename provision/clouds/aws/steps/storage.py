@@ -12,6 +12,7 @@ from provision.clouds.aws import context as aws
 from provision.clouds.aws.errors import error_code, is_not_found
 from provision.constants import DATABRICKS_AWS_ACCOUNT_ID
 from provision.errors import OwnershipConflict, ResourceFailed
+from provision.orchestrator.drift import Drift, fields
 from provision.orchestrator.step import TAG_DEPLOYMENT, Context, Outputs, Ref, Step
 
 # The name Databricks gives each region in root bucket paths (`<name>-prod/<workspace id>/...`): SRA's
@@ -99,6 +100,43 @@ def _digest(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _absent_as_none(read: Any, *codes: str) -> Any:
+    """A read whose "not configured" error means: no such setting."""
+    try:
+        return read()
+    except Exception as exc:
+        if error_code(exc) in codes:
+            return None
+        raise
+
+
+def live_settings(s3: Any, bucket: str) -> dict[str, Any]:
+    """What the bucket has of the settings RootBucket applies, in the terms `bucket_drift` compares (four reads)."""
+    block = _absent_as_none(lambda: s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"], "NoSuchPublicAccessBlockConfiguration")
+    ownership = _absent_as_none(lambda: s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"], "OwnershipControlsNotFoundError")
+    encryption = _absent_as_none(
+        lambda: s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"], "ServerSideEncryptionConfigurationNotFoundError",
+    )
+    return {
+        "versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status") or "Disabled",
+        "encryption": _encryption_of(encryption),
+        "public_access_block": "all" if block and all(block.get(k) for k in _BLOCKS) else ",".join(k for k in _BLOCKS if (block or {}).get(k)) or "none",
+        "ownership": (ownership or [{}])[0].get("ObjectOwnership"),
+    }
+
+
+_BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+
+def _encryption_of(rules: list[dict[str, Any]] | None) -> str | None:
+    """A bucket's default encryption as one short string: the algorithm, its key, and whether the bucket key is on."""
+    if not rules:
+        return None
+    default = rules[0].get("ApplyServerSideEncryptionByDefault") or {}
+    key = f" {default['KMSMasterKeyID']}" if default.get("KMSMasterKeyID") else ""
+    return f"{default.get('SSEAlgorithm')}{key}, bucket key {'on' if rules[0].get('BucketKeyEnabled') else 'off'}"
+
+
 def create_bucket(ctx: Context, bucket: str) -> None:
     """An owner-enforced bucket in the deployment's region. Already ours (a retried create whose first response
     was lost) is a success: the caller's wait_ready converges it."""
@@ -140,9 +178,23 @@ class RootBucket(Step):
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         return found.get("digest") != self._settings_digest(ctx)
 
+    # The digest tag says what provision last applied, not what the bucket has now: drift reads the settings (and
+    # the region, which cannot change), so `up` checks it before changing anything.
+    drift_before_up = True
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        s3, bucket = aws.client(ctx, "s3"), found["bucket"]
+        region = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+        wanted = {"region": ctx.spec.region, "versioning": "Enabled", "encryption": _encryption_of(self._encryption(ctx)["Rules"]),
+                  "public_access_block": "all", "ownership": "BucketOwnerEnforced"}
+        drifts = fields(wanted, {"region": region, **live_settings(s3, bucket)}, replaced=("region",))
+        if not drifts and self.needs_converge(ctx, found):
+            drifts.append(Drift("settings digest", self._settings_digest(ctx), found.get("digest")))
+        return drifts
+
     def find(self, ctx: Context) -> Outputs | None:
         s3 = aws.client(ctx, "s3")
-        bucket = self.bucket_name
+        bucket = ctx.name_of(self.id, self.bucket_name)  # an imported bucket keeps its name (fact `names`)
         # One call in the steady state: the tags say "it exists", "it is ours" and what was last applied.
         try:
             tags = self._tags(s3, bucket)
@@ -173,7 +225,7 @@ class RootBucket(Step):
         return {t["Key"]: t["Value"] for t in tags}
 
     def create(self, ctx: Context) -> Outputs:
-        bucket = self.bucket_name
+        bucket = ctx.name_of(self.id, self.bucket_name)
         create_bucket(ctx, bucket)
         return {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
 
@@ -253,17 +305,24 @@ class RootBucketPolicy(Step):
         if bucket is None or workspace_id is None:  # plan, before the bucket or the workspace exists
             return None
         live = _bucket_policy(aws.client(ctx, "s3"), bucket)
-        # Anything but the narrowed policy (the bucket's first one, or one widened by hand) is not this step's
-        # resource yet: `create` puts it.
-        if live is None or _digest(live) != _digest(self.document(ctx)):
+        # No policy, or the bucket's first one (broad, until the workspace exists), is not this step's resource yet:
+        # `create` puts it. Any other policy is ours, drifted if its digest differs (a rerun converges it).
+        if live is None or _digest(live) == _digest(root_bucket_policy(bucket, ctx.spec.databricks.account_id)):
             return None
         return {"bucket": bucket, "workspace_id": workspace_id, "digest": _digest(live)}
+
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        return found.get("digest") != _digest(self.document(ctx))
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        wanted = _digest(self.document(ctx))
+        return [] if found.get("digest") == wanted else [Drift("policy (digest)", wanted, found.get("digest"))]
 
     def create(self, ctx: Context) -> Outputs:
         return self._put(ctx)
 
     def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        return out
+        return out if out.get("digest") == _digest(self.document(ctx)) else self._put(ctx)
 
     def _put(self, ctx: Context) -> Outputs:
         bucket, document = ctx.out(self.bucket), self.document(ctx)

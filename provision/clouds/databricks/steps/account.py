@@ -6,72 +6,24 @@ adopted when an object of that name already exists, so a create whose response w
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from provision.clouds.databricks import context as dbx
 from provision.clouds.databricks.clients import workspace_url
-from provision.errors import OwnershipConflict, ResourceFailed
+from provision.clouds.databricks.steps.account_base import (
+    _AccountObject,
+    _by_name,
+    _check_references,
+    _current,
+)
+from provision.clouds.databricks.steps.account_privatelink import (
+    PrivateAccessSettings,
+    VpcEndpointRegistration,
+)
+from provision.errors import ResourceFailed
 from provision.orchestrator.step import Context, Outputs, Ref, Step
 
-
-def _check_references(what: str, name: str, references: list[tuple[str, Any, Any]]) -> None:
-    """An object with our name that points at someone else's resources is not ours to adopt (or delete)."""
-    for field_name, actual, expected in references:
-        if expected is not None and actual != expected:
-            raise OwnershipConflict(
-                f"Databricks {what} {name!r} exists but its {field_name} is {actual!r}, not this deployment's {expected!r}; "
-                "rename the deployment or delete that object"
-            )
-
-
-def _by_name(items: list[Any], attribute: str, name: str, what: str) -> Any | None:
-    matches = [i for i in items if getattr(i, attribute, None) == name]
-    if len(matches) > 1:
-        raise OwnershipConflict(f"{len(matches)} Databricks {what}s are named {name!r}; expected one. Delete the extras.")
-    return matches[0] if matches else None
-
-
-class _AccountObject(Step):
-    """An Account API object found by its deterministic name `<deployment>-<suffix>`."""
-
-    api: ClassVar[str]  # the AccountClient attribute: credentials, storage, networks
-    name_field: ClassVar[str]
-    id_field: ClassVar[str]
-    suffix: str
-    what: ClassVar[str]
-
-    def name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}-{self.suffix}"
-
-    def _api(self, ctx: Context) -> Any:
-        return getattr(dbx.account(ctx), self.api)
-
-    def _outputs(self, obj: Any) -> Outputs:
-        return {self.id_field: getattr(obj, self.id_field), "name": getattr(obj, self.name_field)}
-
-    def find(self, ctx: Context) -> Outputs | None:
-        found = _by_name(list(self._api(ctx).list()), self.name_field, self.name(ctx), self.what)
-        if found is None:
-            return None
-        _check_references(self.what, self.name(ctx), self.references(ctx, found))
-        return self._outputs(found)
-
-    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
-        """(field, value on the object, value we expect or None if not known yet)."""
-        return []
-
-    def create(self, ctx: Context) -> Outputs:
-        return self._outputs(self._create(ctx))
-
-    def _create(self, ctx: Context) -> Any:
-        raise NotImplementedError
-
-    def delete(self, ctx: Context, out: Outputs) -> None:
-        self._api(ctx).delete(**{self.id_field: out[self.id_field]})
-
-    def wait_deleted(self, ctx: Context, out: Outputs) -> None:
-        object_id = out[self.id_field]
-        ctx.wait_gone(lambda: self._api(ctx).get(**{self.id_field: object_id}), what=f"{self.what} {object_id}")
+__all__ = ["Credentials", "Network", "PrivateAccessSettings", "StorageConfiguration", "VpcEndpointRegistration", "Workspace"]
 
 
 class Credentials(_AccountObject):
@@ -127,89 +79,6 @@ class StorageConfiguration(_AccountObject):
         )
 
 
-class VpcEndpointRegistration(_AccountObject):
-    """Registers an AWS interface endpoint with Databricks, which accepts it; waits until Databricks
-    reports it available (Databricks mirrors the AWS endpoint's state)."""
-
-    kind = "databricks.vpc_endpoint"
-    api, name_field, id_field, what = "vpc_endpoints", "vpc_endpoint_name", "vpc_endpoint_id", "VPC endpoint registration"
-    produces = ("vpc_endpoint_id", "name", "aws_vpc_endpoint_id", "state")
-
-    def __init__(self, step_id: str, *, endpoint: str, purpose: str):
-        super().__init__(step_id, needs=(endpoint,))
-        self.endpoint_id = Ref(endpoint, "vpc_endpoint_id")
-        self.suffix = f"vpce-{purpose}"
-
-    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
-        return [("aws_vpc_endpoint_id", obj.aws_vpc_endpoint_id, ctx.out_if_known(self.endpoint_id))]
-
-    def _outputs(self, obj: Any) -> Outputs:
-        return {**super()._outputs(obj), "aws_vpc_endpoint_id": obj.aws_vpc_endpoint_id, "state": obj.state}
-
-    def _create(self, ctx: Context) -> Any:
-        return dbx.account(ctx).vpc_endpoints.create(
-            vpc_endpoint_name=self.name(ctx), aws_vpc_endpoint_id=ctx.out(self.endpoint_id), region=ctx.spec.region
-        )
-
-    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        registered = ctx.wait(
-            lambda: dbx.account(ctx).vpc_endpoints.get(vpc_endpoint_id=out["vpc_endpoint_id"]),
-            # Databricks mirrors the AWS endpoint's state; compare without case.
-            status_of=lambda e: (e.state or "unknown").lower(), target={"available"}, failure={"rejected", "failed", "deleted", "expired"},
-            what=f"acceptance of VPC endpoint {out['aws_vpc_endpoint_id']}",
-        )
-        return self._outputs(registered)
-
-
-class PrivateAccessSettings(_AccountObject):
-    kind = "databricks.private_access_settings"
-    api, name_field, id_field, suffix, what = (
-        "private_access", "private_access_settings_name", "private_access_settings_id", "pas", "private access settings",
-    )
-    produces = ("private_access_settings_id", "name")
-
-    def __init__(self, step_id: str, *, rest_registration: str, public_access_enabled: bool, private_access_level: str):
-        """private_access_level ACCOUNT or ENDPOINT (only the REST API registration `rest_registration`)."""
-        super().__init__(step_id, needs=(rest_registration,))
-        self.rest_endpoint_id = Ref(rest_registration, "vpc_endpoint_id")
-        self.public_access_enabled, self.private_access_level = public_access_enabled, private_access_level
-
-    def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
-        return [("region", obj.region, ctx.spec.region)]
-
-    def _wanted(self, ctx: Context) -> dict[str, Any]:
-        from databricks.sdk.service.provisioning import PrivateAccessLevel
-
-        wanted: dict[str, Any] = {
-            "private_access_settings_name": self.name(ctx), "region": ctx.spec.region,
-            "public_access_enabled": self.public_access_enabled, "private_access_level": PrivateAccessLevel(self.private_access_level),
-        }
-        if self.private_access_level == "ENDPOINT":
-            wanted["allowed_vpc_endpoint_ids"] = [ctx.out(self.rest_endpoint_id)]
-        return wanted
-
-    def _create(self, ctx: Context) -> Any:
-        return dbx.account(ctx).private_access.create(**self._wanted(ctx))
-
-    def wait_ready(self, ctx: Context, out: Outputs) -> Outputs:
-        from databricks.sdk.service.provisioning import (
-            PrivateAccessSettings as Settings,
-        )
-
-        current = ctx.call(lambda: dbx.account(ctx).private_access.get(private_access_settings_id=out["private_access_settings_id"]), f"{self.id} read")
-        wanted = self._wanted(ctx)
-        level = getattr(current.private_access_level, "value", current.private_access_level)
-        if current.public_access_enabled != wanted["public_access_enabled"] or level != wanted["private_access_level"].value:
-            replacement = Settings(**{k: v for k, v in wanted.items()})
-            ctx.call(
-                lambda: dbx.account(ctx).private_access.replace(
-                    private_access_settings_id=out["private_access_settings_id"], customer_facing_private_access_settings=replacement
-                ),
-                f"{self.id} update",
-            )
-        return out
-
-
 class Network(_AccountObject):
     kind = "databricks.network"
     api, name_field, id_field, suffix, what = "networks", "network_name", "network_id", "network", "network"
@@ -230,6 +99,18 @@ class Network(_AccountObject):
     def references(self, ctx: Context, obj: Any) -> list[tuple[str, Any, Any]]:
         return [("vpc_id", obj.vpc_id, ctx.out_if_known(self.vpc_id))]
 
+    def find(self, ctx: Context) -> Outputs | None:
+        """A network cannot be changed: one whose PrivateLink registrations were replaced is retired (deleted once
+        the workspace uses its successor) and a new one created under the same name."""
+        if not self.endpoint_ids:
+            return super().find(ctx)
+        wanted = tuple(ctx.out_if_known(ref) for ref in self.endpoint_ids)
+        found = _current(self, ctx, _network_endpoints, None if None in wanted else wanted, "vpc_endpoints")
+        if found is None:
+            return None
+        _check_references(self.what, self.name(ctx), self.references(ctx, found))
+        return self._outputs(found)
+
     def _create(self, ctx: Context) -> Any:
         from databricks.sdk.service.provisioning import NetworkVpcEndpoints
 
@@ -246,6 +127,13 @@ class Network(_AccountObject):
         )
 
 
+def _network_endpoints(network: Any) -> tuple[Any, ...]:
+    """A network's (REST API, relay) registration ids, as the step's `endpoint_ids` name them."""
+    endpoints = network.vpc_endpoints
+    rest, relay = (getattr(endpoints, f, None) or [] for f in ("rest_api", "dataplane_relay")) if endpoints else ([], [])
+    return (rest[0] if rest else None, relay[0] if relay else None)
+
+
 def _status(value: Any) -> str:
     return getattr(value, "value", None) or str(value or "UNKNOWN")
 
@@ -253,7 +141,7 @@ def _status(value: Any) -> str:
 class Workspace(Step):
     typical_seconds = 360.0  # PROVISIONING -> RUNNING
     kind = "databricks.workspace"
-    produces = ("workspace_id", "private_access_settings_id", "workspace_name", "deployment_name", "workspace_url", "workspace_status")
+    produces = ("workspace_id", "private_access_settings_id", "workspace_name", "deployment_name", "workspace_url", "workspace_status", "network_id")
     FAILURE = {"FAILED", "BANNED", "CANCELLING"}
 
     def __init__(
@@ -290,20 +178,25 @@ class Workspace(Step):
         return ctx.out(ref) if ref is not None else None
 
     def find(self, ctx: Context) -> Outputs | None:
-        name = self.workspace_name
+        name = ctx.name_of(self.id, self.workspace_name)
         found = _by_name(list(dbx.account(ctx).workspaces.list()), "workspace_name", name, "workspace")
         if found is None:
             return None
         _check_references("workspace", name, [
             ("credentials_id", found.credentials_id, self._known(ctx, self.credentials_id)),
             ("storage_configuration_id", found.storage_configuration_id, self._known(ctx, self.storage_id)),
-            ("network_id", found.network_id, self._known(ctx, self.network_id)),
+            # A network our network step replaced is still ours: wait_ready moves the workspace to its successor.
+            ("network_id", found.network_id if found.network_id not in self._retired_networks(ctx) else self._known(ctx, self.network_id),
+             self._known(ctx, self.network_id)),
             *([("private_access_settings_id", found.private_access_settings_id, ctx.out_if_known(self.private_access_id))] if self.private_access_id else []),
             *self._key_references(ctx, found),
             # A classic workspace of our name is not our serverless one, nor the other way round.
             ("compute_mode", _status(found.compute_mode) if found.compute_mode else None, self.compute_mode),
         ])
         return self._outputs(found)
+
+    def _retired_networks(self, ctx: Context) -> set[str]:
+        return {out["network_id"] for out in ctx.retired(self.network_id.step)} if self.network_id is not None else set()
 
     def _key_references(self, ctx: Context, found: Any) -> list[tuple[str, Any, Any]]:
         """A workspace of our name encrypted with other keys (or none) is not this deployment's."""
@@ -325,10 +218,19 @@ class Workspace(Step):
             "deployment_name": ws.deployment_name,
             "workspace_url": workspace_url(ws.deployment_name) if ws.deployment_name else None,
             "workspace_status": _status(ws.workspace_status),
+            "network_id": ws.network_id,
         }
 
+    def needs_converge(self, ctx: Context, found: Outputs) -> bool:
+        """On a network our network step replaced: a run that stopped before moving the workspace moves it now."""
+        wanted = self._known(ctx, self.network_id)
+        return wanted is not None and found.get("network_id") not in (None, wanted)
+
     def create(self, ctx: Context) -> Outputs:
-        from databricks.sdk.service.provisioning import CustomerFacingComputeMode, PricingTier
+        from databricks.sdk.service.provisioning import (
+            CustomerFacingComputeMode,
+            PricingTier,
+        )
 
         waiter = dbx.account(ctx).workspaces.create(
             workspace_name=self.workspace_name,
@@ -365,6 +267,9 @@ class Workspace(Step):
                 f"{self.id} retry deployment",
             )
 
+        elif self.network_id is not None:
+            self._repoint_network(ctx, workspace_id)
+
         try:
             ws = ctx.wait(
                 lambda: dbx.account(ctx).workspaces.get(workspace_id=workspace_id), status_of=lambda w: _status(w.workspace_status), target={"RUNNING"}, failure=self.FAILURE,
@@ -375,6 +280,28 @@ class Workspace(Step):
             # Keep the failed workspace for inspection; explain with the network's own diagnosis.
             raise ResourceFailed(f"workspace {workspace_id}", failed.status, self._diagnosis(ctx, failed.detail)) from None
         return self._outputs(ws)
+
+    def _repoint_network(self, ctx: Context, workspace_id: int) -> None:
+        """A workspace on a network our network step replaced (its PrivateLink endpoint was recreated) is moved to the
+        new one: Databricks updates a running workspace's network in place."""
+        from databricks.sdk.service.provisioning import Workspace as WorkspaceConfig
+
+        wanted = ctx.out(self.network_id)
+        current = ctx.call(lambda: dbx.account(ctx).workspaces.get(workspace_id=workspace_id), f"{self.id} read")
+        if current.network_id == wanted or current.network_id is None:
+            return
+        ctx.log.warning("workspace uses a replaced network; moving it to the new one", old=current.network_id, new=wanted)
+        ctx.call(
+            lambda: dbx.account(ctx).workspaces.update(workspace_id, WorkspaceConfig(network_id=wanted), update_mask="network_id"),
+            f"{self.id} network",
+        )
+        # The update is asynchronous: the old network is deleted (retired) only once the workspace names the new one.
+        ctx.wait(
+            lambda: dbx.account(ctx).workspaces.get(workspace_id=workspace_id),
+            status_of=lambda w: "moved" if w.network_id == wanted else _status(w.workspace_status),
+            target={"moved"}, failure=self.FAILURE, detail_of=lambda w: w.workspace_status_message or "",
+            what=f"workspace {workspace_id} network update", timeout_seconds=ctx.spec.timeouts.workspace_seconds,
+        )
 
     def _diagnosis(self, ctx: Context, status_message: str) -> str:
         lines = [status_message or "no status message"]

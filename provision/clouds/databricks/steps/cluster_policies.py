@@ -16,6 +16,7 @@ from typing import Any
 from provision.clouds.databricks import context as dbx
 from provision.clouds.databricks.errors import is_not_found
 from provision.errors import OwnershipConflict
+from provision.orchestrator.drift import Drift
 from provision.orchestrator.step import Context, Outputs, Ref, Step
 
 
@@ -76,6 +77,10 @@ class ClusterPolicy(Step):
 
     def needs_converge(self, ctx: Context, found: Outputs) -> bool:
         return found.get("digest") != digest(self.definition)
+
+    def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
+        wanted = digest(self.definition)
+        return [] if found.get("digest") == wanted else [Drift("definition (digest)", wanted, found.get("digest"))]
 
     def create(self, ctx: Context) -> Outputs:
         created = self._api(ctx).create(name=self.name, definition=self.definition, description=self.description(ctx))

@@ -27,7 +27,7 @@ class WorkspaceToken(Step):
         self.deployment_name, self.workspace_url = Ref(workspace, "deployment_name"), Ref(workspace, "workspace_url")
 
     def secret_name(self, ctx: Context) -> str:
-        return f"{ctx.deployment}/{self.id}"
+        return ctx.name_of(self.id, f"{ctx.deployment}/{self.id}")
 
     def comment(self, ctx: Context) -> str:
         return f"provision {ctx.deployment} {self.id}"
