@@ -70,7 +70,7 @@ def test_refused_credentials_say_where_they_came_from():
 
 def test_databricks_without_credentials_names_how_to_authenticate():
     class Unconfigured:
-        profile, account_id = None, "acct"
+        profile, account_id, signs_in_with_sandbox_token = None, "acct", False
 
         @property
         def account(self):

@@ -77,6 +77,7 @@ def test_azure_privatelink_in_one_run_then_teardown(sandbox, cli, tmp_path):
     again = cli("up", "--config", str(spec), "--sandbox", check=0)
     assert "created" not in again.stdout.lower().replace("created_by", "")
     assert counts(inventory(sandbox)) == AZURE_PRIVATELINK
+    cli("plan", "--config", str(spec), "--sandbox", "--detailed-exitcode", check=0)  # no false drift
 
     cli("teardown", "--yes", check=0)
     assert counts(azure_inventory(sandbox)) == {}

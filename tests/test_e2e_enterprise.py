@@ -168,6 +168,8 @@ def test_enterprise_up_reads_back_secure_and_teardown_leaves_nothing_but_what_it
     option = a.workspace_network_configuration.get_workspace_network_option_rpc(workspace_id=workspace["workspace_id"])
     enforced = a.network_policies.get_network_policy_rpc(network_policy_id=option.network_policy_id).egress.network_access
     assert enforced.policy_enforcement.enforcement_mode.value == "ENFORCED"
+    # No false drift on a clean deployment, and the enforced policy is not planned back to DRY_RUN.
+    cli("plan", "--config", str(spec), "--sandbox", "--detailed-exitcode", check=0, timeout=400)
 
     cli("teardown", "--yes", check=0, timeout=400)
     left = inventory(sandbox, account_id=ACCOUNT)

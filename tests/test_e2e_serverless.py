@@ -89,5 +89,6 @@ def test_serverless_up_is_governed_creates_nothing_on_aws_and_teardown_leaves_no
 
     # A second run changes nothing; teardown deletes the metastore too, since this deployment created it.
     assert "created" not in cli("up", "--config", str(spec), "--sandbox", check=0, timeout=300).stdout
+    cli("plan", "--config", str(spec), "--sandbox", "--detailed-exitcode", check=0, timeout=300)  # no false drift
     cli("teardown", "--yes", check=0, timeout=300)
     assert counts(inventory(sandbox, account_id=ACCOUNT)) == {}

@@ -76,7 +76,7 @@ def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path,
     assert reasons  # each retry is logged with its reason
 
 
-@pytest.mark.parametrize("topology", ["basic", "enterprise", "hub-spoke", "serverless"])  # (Azure: its own test below)
+@pytest.mark.parametrize("topology", ["enterprise", "hub-spoke", "serverless"])  # (basic: inside enterprise; Azure: its own test below)
 def test_lost_responses_on_every_create_make_no_duplicates(sandbox, cli, tmp_path, topology):
     spec, deployment, account = spec_file(tmp_path, topology)
     daemon.request(sandbox.databricks_host, "/_sandbox/faults/reset", "POST", {})

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import (
+    CredentialsError,
     LockLostError,
     StateConflictError,
     StateFileError,
@@ -106,6 +107,11 @@ class S3Backend:
         return Path.cwd() / "provision-logs"
 
     def _bucket_error(self, exc: Exception) -> Exception:
+        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "TokenRetrievalError"):
+            # Before the run's own credentials preflight, which needs the state first: the same exit 2 and help.
+            return CredentialsError("aws", f"no AWS credentials to read the state {self.describe()} ({exc}); boto3 looked in "
+                                           "the environment (AWS_ACCESS_KEY_ID), the profile (AWS_PROFILE) in ~/.aws/credentials "
+                                           "and ~/.aws/config, SSO, and container and instance roles")
         if _code(exc) == "NoSuchBucket":
             return StateFileError(f"the state bucket {self.bucket} does not exist (state {self.describe()}); create it, versioned, first")
         if _code(exc) in ("AccessDenied", "403"):

@@ -76,6 +76,11 @@ class DatabricksClients:
         no_resends(api_client)
         count_calls(api_client, self.stats, self._on_call)
 
+    @property
+    def signs_in_with_sandbox_token(self) -> bool:
+        """A sandbox run on the sandbox's own fixed token, which the daemon handed out as it started: nothing to check."""
+        return self.target.is_sandbox and self._sandbox_auth()["auth_type"] == "pat"
+
     def _sandbox_auth(self) -> dict[str, Any]:
         """A service principal from DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET that the sandbox knows signs in
         with OAuth M2M, as it would against Databricks. Any other run uses the sandbox's own local token: a user's
