@@ -15,8 +15,9 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crash_matrix.py"
 
 
 # Every topology: privatelink through the enterprise example, which turns every security section on over it.
-# (basic's graph is inside enterprise's; the full matrix of every topology is scripts/crash_matrix.py)
-@pytest.mark.parametrize("topology", ["enterprise", "hub-spoke", "azure-privatelink", "serverless"])
+# (basic's graph and the governance steps of serverless are inside enterprise's; Azure's kills are in its e2e tests; the
+# full matrix of every topology is scripts/crash_matrix.py, run for each release)
+@pytest.mark.parametrize("topology", ["enterprise", "hub-spoke"])
 def test_sampled_crash_points_all_recover(topology):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--topology", topology, "--sample", "1", "--seed", "11", "--output", "json"],

@@ -434,3 +434,27 @@ def test_every_sensitive_attribute_is_dropped_whatever_its_key():
     assert "S3CRET" not in json.dumps(attributes)
     assert attributes["token"] == [{"token_id": "tok-1"}] and attributes["workspace_id"] == 1 and "odd" not in attributes
     assert data == before, "the input is only read"
+
+
+def test_an_import_after_which_up_could_not_create_the_specs_subnets_is_refused_before_anything():
+    """The guide carved its VPC differently: our subnet would overlap a Terraform subnet that did not map."""
+    from types import SimpleNamespace
+
+    from provision.app.tfimport.importer import _refuse_collisions
+    from provision.app.tfimport.mapper import Mapping, Match
+    from provision.app.tfimport.tfstate import Instance
+    from provision.clouds.aws.context import Zones
+    from provision.clouds.aws.steps.network import Subnet, Vpc
+    from provision.errors import UsageError
+
+    vpc = Instance("module.vpc", "aws_vpc", "this", 0, {"id": "vpc-1", "cidr_block": "10.0.0.0/16"})
+    theirs = Instance("module.vpc", "aws_subnet", "private", 0, {"id": "subnet-9", "vpc_id": "vpc-1", "cidr_block": "10.0.0.0/18"})
+    tf = SimpleNamespace(of_type=lambda *types: [theirs] if "aws_subnet" in types else [])
+    mapping = Mapping(matches={"vpc": Match("vpc", "ec2.vpc", vpc, "vpc-1")})
+    steps = [Vpc("vpc", cidr="10.0.0.0/16"), Subnet("subnet.private.0", vpc="vpc", cidr="10.0.0.0/19", zones=Zones(2))]
+    with pytest.raises(UsageError) as caught:
+        _refuse_collisions(tf, mapping, steps)
+    assert "subnet.private.0 would create 10.0.0.0/19, which overlaps module.vpc.aws_subnet.private[0] (10.0.0.0/18)" in str(caught.value)
+    # Elsewhere in the VPC: no collision, nothing refused.
+    steps[1] = Subnet("subnet.private.0", vpc="vpc", cidr="10.0.128.0/19", zones=Zones(2))
+    _refuse_collisions(tf, mapping, steps)

@@ -27,6 +27,18 @@ EC2_KINDS: dict[str, tuple[str, str, str, frozenset[str]]] = {
     "ec2.route_table": ("describe_route_tables", "RouteTableIds", "RouteTables", frozenset()),
     "ec2.security_group": ("describe_security_groups", "GroupIds", "SecurityGroups", frozenset()),
     "ec2.vpc_endpoint": ("describe_vpc_endpoints", "VpcEndpointIds", "VpcEndpoints", frozenset({"deleting", "deleted", "failed", "rejected"})),
+    "ec2.transit_gateway": ("describe_transit_gateways", "TransitGatewayIds", "TransitGateways", frozenset({"deleting", "deleted"})),
+    "ec2.transit_gateway_vpc_attachment": ("describe_transit_gateway_vpc_attachments", "TransitGatewayAttachmentIds",
+                                           "TransitGatewayVpcAttachments", frozenset({"deleting", "deleted", "failed", "rejected"})),
+    "ec2.transit_gateway_route_table": ("describe_transit_gateway_route_tables", "TransitGatewayRouteTableIds",
+                                        "TransitGatewayRouteTables", frozenset({"deleting", "deleted"})),
+}
+# Network Firewall kinds, by ARN: (describe operation, its ARN parameter, the part of its answer that holds Tags).
+# Their name is their identity (it cannot change): no Name tag is added.
+NFW_KINDS: dict[str, tuple[str, str, str]] = {
+    "network_firewall.firewall": ("describe_firewall", "FirewallArn", "Firewall"),
+    "network_firewall.firewall_policy": ("describe_firewall_policy", "FirewallPolicyArn", "FirewallPolicyResponse"),
+    "network_firewall.rule_group": ("describe_rule_group", "RuleGroupArn", "RuleGroupResponse"),
 }
 # Kinds found by name, not by tags, whose existence is checked by a read (tags go on the role and the bucket).
 NAMED_KINDS = ("iam.role", "iam.role_policy", "s3.bucket")
@@ -60,12 +72,14 @@ class Tagger:
         self.added: dict[str, tuple[str, str, dict[str, str], dict[str, str | None]]] = {}
 
     def handles(self, kind: str) -> bool:
-        return kind in EC2_KINDS or kind in NAMED_KINDS
+        return kind in EC2_KINDS or kind in NFW_KINDS or kind in NAMED_KINDS
 
     def adopt(self, kind: str, step_id: str, resource_id: str, default_name: str, *, role: str | None = None) -> bool:
         """Tag the resource as the step's; False when it no longer exists."""
         if kind in EC2_KINDS:
             return self._ec2(kind, step_id, resource_id, default_name)
+        if kind in NFW_KINDS:
+            return self._nfw(kind, step_id, resource_id)
         if kind == "iam.role":
             return self._role(step_id, resource_id, default_name)
         if kind == "iam.role_policy":
@@ -94,6 +108,15 @@ class Tagger:
             if restore:
                 back = [{"Key": k, "Value": v} for k, v in restore.items()]
                 self.call(lambda: ec2.create_tags(Resources=[resource_id], Tags=back), f"import {step_id} untag")
+        elif kind in NFW_KINDS:
+            nfw = self.client("network-firewall")
+            current = self._nfw_read(kind, resource_id, step_id) or {}
+            keys = [k for k in remove if current.get(k) == added[k]]
+            back = [{"Key": k, "Value": v} for k, v in restore.items() if current.get(k) == added[k]]
+            if keys:
+                self.call(lambda: nfw.untag_resource(ResourceArn=resource_id, TagKeys=keys), f"import {step_id} untag")
+            if back:
+                self.call(lambda: nfw.tag_resource(ResourceArn=resource_id, Tags=back), f"import {step_id} untag")
         elif kind == "iam.role":
             iam = self.client("iam")
             current = _tag_dict(self.call(lambda: iam.list_role_tags(RoleName=resource_id)["Tags"], f"import {step_id} tags"))
@@ -149,6 +172,37 @@ class Tagger:
         if add:
             tags = [{"Key": k, "Value": v} for k, v in add.items()]
             self.call(lambda: ec2.create_tags(Resources=[resource_id], Tags=tags), f"import {step_id} tag")
+        return True
+
+    def _nfw_read(self, kind: str, arn: str, step_id: str) -> dict[str, str] | None:
+        operation, param, part = NFW_KINDS[kind]
+        nfw = self.client("network-firewall")
+
+        def read() -> dict[str, str] | None:
+            try:
+                answer = getattr(nfw, operation)(**{param: arn})
+            except Exception as exc:
+                if is_not_found(exc):
+                    return None
+                raise
+            if (answer.get("FirewallStatus") or {}).get("Status") == "DELETING":
+                return None
+            return _tag_dict(answer[part].get("Tags"))
+
+        return self.call(read, f"import {step_id} read")
+
+    def _nfw(self, kind: str, step_id: str, arn: str) -> bool:
+        current = self._nfw_read(kind, arn, step_id)
+        if current is None:
+            return False
+        _refuse_foreign(f"{kind} {arn}", current, self.deployment)
+        add = ownership_tags(self.deployment, step_id, self.spec_tags, current, "")
+        add.pop("Name", None)  # the resource's name is its identity
+        self.added[step_id] = (kind, arn, add, {k: current.get(k) for k in add})
+        if add:
+            nfw = self.client("network-firewall")
+            tags = [{"Key": k, "Value": v} for k, v in add.items()]
+            self.call(lambda: nfw.tag_resource(ResourceArn=arn, Tags=tags), f"import {step_id} tag")
         return True
 
     def _role(self, step_id: str, name: str, default_name: str) -> bool:

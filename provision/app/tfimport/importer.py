@@ -21,13 +21,14 @@ from provision.app import runner
 from provision.app.tfimport import tfstate
 from provision.app.tfimport.aws_tags import Tagger
 from provision.app.tfimport.mapper import Mapping, Match, map_state
+from provision.app.tfimport.mapper_hub import map_hub_state
 from provision.errors import OwnershipConflict, UsageError
 from provision.orchestrator.clients import REAL, SANDBOX
 from provision.orchestrator.graph import produced
 from provision.orchestrator.step import DECLARED_READS, Context, Step
 from provision.state.store import StateFile, Status, now_iso
 
-SUPPORTED_TOPOLOGIES = ("basic", "privatelink")
+SUPPORTED_TOPOLOGIES = ("basic", "privatelink", "hub-spoke")
 
 
 @dataclass
@@ -84,6 +85,32 @@ def _fresh_state(backend: Any, spec: Any, target_kind: str, config: Path) -> Sta
             )
     return StateFile.new(backend, deployment=spec.name, cloud=spec.cloud, target=target_kind, spec=spec.to_json(), spec_path=str(config),
                          replacing=existing)
+
+
+def _refuse_collisions(tf: Any, mapping: Any, steps: list[Any]) -> None:
+    """Refuse (exit 2, before anything is tagged or written) an import after which `up` could only fail: a subnet our
+    spec still has to create in an imported VPC whose CIDR overlaps a Terraform subnet there that did not map (the
+    spec carves its subnets differently from the guide)."""
+    import ipaddress
+
+    from provision.clouds.aws.steps.network import Subnet
+
+    vpcs = {m.step_id: m.resource_id for m in mapping.matches.values() if m.kind == "ec2.vpc"}
+    theirs = [i for i in tf.of_type("aws_subnet") if i.id not in {m.resource_id for m in mapping.matches.values()}]
+    problems = []
+    for step in steps:
+        if not isinstance(step, Subnet) or step.id in mapping.matches or step.vpc_id.step not in vpcs:
+            continue
+        ours = ipaddress.ip_network(step.cidr)
+        for other in theirs:
+            cidr = other.get("cidr_block")
+            if other.get("vpc_id") == vpcs[step.vpc_id.step] and cidr and ours.overlaps(ipaddress.ip_network(cidr)):
+                problems.append(f"{step.id} would create {step.cidr}, which overlaps {other.address} ({cidr})")
+    if problems:
+        raise UsageError(
+            "after this import `up` could not create the spec's subnets in the imported VPC: " + "; ".join(problems)
+            + ". Give the spec the Terraform subnets' CIDRs where its topology takes them (network.private_subnet_cidrs, network.public_subnet_cidrs), then import again"
+        )
 
 
 def _refuse_same_file(terraform_state: str, state_location: str) -> None:
@@ -162,7 +189,8 @@ def run(terraform_state: str, config: Path, opts: runner.RunOptions, *, sandbox:
     target_kind = SANDBOX if sandbox else REAL
     run_ = runner.prepare(spec, target_kind)
     tf = tfstate.read(terraform_state, _s3_reader(spec, run_.target))
-    mapping = map_state(tf, run_.steps, spec.region)
+    mapping = (map_hub_state if spec.topology == "hub-spoke" else map_state)(tf, run_.steps, spec.region)
+    _refuse_collisions(tf, mapping, run_.steps)
     runner.preflight(run_, str(config))
     backend = runner.state_backend(opts, spec, sandbox=sandbox)
     _refuse_same_file(terraform_state, backend.describe())

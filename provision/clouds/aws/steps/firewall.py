@@ -78,7 +78,8 @@ class _Versioned(Step):
         return f"{ctx.name_for(self.id)}-strict"
 
     def legacy_name(self, ctx: Context) -> str:
-        return ctx.name_for(self.id)
+        # An imported (Terraform-built) policy or rule group is found, and then replaced, as a predecessor is.
+        return ctx.name_of(self.id, ctx.name_for(self.id))
 
     def client(self, ctx: Context) -> Any:
         return aws.client(ctx, "network-firewall")
@@ -279,7 +280,7 @@ class Firewall(Step):
         self.retired = [Ref(s, "legacy_arn") for s in retire]
 
     def name(self, ctx: Context) -> str:
-        return ctx.name_for(self.id)
+        return ctx.name_of(self.id, ctx.name_for(self.id))  # an imported firewall keeps its name (fact `names`)
 
     def client(self, ctx: Context) -> Any:
         return aws.client(ctx, "network-firewall")
