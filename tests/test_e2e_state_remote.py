@@ -97,6 +97,9 @@ def test_a_saved_plan_is_refused_once_the_state_moved_on(sandbox, cli, tmp_path)
     assert (saved["lineage"], saved["serial"]) == (state.lineage, state.serial) == (state.lineage, 1)
     other = specs.write(tmp_path / "other.toml", specs.merged(specs.example(), tags={"Owner": "else"}))
     assert "not the spec" in cli("up", "--plan", "current.json", "--config", str(other), check=2).stderr
+    # The plan names the state it was made against: another --state is refused, not silently started afresh.
+    assert "was made against state" in cli("up", "--plan", "current.json", "--state", "elsewhere.json", check=2).stderr
+    assert not (tmp_path / "elsewhere.json").exists()
     state.remember("zones", ["use1-az1"])  # another run wrote again
     moved_on = cli("up", "--plan", "current.json", check=2)
     assert "moved on" in moved_on.stderr and "serial 1" in moved_on.stderr and "serial 2" in moved_on.stderr

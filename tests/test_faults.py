@@ -50,8 +50,9 @@ def inventory_clean(sandbox, account: str):
 
 
 @pytest.mark.parametrize(
-    # (basic's VPC and serverless's governance steps are inside enterprise's; Azure has its own test below, with lost PUTs.)
-    "topology, seed", [("enterprise", 5), ("hub-spoke", 9)],
+    # (basic's VPC and serverless's governance steps are inside enterprise's; hub-and-spoke's transit gateway and firewall
+    # meet every create's response lost below, and its crash sample in test_crash_matrix.py; Azure has its own test below.)
+    "topology, seed", [("enterprise", 5)],
 )
 def test_transient_faults_at_20_percent_on_every_service(sandbox, cli, tmp_path, topology, seed):
     spec, deployment, account = spec_file(tmp_path, topology)

@@ -20,10 +20,9 @@ DEADLINE = 120
 @pytest.mark.parametrize(
     "operation, kind, step, api_text",
     [
-        ("CreateNatGateway", "quota_exceeded", "nat.0", "NatGatewayLimitExceeded"),
+        # One AWS and one Databricks refusal end to end; the classifier's terminal codes (quotas too) are unit tests in test_retry.py.
         ("CreateRole", "access_denied", "iam.crossaccount", "is not authorized to perform: iam:CreateRole"),
         ("workspaces.create", "invalid_parameter", "dbx.workspace", "INVALID_PARAMETER_VALUE: A request parameter is invalid"),
-        ("credentials.create", "quota_exceeded", "dbx.credentials", "QUOTA_EXCEEDED: The account has reached its limit"),
     ],
 )
 def test_terminal_error_fails_fast_with_api_message_then_resume_completes(

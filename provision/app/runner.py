@@ -305,7 +305,7 @@ def up(
             raise UsageError(f"saved plan {plan_file} was made for target {saved.target!r}, not the sandbox")
         target_kind = saved.target
         source = saved.spec_path or str(plan_file)
-        backend = state_backend(opts, spec, sandbox=target_kind == SANDBOX)
+        backend = _plan_backend(saved, plan_file, opts, spec, target_kind == SANDBOX)
         # Refused early when the state already moved on (checked again under the lock, where it counts).
         plans.check(saved, plan_file, StateFile.load(backend) if backend.exists() else None, backend.describe())
     elif config is None:
@@ -340,6 +340,27 @@ def up(
             )
         _run("up", "up", run, state, opts, reporter_factory, lock)
         return flat_outputs(state)
+
+
+def _plan_backend(saved: plans.SavedPlan, plan_file: Path, opts: RunOptions, spec: specs.Spec, sandbox: bool) -> Backend:
+    """The state a saved plan applies to: the one it was made against, which --state may name but not change."""
+    if saved.state is None:
+        return state_backend(opts, spec, sandbox=sandbox)
+    if opts.state_path is None:
+        return locate(saved.state, spec, sandbox)
+    backend = state_backend(opts, spec, sandbox=sandbox)
+    if not _same_location(backend.describe(), saved.state):
+        raise UsageError(f"saved plan {plan_file} was made against state {saved.state}, not {backend.describe()}; leave --state out, or make a new plan")
+    return backend
+
+
+def _absolute(location: str) -> str:
+    return location if location.startswith("s3://") else str(Path(location).resolve())
+
+
+def _same_location(a: str, b: str) -> bool:
+    remote = a.startswith("s3://") or b.startswith("s3://")
+    return a == b if remote else Path(a).resolve() == Path(b).resolve()
 
 
 def _spec_of_plan(saved: plans.SavedPlan, plan_file: Path, config: Path | None) -> specs.Spec:
@@ -404,7 +425,7 @@ def plan(config: Path, opts: RunOptions, *, sandbox: bool, out: Path | None = No
         plans.write(out, plans.SavedPlan(
             deployment=spec.name, lineage=state.lineage if existed else None, serial=state.serial if existed else 0,
             spec=json.loads(json.dumps(spec.to_json(), default=str)), spec_path=str(config), target=target_kind,
-            items=[plans.item_json(item) for item in items],
+            items=[plans.item_json(item) for item in items], state=_absolute(backend.describe()),
         ))
     return items
 

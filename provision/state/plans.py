@@ -26,6 +26,8 @@ class SavedPlan:
     spec_path: str | None
     target: str
     items: list[dict[str, Any]] = field(default_factory=list)
+    # Where the state it was made against lives (a path or s3://): `up --plan` uses it unless --state says otherwise.
+    state: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
@@ -56,6 +58,7 @@ def read(path: Path) -> SavedPlan:
         plan = SavedPlan(
             deployment=data["deployment"], lineage=data["lineage"], serial=int(data["serial"]), spec=dict(data["spec"]),
             spec_path=data.get("spec_path"), target=data["target"], items=list(data.get("items") or []),
+            state=data.get("state"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"saved plan {path} is malformed ({type(exc).__name__}: {exc})") from None
