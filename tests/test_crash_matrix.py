@@ -15,9 +15,10 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crash_matrix.py"
 
 
 # Every topology: privatelink through the enterprise example, which turns every security section on over it.
-# (basic's graph and the governance steps of serverless are inside enterprise's; Azure's kills are in its e2e tests; the
-# full matrix of every topology is scripts/crash_matrix.py, run for each release)
-@pytest.mark.parametrize("topology", ["enterprise", "hub-spoke"])
+# (basic's graph and the governance steps of serverless are inside enterprise's; Azure's kills are in its e2e tests. The
+# sample is seeded, so it re-checks the same point each run: the proof for every topology, hub-and-spoke's included, is the
+# full matrix, scripts/crash_matrix.py, run for each release.)
+@pytest.mark.parametrize("topology", ["enterprise"])
 def test_sampled_crash_points_all_recover(topology):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--topology", topology, "--sample", "1", "--seed", "11", "--output", "json"],
