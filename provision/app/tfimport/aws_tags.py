@@ -52,6 +52,14 @@ def ownership_tags(deployment: str, step_id: str, spec_tags: dict[str, str], cur
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
+def _still_ours(current: dict[str, str], remove: list[str], added: dict[str, str], restore: dict[str, str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Of the tags the import added, the keys still holding our value (to remove), and the earlier values of those
+    it overwrote (to put back): a tag someone changed since is left alone."""
+    keys = [k for k in remove if current.get(k) == added[k]]
+    back = [{"Key": k, "Value": v} for k, v in restore.items() if current.get(k) == added[k]]
+    return keys, back
+
+
 def _tag_dict(tags: Any) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
 
@@ -110,9 +118,7 @@ class Tagger:
                 self.call(lambda: ec2.create_tags(Resources=[resource_id], Tags=back), f"import {step_id} untag")
         elif kind in NFW_KINDS:
             nfw = self.client("network-firewall")
-            current = self._nfw_read(kind, resource_id, step_id) or {}
-            keys = [k for k in remove if current.get(k) == added[k]]
-            back = [{"Key": k, "Value": v} for k, v in restore.items() if current.get(k) == added[k]]
+            keys, back = _still_ours(self._nfw_read(kind, resource_id, step_id) or {}, remove, added, restore)
             if keys:
                 self.call(lambda: nfw.untag_resource(ResourceArn=resource_id, TagKeys=keys), f"import {step_id} untag")
             if back:
@@ -120,8 +126,7 @@ class Tagger:
         elif kind == "iam.role":
             iam = self.client("iam")
             current = _tag_dict(self.call(lambda: iam.list_role_tags(RoleName=resource_id)["Tags"], f"import {step_id} tags"))
-            keys = [k for k in remove if current.get(k) == added[k]]
-            back = [{"Key": k, "Value": v} for k, v in restore.items() if current.get(k) == added[k]]
+            keys, back = _still_ours(current, remove, added, restore)
             if keys:
                 self.call(lambda: iam.untag_role(RoleName=resource_id, TagKeys=keys), f"import {step_id} untag")
             if back:
