@@ -224,6 +224,8 @@ def test_nat_gateway_fail_next_makes_creations_fail(ec2: Any, settings: SandboxS
         healthy, _ = make_nat(ec2, subnet_with_igw)
         assert nat_state(ec2, no_igw_nat) == "pending"
         wait_until(lambda: nat_state(ec2, no_igw_nat) == "failed")
+        # Created a moment later, it fails a moment later: on a loaded machine it may still be pending here.
+        wait_until(lambda: nat_state(ec2, igw_nat) == "failed")
 
         [failed] = ec2.describe_nat_gateways(NatGatewayIds=[no_igw_nat])["NatGateways"]
         assert failed["FailureCode"] == "Gateway.NotAttached"
