@@ -2,21 +2,22 @@
 
 The sandbox runs the `realistic` latency profile (provision/sandbox/latency.py) at `--time-scale S`: every
 pending time and call latency of real AWS and Databricks, times S, and provision's own poll and backoff
-intervals times S too. Every ratio below is therefore the one a real run would show; seconds are sandbox
-seconds (divide by S for real-time estimates).
+intervals times S too. Seconds are sandbox seconds (divide by S for real-time estimates); the process's own
+start-up and exit are not scaled, which is why each figure also says how much of the wall they were.
 
-For each topology it prints, for `up` and for `teardown`:
-  - wall: the command's wall time (process start to exit);
-  - bound: the critical-path lower bound, the longest chain of the step graph (reversed for teardown)
-    weighted with each step's own measured duration (its calls and its waits, from the state file);
-  - ratio wall / bound (target <= 1.10), and the wall time of the same run with --parallelism 1;
-  - API calls per service: creates, other writes, reads, polls (reads made while waiting);
-  - polls per wait (the most any wait took, and the longest wait's count, target <= 40 for 6 minutes);
-then the no-op `resume` and `plan` on the finished deployment (write calls, read calls, owned resources,
-wall), hub-and-spoke at 1, 4 and 8 spokes, and `provision --help`'s start-up time and imports.
+For each topology, `up` and `teardown`:
+  - wall: the command, process start to exit;
+  - physical bound (bench_bounds.py): the longest chain of the step graph weighted only with what the provider
+    made us wait (drawn pending times, one call latency per call), and the chain itself;
+  - step bound: the same chain weighted with our steps' own measured durations;
+  - the Terraform model's time on the same graph and latencies (terraform_model.py, docs/terraform-model.md);
+  - API calls per service (creates, other writes, reads, polls), polls per wait, throttled answers;
+then the no-op `resume` and `plan` (writes, reads, owned resources), hub-and-spoke at `--spokes` counts
+(wall, bounds, state bytes written, throttled, peak memory), and `provision --help`'s start-up.
 
-    python scripts/benchmark.py                      # everything, S = 0.05 (about 20 minutes)
-    python scripts/benchmark.py --topology basic --no-sequential --spokes ""
+    python scripts/benchmark.py                                # everything
+    python scripts/benchmark.py --only basic --spokes ""       # one topology
+    python scripts/benchmark.py --only none --spokes 1,8,32 --json figures.json
 """
 
 from __future__ import annotations
@@ -33,23 +34,28 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_bounds as bounds  # noqa: E402
 from provision import topologies  # noqa: E402
-from provision.topologies import REGISTRY  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
 from provision.sandbox.latency import settings_for  # noqa: E402
 from provision.sandbox.settings import SandboxSettings  # noqa: E402
+from provision.topologies import REGISTRY  # noqa: E402
 
-# Every topology of the registry, run from its own example file.
+try:
+    import terraform_model  # noqa: E402
+except ImportError:  # pragma: no cover - the model is optional for a quick run
+    terraform_model = None
+
+# Every topology of the registry, run from its own example file; and `enterprise`, PrivateLink with every
+# security and governance section on (customer-managed keys, flow logs, guardrails, Unity Catalog, identities).
 EXAMPLES = {name: topology.example_path for name, topology in REGISTRY.items()}
-# ARM creates with PUT (create-or-update): counted as creates, like the Account API's POSTs.
-CREATE_PREFIXES = ("Create", "Allocate", "Run", "POST ", "PUT ")
-READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "GET ")
+EXAMPLES["enterprise"] = REPO / "examples" / "enterprise.toml"
 
 
 def provision_cmd() -> list[str]:
@@ -63,88 +69,110 @@ class Sandbox:
         self.settings = {**settings_for("realistic", time_scale), "fault_seed": 1}
         self.info, _ = daemon.start(directory, self.settings)
 
+    def control(self, path: str, method: str = "GET") -> dict:
+        return daemon.request(self.info.databricks_host, path, method, {} if method == "POST" else None)
+
     def reset(self) -> None:
-        daemon.request(self.info.databricks_host, "/_sandbox/reset", "POST", {})
+        self.control("/_sandbox/reset", "POST")
         daemon.configure(self.info, self.settings)
 
-    def run(self, workdir: Path, *args: str) -> tuple[int, float, str]:
+    def fresh_counters(self) -> None:
+        self.control("/_sandbox/journal/reset", "POST")
+        try:
+            self.control("/_sandbox/throttled/reset", "POST")
+        except Exception:  # a sandbox without rate limits
+            pass
+
+    def throttled(self) -> dict:
+        try:
+            return self.control("/_sandbox/throttled")
+        except Exception:
+            return {}
+
+    def run(self, workdir: Path, *args: str) -> dict:
+        """Run one command; its wall time, peak memory and the moment it started (for the start-up overhead)."""
         env = {k: v for k, v in os.environ.items() if k not in ("PROVISION_FAILPOINTS", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET")}
         env["PROVISION_SANDBOX_DIR"] = str(self.directory)
-        started = time.monotonic()
-        result = subprocess.run([*provision_cmd(), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=7200)
-        wall = time.monotonic() - started
-        if result.returncode != 0:
-            raise RuntimeError(f"provision {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
-        return result.returncode, wall, result.stdout
+        out_path, err_path = workdir / ".bench-stdout", workdir / ".bench-stderr"
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            began_at, began = time.time(), time.monotonic()
+            proc = subprocess.Popen([*provision_cmd(), *args], cwd=workdir, env=env, stdout=out, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak resident memory
+            wall = time.monotonic() - began
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"provision {' '.join(args)} exited {proc.returncode}:\n{err_path.read_text()[-3000:]}")
+        return {"wall": wall, "began_at": began_at, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stdout": out_path.read_text()}
 
     def stop(self) -> None:
         daemon.stop(self.directory)
 
 
-# --- measurements -----------------------------------------------------------------------------------------
+# --- one command, measured ----------------------------------------------------------------------------------
 
 
-def _seconds(start: str | None, end: str | None) -> float:
-    if not start or not end:
-        return 0.0
-    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
-
-
-def step_durations(state_path: Path) -> dict[str, float]:
-    state = json.loads(state_path.read_text())
-    return {r["id"]: _seconds(r.get("started_at"), r.get("finished_at")) for r in state["steps"]}
-
-
-def critical_path(graph: dict[str, tuple[str, ...]], durations: dict[str, float], reverse: bool = False) -> float:
-    """The longest chain through the step graph, each step weighted by its own duration."""
-    order = list(graph)
-    edges = graph
-    if reverse:  # teardown: a step goes after every step that needs it
-        dependents: dict[str, list[str]] = defaultdict(list)
-        for step, needs in graph.items():
-            for need in needs:
-                dependents[need].append(step)
-        order, edges = order[::-1], {s: tuple(dependents[s]) for s in graph}
-    finish: dict[str, float] = {}
-    for step in order:
-        finish[step] = max((finish[d] for d in edges[step]), default=0.0) + durations.get(step, 0.0)
-    return max(finish.values(), default=0.0)
-
-
-def read_log(workdir: Path, command: str) -> list[dict]:
+def latest_log(workdir: Path, command: str) -> list[dict]:
     logs = sorted((workdir / "provision-logs").glob(f"*-{command}.log"))
-    return [json.loads(line) for line in logs[-1].read_text().splitlines()] if logs else []
+    return bounds.read_log(logs[-1]) if logs else []
 
 
-def call_summary(events: list[dict]) -> dict:
-    """API calls per service split into creates, other writes, reads and polls; and polls per wait."""
-    per_service: dict[str, Counter] = defaultdict(Counter)
-    polls_per_wait: Counter = Counter()
-    for event in events:
-        if event.get("event") == "api call":
-            service, operation = event["service"], event["operation"]
-            if event.get("poll"):
-                kind = "polls"
-            elif operation.startswith(READ_PREFIXES):
-                kind = "reads"
-            elif operation.startswith(CREATE_PREFIXES) and not operation.endswith("/delete"):
-                kind = "creates"
-            else:
-                kind = "other_writes"
-            per_service[service][kind] += 1
-        elif event.get("event") == "poll":
-            polls_per_wait[(event.get("step"), event.get("what"))] += 1
-    return {
-        "per_service": {s: {k: c[k] for k in ("creates", "other_writes", "reads", "polls")} for s, c in sorted(per_service.items())},
-        "writes": sum(c["creates"] + c["other_writes"] for c in per_service.values()),
-        "reads": sum(c["reads"] + c["polls"] for c in per_service.values()),
-        "polls_per_wait": {f"{step}: {what}": n for (step, what), n in polls_per_wait.most_common()},
-    }
-
-
-def firewall_reaction(sandbox: Sandbox, workdir: Path, events: list[dict]) -> dict | None:
-    """For the firewall's wait (6 minutes at scale 1): polls, and how long after READY provision noticed."""
+def measure_command(sandbox: Sandbox, workdir: Path, graph: dict, args: tuple[str, ...], *, command: str,
+                    teardown: bool = False, owners: list[dict] | None = None, topology: str = "") -> tuple[dict, dict]:
+    """Run `args` and measure it; returns (figures, the state file after it)."""
+    sandbox.fresh_counters()
+    ran = sandbox.run(workdir, *args)
     state = json.loads((workdir / "provision.state.json").read_text())
+    events = latest_log(workdir, command)
+    journal = sandbox.control("/_sandbox/journal")
+    costs, prefix, unmatched = bounds.step_costs(owners or state["steps"], events, journal, teardown=teardown)
+    chain_bound, chain = bounds.physical_bound(graph, costs, prefix, reverse=teardown)
+    floors = bounds.rate_floors(events, sandbox.settings["time_scale"])
+    # The provider's limit is whichever is longer: the chain of what it made us wait, or its rate limits.
+    physical = max([chain_bound, *floors.values()])
+    durations = bounds.step_durations(state)
+    step_bound, _ = bounds.critical_path(graph, durations, reverse=teardown)
+    first, last = bounds.run_window(state)
+    wall = ran["wall"]
+    startup = (first.timestamp() - ran["began_at"]) if first else 0.0
+    exit_s = (ran["began_at"] + wall - last.timestamp()) if last else 0.0
+    finished = bounds.finished_event(events)
+    calls = bounds.call_summary(events)
+    figures = {
+        "wall_s": round(wall, 2),
+        "physical_bound_s": round(physical, 2),
+        "step_bound_s": round(step_bound, 2),
+        "ratio_physical": round(wall / physical, 3) if physical else None,
+        "ratio_step": round(wall / step_bound, 3) if step_bound else None,
+        "startup_s": round(startup, 2),
+        "exit_s": round(exit_s, 2),
+        "chain_bound_s": round(chain_bound, 2),
+        "rate_floors_s": floors,
+        "critical_chain": chain,
+        # Each step on the physical chain: what the provider imposed, and what the step took.
+        "chain_detail": {sid: {"physical_s": round(costs[sid].physical_s, 3), "took_s": round(durations.get(sid, 0.0), 3)} for sid in chain},
+        "unmatched_delays": unmatched,
+        "calls": calls["per_service"],
+        "polls_per_wait": calls["polls_per_wait"],
+        "writes": calls["writes"],
+        "reads": calls["reads"],
+        "throttled": {"client_retries": calls["throttled"], "sandbox": sandbox.throttled()},
+        "state_writes": finished.get("state_writes"),
+        "state_bytes_written": finished.get("state_bytes_written"),
+        "peak_rss_mb": ran["peak_rss_mb"],
+    }
+    if terraform_model is not None and topology:
+        model_costs = {sid: terraform_model.StepCost(kind=c.kind, pending_s=c.pending_s, calls=c.calls, call_s=c.call_s)
+                       for sid, c in costs.items()}
+        modelled = terraform_model.model(graph, model_costs, topology=topology, operation="teardown" if teardown else "up",
+                                         time_scale=sandbox.settings["time_scale"])
+        # Terraform meets EC2's buckets too (the AWS SDK backs off the same refusals): never below their floor.
+        figures["terraform_model_s"] = round(max([modelled["seconds"], *floors.values()]), 2)
+        figures["terraform_model"] = {k: v for k, v in modelled.items() if k != "seconds"}
+    return figures, state
+
+
+def firewall_reaction(sandbox: Sandbox, state: dict, events: list[dict]) -> dict | None:
+    """For the firewall's wait (6 minutes at scale 1): polls, and how long after READY provision noticed."""
     firewall = next((r for r in state["steps"] if r["kind"] == "network_firewall.firewall"), None)
     if firewall is None:
         return None
@@ -157,13 +185,12 @@ def firewall_reaction(sandbox: Sandbox, workdir: Path, events: list[dict]) -> di
     ready_after = settings.delay("firewall_provisioning_seconds", firewall["outputs"]["firewall_arn"])
     created_at = dt.datetime.fromisoformat(created["timestamp"].replace("Z", "+00:00"))
     noticed_at = dt.datetime.fromisoformat(polls[-1]["timestamp"].replace("Z", "+00:00"))
-    scale = sandbox.settings["time_scale"]
     return {
         "polls": len(polls),
-        "wait_seconds": round((noticed_at - created_at).total_seconds(), 2),
-        "ready_after_seconds": round(ready_after, 2),
-        "noticed_late_by_seconds": round((noticed_at - created_at).total_seconds() - ready_after, 2),
-        "max_poll_interval_seconds": 15.0 * scale,
+        "wait_s": round((noticed_at - created_at).total_seconds(), 2),
+        "ready_after_s": round(ready_after, 2),
+        "noticed_late_by_s": round((noticed_at - created_at).total_seconds() - ready_after, 2),
+        "max_poll_interval_s": 15.0 * sandbox.settings["time_scale"],
     }
 
 
@@ -184,35 +211,30 @@ def measure_topology(sandbox: Sandbox, name: str, spec_path: Path, sequential: b
     sandbox.reset()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        _, wall, _ = sandbox.run(work, "up", "--config", str(spec_path), "--sandbox")
-        events = read_log(work, "up")
-        bound = critical_path(graph, step_durations(work / "provision.state.json"))
-        result["up"] = {"wall": round(wall, 2), "bound": round(bound, 2), "ratio": round(wall / bound, 3), "calls": call_summary(events)}
-        reaction = firewall_reaction(sandbox, work, events)
+        result["up"], up_state = measure_command(sandbox, work, graph, ("up", "--config", str(spec_path), "--sandbox"),
+                                                 command="up", topology=name)
+        reaction = firewall_reaction(sandbox, up_state, latest_log(work, "up"))
         if reaction:
             result["firewall_wait"] = reaction
         noop = {}
         for command, args in (("resume", ("resume",)), ("plan", ("plan", "--config", str(spec_path), "--sandbox"))):
-            _, wall, _ = sandbox.run(work, *args)
-            calls = call_summary(read_log(work, command))
-            noop[command] = {"wall": round(wall, 2), "writes": calls["writes"], "reads": calls["reads"], "owned_resources": owned_resources(spec_path)}
+            ran = sandbox.run(work, *args)
+            events = latest_log(work, command)
+            calls = bounds.call_summary(events)
+            noop[command] = {"wall_s": round(ran["wall"], 2), "writes": calls["writes"], "reads": calls["reads"],
+                             "state_writes": bounds.finished_event(events).get("state_writes"),
+                             "owned_resources": owned_resources(spec_path)}
         result["noop"] = noop
-        _, wall, _ = sandbox.run(work, "teardown", "--yes")
-        bound = critical_path(graph, step_durations(work / "provision.state.json"), reverse=True)
-        result["teardown"] = {"wall": round(wall, 2), "bound": round(bound, 2), "ratio": round(wall / bound, 3),
-                              "calls": call_summary(read_log(work, "teardown"))}
+        result["teardown"], _ = measure_command(sandbox, work, graph, ("teardown", "--yes"), command="teardown",
+                                                teardown=True, owners=up_state["steps"], topology=name)
     if sequential:
         sandbox.reset()
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            _, wall, _ = sandbox.run(work, "up", "--config", str(spec_path), "--sandbox", "--parallelism", "1")
-            result["up"]["wall_parallelism_1"] = round(wall, 2)
-            # The same bound from steps measured one at a time (no contention inflating them).
-            result["up"]["bound_from_parallelism_1"] = round(critical_path(graph, step_durations(work / "provision.state.json")), 2)
-            _, wall, _ = sandbox.run(work, "teardown", "--yes", "--parallelism", "1")
-            result["teardown"]["wall_parallelism_1"] = round(wall, 2)
-            result["teardown"]["bound_from_parallelism_1"] = round(
-                critical_path(graph, step_durations(work / "provision.state.json"), reverse=True), 2)
+            ran = sandbox.run(work, "up", "--config", str(spec_path), "--sandbox", "--parallelism", "1")
+            result["up"]["wall_parallelism_1_s"] = round(ran["wall"], 2)
+            ran = sandbox.run(work, "teardown", "--yes", "--parallelism", "1")
+            result["teardown"]["wall_parallelism_1_s"] = round(ran["wall"], 2)
     return result
 
 
@@ -234,20 +256,22 @@ def hub_spoke_with(spokes: int, directory: Path) -> Path:
 
 
 def measure_spokes(sandbox: Sandbox, counts: list[int]) -> dict:
-    out = {}
+    out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in counts:
             spec_path = hub_spoke_with(n, Path(tmp))
+            graph = graph_of(spec_path)
             sandbox.reset()
             work = Path(tmp) / f"run-{n}"
             work.mkdir()
-            _, wall, _ = sandbox.run(work, "up", "--config", str(spec_path), "--sandbox")
-            bound = critical_path(graph_of(spec_path), step_durations(work / "provision.state.json"))
-            out[n] = {"steps": len(graph_of(spec_path)), "up_wall": round(wall, 2), "bound": round(bound, 2)}
+            figures, _ = measure_command(sandbox, work, graph, ("up", "--config", str(spec_path), "--sandbox"), command="up")
+            keep = ("wall_s", "physical_bound_s", "step_bound_s", "ratio_physical", "startup_s", "state_writes",
+                    "state_bytes_written", "throttled", "calls", "peak_rss_mb")
+            out[str(n)] = {"steps": len(graph), **{k: figures[k] for k in keep}}
     if counts:
-        first = out[counts[0]]["up_wall"]
+        first = out[str(counts[0])]["wall_s"]
         for n in counts:
-            out[n]["vs_first"] = round(out[n]["up_wall"] / first, 3)
+            out[str(n)]["vs_first"] = round(out[str(n)]["wall_s"] / first, 3)
     return out
 
 
@@ -262,63 +286,99 @@ def measure_help(runs: int = 7) -> dict:
         "print(sorted(m for m in ('boto3', 'botocore', 'databricks.sdk', 'moto', 'azure.core', 'azure.identity') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-    return {"median_seconds": round(statistics.median(walls), 3), "min_seconds": round(min(walls), 3), "heavy_modules_loaded": loaded}
+    return {"median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3), "heavy_modules_loaded": loaded}
 
 
 # --- report -----------------------------------------------------------------------------------------------
 
 
+def _calls_lines(calls: dict) -> list[str]:
+    return [f"          {service:16} creates {c['creates']:3}  other writes {c['other_writes']:3}  reads {c['reads']:4}  polls {c['polls']:4}"
+            for service, c in calls.items()]
+
+
 def print_text(report: dict) -> None:
-    print(f"time scale {report['time_scale']} (seconds below are sandbox seconds; / {report['time_scale']} for real time)")
+    meta = report["meta"]
+    print(f"time scale {meta['time_scale']} (seconds are sandbox seconds; / {meta['time_scale']} for real time), commit {meta['commit']}")
     for name, r in report["topologies"].items():
         print(f"\n== {name} ({r['steps']} steps)")
         for op in ("up", "teardown"):
             m = r[op]
-            seq = (f", parallelism 1: wall {m['wall_parallelism_1']}s (its steps give a bound of {m['bound_from_parallelism_1']}s)"
-                   if "wall_parallelism_1" in m else "")
-            print(f"{op:9} wall {m['wall']}s  bound {m['bound']}s  ratio {m['ratio']}{seq}")
-            for service, c in m["calls"]["per_service"].items():
-                print(f"          {service:16} creates {c['creates']:3}  other writes {c['other_writes']:3}  reads {c['reads']:3}  polls {c['polls']:3}")
-            waits = m["calls"]["polls_per_wait"]
+            tf = m.get("terraform_model_s")
+            tf_text = f"  terraform model {tf}s (x{round(tf / m['wall_s'], 2)} ours)" if tf else ""
+            print(f"{op:9} wall {m['wall_s']}s  physical {m['physical_bound_s']}s  x{m['ratio_physical']}  "
+                  f"step bound {m['step_bound_s']}s  x{m['ratio_step']}{tf_text}")
+            print(f"          start-up {m['startup_s']}s, exit {m['exit_s']}s; chain: {' > '.join(m['critical_chain'])}")
+            if "wall_parallelism_1_s" in m:
+                print(f"          parallelism 1: wall {m['wall_parallelism_1_s']}s")
+            for line in _calls_lines(m["calls"]):
+                print(line)
+            waits = m["polls_per_wait"]
             if waits:
                 top = next(iter(waits.items()))
-                print(f"          polls per wait: most {top[1]} ({top[0]}), waits {len(waits)}")
+                print(f"          polls per wait: most {top[1]} ({top[0]}), waits {len(waits)}; throttled {m['throttled']}")
+            print(f"          state: {m['state_writes']} writes, {m['state_bytes_written']} bytes; peak memory {m['peak_rss_mb']} MB")
+            if m["unmatched_delays"]:
+                print(f"          delays no step claimed: {m['unmatched_delays']}")
         if "firewall_wait" in r:
             f = r["firewall_wait"]
-            print(f"firewall wait: {f['polls']} polls over {f['wait_seconds']}s; READY after {f['ready_after_seconds']}s, "
-                  f"noticed {f['noticed_late_by_seconds']}s later (poll interval cap {f['max_poll_interval_seconds']}s)")
+            print(f"firewall wait: {f['polls']} polls over {f['wait_s']}s; READY after {f['ready_after_s']}s, "
+                  f"noticed {f['noticed_late_by_s']}s later (poll interval cap {f['max_poll_interval_s']}s)")
         for command, n in r["noop"].items():
-            print(f"no-op {command:7} writes {n['writes']}  reads {n['reads']}  owned resources {n['owned_resources']}  wall {n['wall']}s")
+            print(f"no-op {command:7} API writes {n['writes']}  state writes {n['state_writes']}  reads {n['reads']}  "
+                  f"owned resources {n['owned_resources']}  wall {n['wall_s']}s")
     if report.get("spokes"):
-        print("\n== hub-spoke by spoke count")
+        print("\n== hub-spoke by spoke count (up)")
         for n, m in report["spokes"].items():
-            print(f"{n} spokes ({m['steps']} steps): up wall {m['up_wall']}s, bound {m['bound']}s, x{m['vs_first']} of the first")
-    h = report["help"]
-    print(f"\nprovision --help: median {h['median_seconds']}s (min {h['min_seconds']}s); heavy modules loaded: {h['heavy_modules_loaded']}")
+            print(f"{n:>3} spokes ({m['steps']} steps): wall {m['wall_s']}s  physical {m['physical_bound_s']}s  x{m['ratio_physical']}  "
+                  f"x{m['vs_first']} of the first; state {m['state_writes']} writes {m['state_bytes_written']} bytes; "
+                  f"throttled {m['throttled']}; peak memory {m['peak_rss_mb']} MB")
+    if "help" in report:
+        h = report["help"]
+        print(f"\nprovision --help: median {h['median_s']}s (min {h['min_s']}s); heavy modules loaded: {h['heavy_modules_loaded']}")
+
+
+def as_issue_json(report: dict) -> dict:
+    """The shape `--json` writes: topologies at the top level, then spokes, help and meta."""
+    return {**report["topologies"], "spokes": report.get("spokes", {}), "help": report.get("help"), "meta": report["meta"]}
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--topology", choices=[*EXAMPLES, "all"], default="all")
-    parser.add_argument("--time-scale", type=float, default=0.05)
-    parser.add_argument("--spokes", default="1,4,8", help="hub-spoke spoke counts to compare ('' to skip)")
-    parser.add_argument("--no-sequential", action="store_true", help="skip the --parallelism 1 runs")
+    parser.add_argument("--only", "--topology", dest="only", choices=[*EXAMPLES, "all", "none"], default="all")
+    parser.add_argument("--time-scale", type=float, default=0.1)
+    parser.add_argument("--spokes", default="1,8,32", help="hub-spoke spoke counts to compare ('' to skip)")
+    parser.add_argument("--sequential", action="store_true", help="also run each topology with --parallelism 1")
+    parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--output", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="provision-bench-"))
+    report: dict = {"meta": {"time_scale": args.time_scale, "commit": _commit(), "date": dt.date.today().isoformat(),
+                             "cpus": os.cpu_count(), "python": sys.version.split()[0]}, "topologies": {}}
     sandbox = Sandbox(root / "sandbox", args.time_scale)
-    report: dict = {"time_scale": args.time_scale, "topologies": {}}
     try:
-        for name in (EXAMPLES if args.topology == "all" else [args.topology]):
-            report["topologies"][name] = measure_topology(sandbox, name, EXAMPLES[name], not args.no_sequential)
+        names = [] if args.only == "none" else list(EXAMPLES) if args.only == "all" else [args.only]
+        for name in names:
+            report["topologies"][name] = measure_topology(sandbox, name, EXAMPLES[name], args.sequential)
         counts = [int(n) for n in args.spokes.split(",") if n.strip()]
         report["spokes"] = measure_spokes(sandbox, counts)
     finally:
         sandbox.stop()
         shutil.rmtree(root, ignore_errors=True)
     report["help"] = measure_help()
+    if args.json_path:
+        args.json_path.write_text(json.dumps(as_issue_json(report), indent=2) + "\n")
     if args.output == "json":
-        print(json.dumps(report, indent=2))
+        print(json.dumps(as_issue_json(report), indent=2))
     else:
         print_text(report)
     return 0

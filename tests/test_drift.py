@@ -21,7 +21,12 @@ from structlog.testing import CapturingLogger
 from provision import cli as cli_module
 from provision import topologies as spec_module
 from provision.clouds import error_rules
-from provision.clouds.aws.steps.network import WORKSPACE_SG_RULES, SecurityGroup, Subnet, Vpc
+from provision.clouds.aws.steps.network import (
+    WORKSPACE_SG_RULES,
+    SecurityGroup,
+    Subnet,
+    Vpc,
+)
 from provision.clouds.aws.steps.routes import RouteTable, VpcRoute
 from provision.clouds.aws.steps.storage import RootBucket
 from provision.errors import ReplacementRefused, UsageError
@@ -29,7 +34,7 @@ from provision.orchestrator.clients import CallStats
 from provision.orchestrator.drift import Drift, fields, members
 from provision.orchestrator.engine import Engine, PlanItem
 from provision.orchestrator.retry import RetryPolicy
-from provision.orchestrator.step import Context, Outputs, Ref, Step, single
+from provision.orchestrator.step import TAG_STEP, Context, Outputs, Ref, Step, single
 from provision.orchestrator.wait import PollPolicy
 from provision.state.store import StateFile, Status
 
@@ -207,6 +212,7 @@ def _group(group_id: str, egress: list[tuple[int, int]]) -> dict[str, Any]:
     self_pair = [{"GroupId": group_id}]
     return {
         "GroupId": group_id, "VpcId": "vpc-1", "GroupName": "g", "Description": "d",
+        "Tags": [{"Key": TAG_STEP, "Value": "sg.workspace"}],
         "IpPermissions": [{"IpProtocol": p, "FromPort": 0, "ToPort": 65535, "UserIdGroupPairs": self_pair} for p in ("tcp", "udp")],
         "IpPermissionsEgress": [{"IpProtocol": p, "FromPort": 0, "ToPort": 65535, "UserIdGroupPairs": self_pair} for p in ("tcp", "udp")]
         + [{"IpProtocol": "tcp", "FromPort": low, "ToPort": high, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]} for low, high in egress],
@@ -348,17 +354,17 @@ def test_a_rule_revoked_and_a_route_repointed_by_hand_are_planned_and_restored(s
 
     planned = cli("plan", "--config", str(spec_path), "--sandbox", "--detailed-exitcode", "--output", "json", check=2)
     changed = {i["step_id"]: i for i in json.loads(planned.stdout) if i["action"] != "keep"}
-    assert set(changed) == {"sg.workspace", "rt.private.0", "s3.root"}, changed
+    assert set(changed) == {"sg.workspace", "route.private.0.nat", "s3.root"}, changed
     assert changed["sg.workspace"]["drifts"] == [{"field": "rules", "wanted": "egress tcp port 3306 to 0.0.0.0/0", "found": None, "in_place": True}]
-    assert changed["rt.private.0"]["drifts"] == [
-        {"field": "route 0.0.0.0/0", "wanted": outputs["nat.0"]["nat_gateway_id"], "found": outputs["igw"]["igw_id"], "in_place": True},
+    assert changed["route.private.0.nat"]["drifts"] == [
+        {"field": "target", "wanted": outputs["nat.0"]["nat_gateway_id"], "found": outputs["igw"]["igw_id"], "in_place": True},
     ]
     text = cli("plan", "--config", str(spec_path), "--sandbox", check=0).stdout
     assert "rules: wanted egress tcp port 3306 to 0.0.0.0/0, found (none)" in text
     assert "versioning: wanted Enabled, found Suspended" in text
 
     again = cli("up", "--config", str(spec_path), "--sandbox", check=0)
-    for step in ("sg.workspace", "rt.private.0", "s3.root"):
+    for step in ("sg.workspace", "route.private.0.nat", "s3.root"):
         assert f"{step}: converged" in again.stdout, again.stdout
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     cli("plan", "--config", str(spec_path), "--sandbox", "--detailed-exitcode", check=0)

@@ -17,7 +17,9 @@ import boto3
 import pytest
 
 import specs
+from provision.errors import StateFileError
 from provision.sandbox import daemon
+from provision.state.store import StateFile
 from cli_support import provision_command
 from sandbox_inventory import BASIC_SINGLE_NAT, counts, inventory, untagged
 
@@ -30,7 +32,8 @@ def spec_file(tmp_path: Path, **tables) -> Path:
 
 
 def state_of(tmp_path: Path) -> dict:
-    return json.loads((tmp_path / "provision.state.json").read_text())
+    # Through StateFile: mid-run, or after a kill, the latest changes are in the journal beside the snapshot.
+    return StateFile.load(tmp_path / "provision.state.json").to_json()
 
 
 def step_status(tmp_path: Path) -> dict[str, str]:
@@ -144,8 +147,8 @@ def test_sigkill_from_outside_mid_run_then_resume(sandbox, cli, tmp_path):
         try:
             if step_status(tmp_path).get("nat.0") in ("in_progress", "done"):
                 break
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            pass
+        except (StateFileError, KeyError):
+            pass  # not written yet
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=10) == -signal.SIGKILL
@@ -286,8 +289,8 @@ def test_interrupt_exits_130_and_resume_finishes(sandbox, cli, tmp_path):
         try:
             if step_status(tmp_path).get("dbx.workspace") == "in_progress":
                 break
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            pass
+        except (StateFileError, KeyError):
+            pass  # not written yet
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=90)

@@ -152,3 +152,32 @@ def test_when_slots_are_scarce_the_longest_chain_starts_first(world: World) -> N
     world.engine(steps=steps, parallelism=2).up()
     # "head" leads to the slow step, so it goes before the cheap steps declared ahead of it.
     assert "head" in started[:2], started
+
+
+def test_steps_asleep_in_a_wait_give_their_slot_to_others(world: World) -> None:
+    # Four steps, two slots: each step's resource stays pending until all four have polled it once. Only if a
+    # step gives its slot back while it sleeps between polls can the other two start and poll at all.
+    polled: set[str] = set()
+    working, most = [0], [0]
+    lock = threading.Lock()
+
+    class Pending(FakeStep):
+        def wait_ready(self, ctx, out):  # type: ignore[no-untyped-def]
+            def read() -> dict:
+                with lock:
+                    working[0] += 1
+                    most[0] = max(most[0], working[0])
+                    polled.add(self.id)
+                    ready = len(polled) == 4
+                time.sleep(0.01)  # a call in flight, holding its slot
+                with lock:
+                    working[0] -= 1
+                return {"state": "available" if ready else "pending"}
+
+            ctx.wait(read, status_of=lambda r: r["state"], target={"available"}, what=f"pending {self.id}")
+            return out
+
+    steps = [Pending(sid, world.cloud) for sid in ("p1", "p2", "p3", "p4")]
+    world.engine(steps=steps, parallelism=2).up()
+    assert set(world.statuses().values()) == {Status.DONE}
+    assert most[0] <= 2  # never more than two steps calling at once

@@ -38,7 +38,7 @@ def test_import_a_terraform_guide_deployment_then_up_and_teardown(sandbox, cli, 
     report = json.loads(result.stdout)
     imported = {i["step"]: i["resource_id"] for i in report["imported"]}
     assert imported["vpc"] == ids["vpc"] and imported["nat.0"] == ids["nat"] and imported["dbx.workspace"] == str(ids["workspace_id"])
-    assert len(imported) == 21, report
+    assert len(imported) == 22, report
     assert [n["address"] for n in report["not_imported"]] == ["databricks_token.pat"]
     assert report["up_creates"] == ["s3.root.policy"]
     assert tfstate.read_bytes() == before, "the Terraform state is only read"

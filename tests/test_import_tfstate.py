@@ -72,6 +72,7 @@ def test_mapping_of_the_guide_onto_basic():
         "vpc": ids["vpc"], "subnet.private.0": ids["private"][0], "subnet.private.1": ids["private"][1],
         "subnet.public.0": ids["public"][0], "subnet.public.1": ids["public"][1], "igw": ids["igw"],
         "eip.nat.0": ids["eip"], "nat.0": ids["nat"], "rt.public": ids["rt_public"], "rt.private.0": ids["rt_private"],
+        "route.private.0.nat": f"{ids['rt_private']}:0.0.0.0/0",
         "sg.workspace": ids["sg"], "vpce.s3": ids["vpce"]["s3"], "vpce.sts": ids["vpce"]["sts"], "vpce.kinesis": ids["vpce"]["kinesis-streams"],
         "iam.crossaccount": f"{guide.PREFIX}-crossaccount", "iam.crossaccount.policy": f"{guide.PREFIX}-policy",
         "s3.root": f"{guide.PREFIX}-rootbucket", "dbx.credentials": ids["credentials_id"], "dbx.storage": ids["storage_configuration_id"],

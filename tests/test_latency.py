@@ -44,10 +44,10 @@ def test_each_resource_draws_its_own_delay_once():
 def test_client_intervals_scale_with_a_profiled_sandbox():
     spec = specs.load(EXAMPLE)
     retry, poll = policies(spec, Target("sandbox", {"aws": "http://x", "databricks": "http://y"}, {"databricks": "t"}, time_scale=0.05))
-    assert (poll.initial_seconds, poll.max_seconds) == pytest.approx((0.1, 0.75))
-    assert (retry.initial_seconds, retry.max_seconds) == pytest.approx((0.05, 1.0))
+    assert (poll.initial_seconds, poll.max_seconds) == pytest.approx((0.1, 0.5))
+    assert (retry.initial_seconds, retry.max_seconds, retry.settling_max_seconds) == pytest.approx((0.05, 1.0, 0.2))
     _, real = policies(spec, Target("real"))
-    assert (real.initial_seconds, real.factor, real.max_seconds) == (2.0, 1.5, 15.0)
+    assert (real.initial_seconds, real.factor, real.max_seconds) == (2.0, 1.5, 10.0)
 
 
 @pytest.mark.parametrize("ready_at", [360.0, 359.0, 361.5, 1200.0])

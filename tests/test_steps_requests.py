@@ -241,25 +241,33 @@ def test_nat_create_sends_a_deterministic_client_token_and_natgateway_tags(h: Ha
 
 
 def test_nat_find_uses_filter_with_live_states_and_ownership_tags(h: Harness) -> None:
-    nat = {"NatGatewayId": "nat-0abc", "SubnetId": "subnet-pub0", "State": "available", "VpcId": "vpc-0abc"}
-    h.stub.add_response("describe_nat_gateways", {"NatGateways": [nat]}, {"Filter": ANY})
+    def nat(nat_id: str, step: str) -> dict[str, Any]:
+        tags = [{"Key": TAG_DEPLOYMENT, "Value": "acme-basic"}, {"Key": TAG_STEP, "Value": step}]
+        return {"NatGatewayId": nat_id, "SubnetId": "subnet-pub0", "State": "available", "VpcId": "vpc-0abc", "Tags": tags}
+
+    # One listing of the deployment's NAT gateways serves the first find of every NAT step...
+    h.stub.add_response("describe_nat_gateways", {"NatGateways": [nat("nat-0abc", "nat.0"), nat("nat-1abc", "nat.1")]}, {"Filter": ANY})
+    # ...and a step's later find asks for that step alone.
     h.stub.add_response("describe_nat_gateways", {"NatGateways": []}, {"Filter": ANY})
 
     found = nat_step().find(h.ctx)
+    other = nat_step("nat.1", subnet="subnet.public.1", eip="eip.1").find(h.ctx)
     missing = nat_step().find(h.ctx)
 
     h.stub.assert_no_pending_responses()
     assert found == {"nat_gateway_id": "nat-0abc", "subnet_id": "subnet-pub0"}
+    assert other == {"nat_gateway_id": "nat-1abc", "subnet_id": "subnet-pub0"}
     assert missing is None
-    for params in h.recorder.params("DescribeNatGateways"):
+    listing, alone = h.recorder.params("DescribeNatGateways")
+    for params in (listing, alone):
         assert set(params) == {"Filter"}  # not `Filters`, which describe_nat_gateways does not take
+    def by_name(params: dict[str, Any]) -> dict[str, list[str]]:
         filters = {f["Name"]: sorted(f["Values"]) for f in params["Filter"]}
         assert len(filters) == len(params["Filter"])
-        assert filters == {
-            f"tag:{TAG_DEPLOYMENT}": ["acme-basic"],
-            f"tag:{TAG_STEP}": ["nat.0"],
-            "state": ["available", "pending"],
-        }
+        return filters
+
+    assert by_name(listing) == {f"tag:{TAG_DEPLOYMENT}": ["acme-basic"], "state": ["available", "pending"]}
+    assert by_name(alone) == {f"tag:{TAG_DEPLOYMENT}": ["acme-basic"], f"tag:{TAG_STEP}": ["nat.0"], "state": ["available", "pending"]}
 
 
 # security group ----------------------------------------------------------------------------------
@@ -319,7 +327,8 @@ def test_security_group_converges_a_fresh_group_to_the_workspace_rules(h: Harnes
     out = sg_step().wait_ready(h.ctx, {"group_id": "sg-0abc", "vpc_id": "vpc-0abc"})
 
     h.stub.assert_no_pending_responses()
-    assert out == {"group_id": "sg-0abc", "vpc_id": "vpc-0abc"}
+    assert {k: v for k, v in out.items() if k != "rules_digest"} == {"group_id": "sg-0abc", "vpc_id": "vpc-0abc"}
+    assert out["rules_digest"]  # what find will see, recorded now
     (ingress,) = h.recorder.params("AuthorizeSecurityGroupIngress")
     ingress_keys = [perm_key(p) for p in ingress["IpPermissions"]]
     assert sorted(ingress_keys) == sorted(expected_perms("ingress", "sg-0abc"))
@@ -384,7 +393,8 @@ def test_route_table_creates_missing_default_route_to_the_nat_and_associates_sub
     out = rt_step().wait_ready(h.ctx, {"route_table_id": "rtb-0abc", "associations": {}})
 
     h.stub.assert_no_pending_responses()
-    assert out == {"route_table_id": "rtb-0abc", "associations": {"subnet-priv0": "rtbassoc-0", "subnet-priv1": "rtbassoc-1"}}
+    assert out == {"route_table_id": "rtb-0abc", "associations": {"subnet-priv0": "rtbassoc-0", "subnet-priv1": "rtbassoc-1"},
+                   "routes": {"0.0.0.0/0": "nat-0abc"}}
     assert "ReplaceRoute" not in h.recorder.operations()
 
 
@@ -402,7 +412,8 @@ def test_route_table_replaces_a_default_route_that_points_elsewhere_and_associat
     out = rt_step().wait_ready(h.ctx, {"route_table_id": "rtb-0abc", "associations": {}})
 
     h.stub.assert_no_pending_responses()
-    assert out == {"route_table_id": "rtb-0abc", "associations": {"subnet-priv0": "rtbassoc-0", "subnet-priv1": "rtbassoc-1"}}
+    assert out == {"route_table_id": "rtb-0abc", "associations": {"subnet-priv0": "rtbassoc-0", "subnet-priv1": "rtbassoc-1"},
+                   "routes": {"0.0.0.0/0": "nat-0abc"}}
     assert "CreateRoute" not in h.recorder.operations()
 
 

@@ -80,6 +80,11 @@ def make_clients(spec: specs.Spec, target: Target, on_call: OnCall | None = None
     return Clients(target, {name: CLOUDS[name].make_clients(spec, target, stats, on_call) for name in clouds}, stats)
 
 
+# Waits poll at 2 s, then 1.5 times longer each time, up to 10 s: the cap is what a wait's end can be noticed
+# late by (Terraform's waiters cap at 10 s too), and a six-minute wait still takes under 40 polls.
+POLL_INITIAL, POLL_FACTOR, POLL_MAX = 2.0, 1.5, 10.0
+
+
 def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]:
     deadline = spec.timeouts.retry_deadline_seconds
     errors = error_rules(topologies.topology_of(spec).clouds)
@@ -87,9 +92,9 @@ def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]
         # A latency-profiled sandbox is a time-scaled replica of the real clouds: so are the intervals.
         s = target.time_scale
         return (
-            RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0 * s, max_seconds=20.0 * s, errors=errors),
-            PollPolicy(initial_seconds=2.0 * s, factor=1.5, max_seconds=15.0 * s, timeout_seconds=spec.timeouts.resource_seconds,
-                       visibility_seconds=15.0 * s),
+            RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0 * s, max_seconds=20.0 * s, settling_max_seconds=4.0 * s, errors=errors),
+            PollPolicy(initial_seconds=POLL_INITIAL * s, factor=POLL_FACTOR, max_seconds=POLL_MAX * s,
+                       timeout_seconds=spec.timeouts.resource_seconds, visibility_seconds=15.0 * s),
         )
     if target.is_sandbox:
         # Local calls answer in milliseconds: poll and back off on the same curve, scaled down.
@@ -100,7 +105,7 @@ def policies(spec: specs.Spec, target: Target) -> tuple[RetryPolicy, PollPolicy]
         )
     return (
         RetryPolicy(deadline_seconds=deadline, initial_seconds=1.0, max_seconds=20.0, errors=errors),
-        PollPolicy(initial_seconds=2.0, factor=1.5, max_seconds=15.0, timeout_seconds=spec.timeouts.resource_seconds),
+        PollPolicy(initial_seconds=POLL_INITIAL, factor=POLL_FACTOR, max_seconds=POLL_MAX, timeout_seconds=spec.timeouts.resource_seconds),
     )
 
 
@@ -161,6 +166,10 @@ def prepare(spec: specs.Spec, target_kind: str) -> _Run:
     calls = _CallLog()
     run = _Run(spec, steps, target, make_clients(spec, target, calls), calls)
     check_credentials(run)
+    if "aws" in run.clients:
+        # Every AWS topology's first steps call EC2, and its client (botocore's largest service model) takes half a
+        # second to make: made here, before the steps start and the Databricks SDK's import competes with it.
+        run.clients["aws"].client("ec2")
     return run
 
 
@@ -193,7 +202,14 @@ def engine_for(command: str, run: _Run, state: StateFile, opts: RunOptions, repo
 def finish(reporter: Any, log: Any, engine: Engine, outcome: str) -> None:
     if reporter is not None and hasattr(reporter, "close"):
         reporter.close()
-    log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary())
+    state = engine.state
+    try:
+        # The local state's journal folded into its snapshot: one complete JSON document again after every command.
+        state.compact()
+    except OSError as exc:
+        log.warning("the state journal could not be compacted; it is kept and replayed on load", error=str(exc))
+    log.info("run finished", outcome=outcome, api_calls=engine.ctx.clients.stats.summary(),
+             state_writes=state.writes, state_bytes_written=state.bytes_written)
 
 
 def _run(

@@ -10,10 +10,17 @@ the control endpoints on the third:
     POST /_sandbox/reset       -> forget every AWS resource, Databricks object and Azure resource
     GET  /_sandbox/faults      -> {"injected": {kind: count}, "lost_responses": n} (faults.py)
     POST /_sandbox/faults/reset -> zero those counters and reseed the fault RNG from fault_seed
+    GET  /_sandbox/journal     -> every pending time drawn and the latency given to calls (sandbox/journal.py)
+    POST /_sandbox/journal/reset -> forget them (the benchmark resets it before each command)
+    GET  /_sandbox/throttled   -> {"databricks": n, "ec2": n}: requests refused for rate since the last reset
+         (sandbox/ratelimit.py; off unless databricks_rate_limit / ec2_rate_scale > 0)
+    POST /_sandbox/throttled/reset -> zero those counters and refill every rate-limit bucket
     GET  /_sandbox/databricks/metastore-objects?account_id=A -> every Unity Catalog object per metastore (for the
          inventory: a metastore no running workspace reaches has no API to list it through)
 
-All three apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0.
+All three apps are wrapped in one FaultInjector (faults.py), off unless fault_rate / lost_response_rate > 0;
+inside it, the AWS app and the Databricks emulator in one RateLimiter (ratelimit.py), so a throttled call still
+costs its call latency. Control paths reach neither.
 
 Run as `python -m provision.app.server --runtime-dir DIR`; it writes DIR/sandbox.json once both
 ports listen, and removes it on SIGTERM. Against a moto the AWS fidelity patches were not written for
@@ -33,12 +40,15 @@ from typing import Any, Callable
 
 from provision.errors import SandboxError
 from provision.sandbox.faults import FaultInjector
+from provision.sandbox.ratelimit import RateLimiter
 from provision.sandbox.settings import SandboxSettings
 
 INFO_FILE = "sandbox.json"
 
 
-def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultInjector | None = None) -> Callable:
+def _control(
+    settings: SandboxSettings, databricks_app: Callable, faults: FaultInjector | None = None, limits: RateLimiter | None = None
+) -> Callable:
     from werkzeug.wrappers import Request, Response
 
     from provision.clouds.azure import sandbox as azure
@@ -64,6 +74,13 @@ def _control(settings: SandboxSettings, databricks_app: Callable, faults: FaultI
                 response = reply(settings.update(json.loads(request.get_data() or b"{}")))
             except (ValueError, AttributeError) as exc:
                 response = reply({"error": str(exc)}, 400)
+        elif path == "/_sandbox/journal" and request.method == "GET":
+            response = reply(settings.journal.snapshot())
+        elif path == "/_sandbox/journal/reset" and request.method == "POST":
+            settings.journal.reset()
+            response = reply({"reset": True})
+        elif limits is not None and (limit_reply := limits.control(request.method, path)) is not None:
+            response = reply(limit_reply[1], limit_reply[0])
         elif path == "/_sandbox/databricks/metastore-objects" and request.method == "GET":
             response = reply(databricks.metastore_objects(request.args.get("account_id", "")))
         elif path == "/_sandbox/reset" and request.method == "POST":
@@ -99,9 +116,9 @@ def serve(runtime_dir: Path, overrides: dict[str, Any], port: int = 0) -> None:
 
     settings = SandboxSettings()
     settings.update(overrides)
-    faults = FaultInjector(settings)
-    aws_server = make_server("127.0.0.1", port, faults.wrap(make_aws_app(settings), "aws"), threaded=True)
-    dbx_app = _control(settings, faults.wrap(make_databricks_app(settings), "databricks"), faults)
+    faults, limits = FaultInjector(settings), RateLimiter(settings)
+    aws_server = make_server("127.0.0.1", port, faults.wrap(limits.wrap(make_aws_app(settings), "aws"), "aws"), threaded=True)
+    dbx_app = _control(settings, faults.wrap(limits.wrap(make_databricks_app(settings), "databricks"), "databricks"), faults, limits)
     dbx_server = make_server("127.0.0.1", 0, dbx_app, threaded=True)
     azure_server = make_server("127.0.0.1", 0, faults.wrap(make_azure_app(settings), "azure"), threaded=True)
     servers = (aws_server, dbx_server, azure_server)

@@ -11,9 +11,9 @@ teardown:  reverse dependency order; find (authoritative, catches a create that 
 Before anything, graph.check refuses a broken graph (see graph.py); while a step runs, `ctx.out` refuses a
 Ref it did not declare, and the engine refuses outputs it does not declare in `produces`.
 
-Scheduling: up to `parallelism` steps run at once, each as soon as every step it `needs` is done (in
-teardown: as soon as every step that needs it is deleted), in declaration order among the ready ones. The
-state file serializes its own writes, so each checkpoint stays atomic. When a step fails, no new step
+Scheduling: each step starts as soon as every step it `needs` is done (in teardown: as soon as every step
+that needs it is deleted); up to `parallelism` of them work at once, while a step asleep in a wait gives its
+slot to another (slots.py), and slots go to the longest remaining chain first. The state file serializes its own writes, so each checkpoint stays atomic. When a step fails, no new step
 starts; the steps already running finish their work (their resources are checkpointed), then the run
 stops with the first failure. Ctrl-C interrupts every running step at its next wait. With parallelism 1
 the steps run one by one on the calling thread, in declaration order.
@@ -43,10 +43,13 @@ from provision.orchestrator.logging import scrub, secret_values
 from provision.orchestrator import planning
 from provision.orchestrator.planning import PlanItem
 from provision.orchestrator.retry import CONVERGING, DELETING, phase
+from provision.orchestrator.slots import Slots, idle
 from provision.orchestrator.step import DECLARED_READS, Context, Outputs, Step
 from provision.state.store import StateFile, Status, now_iso
 
 _real_sleep = time.sleep
+# Worker threads at most: a 32-spoke run has a few hundred steps, most of them asleep in waits at any moment.
+MAX_THREADS = 256
 
 
 class Reporter(Protocol):
@@ -260,24 +263,38 @@ class Engine:
                 run(step)
             return
         # Ready steps start longest-remaining-chain first (their typical durations), then in declaration order.
+        dependents: dict[str, list[str]] = {s.id: [] for s in order}
+        for step in order:
+            for before in after(step):
+                if before in dependents:
+                    dependents[before].append(step.id)
+        typical = {s.id: s.typical_seconds for s in order}
         rank: dict[str, float] = {}
-        for step in reversed(order):
-            rank[step.id] = step.typical_seconds + max((rank[d.id] for d in order if step.id in after(d)), default=0.0)
+        for step in reversed(order):  # `order` lists a step before what runs after it
+            rank[step.id] = typical[step.id] + max((rank[d] for d in dependents[step.id]), default=0.0)
         order = sorted(order, key=lambda s: -rank[s.id])  # stable: declaration order among equals
         pending, finished = list(order), set()
         failures: list[StepFailed] = []
         running: dict[Future, Step] = {}
+        slots = Slots(self.parallelism, self._interrupted, Interrupted)
+
+        def run_in_slot(step: Step) -> None:
+            slots.acquire(rank[step.id])
+            try:
+                run(step)
+            finally:
+                slots.release()
+
         restore = self._interruptible_sleeps()
-        pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="step")
+        # Threads are cheap and mostly asleep in waits; `slots` bounds the ones working (slots.py).
+        pool = ThreadPoolExecutor(max_workers=min(len(order), MAX_THREADS) or 1, thread_name_prefix="step")
         try:
             while True:
                 if not failures:
                     for step in [s for s in pending if all(d in finished for d in after(s))]:
-                        if len(running) >= self.parallelism:
-                            break
                         pending.remove(step)
                         # Each step runs in a copy of this context: the run's bound log fields go with it.
-                        running[pool.submit(contextvars.copy_context().run, run, step)] = step
+                        running[pool.submit(contextvars.copy_context().run, run_in_slot, step)] = step
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -313,11 +330,12 @@ class Engine:
             def sleep(seconds: float) -> None:
                 if self._interrupted.is_set():
                     raise Interrupted()
-                if original is _real_sleep:
-                    if self._interrupted.wait(seconds):
-                        raise Interrupted()
-                else:  # an injected (test) sleep keeps its own behaviour
-                    original(seconds)
+                with idle():  # a sleeping step gives its slot to another (slots.py)
+                    if original is _real_sleep:
+                        if self._interrupted.wait(seconds):
+                            raise Interrupted()
+                    else:  # an injected (test) sleep keeps its own behaviour
+                        original(seconds)
 
             return sleep
 

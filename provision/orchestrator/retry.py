@@ -178,6 +178,11 @@ class RetryPolicy:
     # Reasons that only bridge a short settling time get a shorter budget than the deadline, so a real
     # error (a wrong id, a teardown-order bug) is reported in seconds, not minutes.
     reason_limits: dict[str, float] = field(default_factory=lambda: {EVENTUAL_CONSISTENCY: 120.0, DEPENDENCY_RELEASE: 600.0})
+    # Reasons that wait out a settling time rather than a loaded service (a role reaching STS, a new id reaching
+    # every endpoint) back off to a shorter ceiling: what it costs is a cheap refused call, and a step on the
+    # critical path then notices the change within a few seconds instead of up to max_seconds late.
+    settling_reasons: frozenset[str] = frozenset({IAM_PROPAGATION, EVENTUAL_CONSISTENCY})
+    settling_max_seconds: float = 4.0
 
     def call(
         self,
@@ -201,7 +206,8 @@ class RetryPolicy:
             return reason is not None
 
         def backoff(state: tenacity.RetryCallState) -> float:
-            ceiling = min(self.max_seconds, self.initial_seconds * (2 ** min(state.attempt_number - 1, 30)))
+            cap = min(self.max_seconds, self.settling_max_seconds) if reasons and reasons[-1] in self.settling_reasons else self.max_seconds
+            ceiling = min(cap, self.initial_seconds * (2 ** min(state.attempt_number - 1, 30)))
             delay = self.rng.uniform(ceiling / 2, ceiling)
             failed = state.outcome.exception() if state.outcome else None
             retry_after = self.errors.retry_after(failed) if failed is not None else None

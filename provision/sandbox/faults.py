@@ -185,7 +185,9 @@ class FaultInjector:
             if path.startswith(_NEVER) or "/.well-known/" in path:
                 return app(environ, start_response)
             if call_seconds > 0:  # a latency profile's per-call time (latency.py)
-                time.sleep(call_seconds * (1 + settings.latency_jitter * (2 * random.random() - 1)))
+                drawn = call_seconds * (1 + settings.latency_jitter * (2 * random.random() - 1))
+                settings.journal.call(kind, drawn)
+                time.sleep(drawn)
                 if settings.fault_rate + settings.lost_response_rate <= 0.0 and not settings.refuse:
                     return app(environ, start_response)
             return handle(app, environ, start_response)

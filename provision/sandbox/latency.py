@@ -6,11 +6,16 @@ and `time_scale` = S, which `provision` reads to scale its poll and backoff inte
 run is then a time-scaled replica of a real one: the waiters, backoff caps and polling are exercised for
 real, and every ratio (wall time to critical path, polls per wait) is the one a real run would show.
 
+The profile also switches on the providers' rate limits (sandbox/ratelimit.py): a rate is divided by S, since
+a run S times faster may make 1/S times as many requests per sandbox second within the same limit.
+
 docs/latency-profile.md cites where each figure comes from. They are typical values, not guarantees, and
 the jitter spreads them.
 """
 
 from __future__ import annotations
+
+from provision.rate_limits import DATABRICKS_ACCOUNT
 
 JITTER = 0.25
 
@@ -37,7 +42,17 @@ REALISTIC: dict[str, float] = {
     "azure_call_seconds": 0.15,  # one ARM round trip
 }
 
+# setting -> requests per second at time scale 1 (provision/rate_limits.py). A rate is divided by the time scale:
+# a run S times faster must meet the same limit in its own seconds, so it may make 1/S times as many a second.
+REALISTIC_RATES: dict[str, float] = {
+    "databricks_rate_limit": DATABRICKS_ACCOUNT[1],  # the Account API, per account
+    "ec2_rate_scale": 1.0,  # EC2's documented refill rate of each action's bucket, times this
+}
+# setting -> a count of requests (a bucket's capacity): the same at every time scale.
+REALISTIC_COUNTS: dict[str, float] = {"databricks_rate_burst": DATABRICKS_ACCOUNT[0]}
+
 PROFILES = {"realistic": REALISTIC}
+_RATES = {"realistic": (REALISTIC_RATES, REALISTIC_COUNTS)}
 
 
 def settings_for(profile: str, time_scale: float) -> dict[str, float]:
@@ -47,4 +62,6 @@ def settings_for(profile: str, time_scale: float) -> dict[str, float]:
     if not time_scale > 0:
         raise ValueError("time scale must be greater than 0")
     values = {name: seconds * time_scale for name, seconds in PROFILES[profile].items()}
+    rates, counts = _RATES[profile]
+    values.update({name: per_second / time_scale for name, per_second in rates.items()}, **counts)
     return {**values, "latency_jitter": JITTER, "time_scale": time_scale}

@@ -9,6 +9,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from provision.sandbox.journal import Journal
+
 # The sandbox's own Databricks account and its fixed local token. The token only opens the local
 # emulator on 127.0.0.1, which is why `provision sandbox status` may print it.
 SANDBOX_ACCOUNT_ID = "5a4db0c5-0000-4000-8000-00000000000a"
@@ -83,6 +85,15 @@ class SandboxSettings:
     aws_call_seconds: float = 0.0
     databricks_call_seconds: float = 0.0
     time_scale: float = 0.0
+    # Rate limits (ratelimit.py), off by default. The Databricks Account API: a token bucket per account of
+    # databricks_rate_burst requests (0: one second's worth) refilled at databricks_rate_limit a second (0: off);
+    # beyond it 429 REQUEST_LIMIT_EXCEEDED with Retry-After. EC2: AWS's documented bucket per action
+    # (provision/rate_limits.py), refill rates times ec2_rate_scale (0: off; 1: AWS's own) and capacities times
+    # ec2_bucket_scale; beyond it 503 RequestLimitExceeded. A latency profile divides both rates by its time scale.
+    databricks_rate_limit: float = 0.0
+    databricks_rate_burst: float = 0.0
+    ec2_rate_scale: float = 0.0
+    ec2_bucket_scale: float = 1.0
     # Terminal refusals: operation -> one of REFUSAL_KINDS, refused on every call until removed. An operation
     # is an AWS action ("CreateNatGateway", "CreateRole", "CreateFirewall", "CreateBucket" for S3's PUT
     # bucket) or a Databricks "<collection>.<create|update|delete>" ("workspaces.create").
@@ -90,23 +101,26 @@ class SandboxSettings:
     # OAuth service principals the emulator accepts (oauth.py): client_id -> SHA-256 hex of its secret.
     oauth_clients: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Every delay drawn and every call's latency (journal.py; GET /_sandbox/journal).
+    journal: Journal = field(default_factory=Journal, repr=False, compare=False)
 
     def delay(self, name: str, key: str) -> float:
         """The delay setting `name` for the resource `key`: fixed without jitter; with it, drawn once per
         resource (a seeded hash of the key, so a resource's ready time never moves between reads)."""
         base = float(getattr(self, name))
-        if not self.latency_jitter or not key:
-            return base
-        draw = int(hashlib.sha256(f"{self.fault_seed}/{name}/{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        return base * (1 + self.latency_jitter * (2 * draw - 1))
+        if self.latency_jitter and key:
+            draw = int(hashlib.sha256(f"{self.fault_seed}/{name}/{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            base *= 1 + self.latency_jitter * (2 * draw - 1)
+        self.journal.delay(name, key, base)
+        return base
 
     def public_fields(self) -> dict:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_") and f.name != "journal"}
         return {**fields, "refuse": dict(self.refuse), "oauth_clients": dict(self.oauth_clients)}
 
     def update(self, values: dict) -> dict:
         """Apply known numeric fields; raises ValueError naming an unknown or bad field."""
-        known = {f.name: f for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        known = {f.name: f for f in dataclasses.fields(self) if not f.name.startswith("_") and f.name != "journal"}
         with self._lock:
             for key, value in values.items():
                 if key not in known or key in ("account_id", "token", "azure_subscription_id", "azure_token"):

@@ -3,10 +3,12 @@
 A backend reads the whole state with a version token and writes it whole, compare-and-swap on that token,
 so a write lands whole or not at all and never over a newer state. Its `lock(command)` is held for a run.
 
-Local: written atomically (temp file in the same directory, fsync, rename, fsync of the directory) with
-mode 0600, so a crash at any instant leaves the old or the new file, never half of one. The lock is a
-flock on `<state>.lock`; the kernel drops it when the holder dies, so a killed run never leaves a stale
-lock, and a lock held cannot be lost while its process lives: local writes need no token check.
+Local: a snapshot is written atomically (temp file in the same directory, fsync, rename, fsync of the
+directory) with mode 0600, so a crash at any instant leaves the old or the new file, never half of one; between
+snapshots each write is a line appended (and fsynced) to `<state>.journal` (state/journal.py), which a snapshot
+write then removes. The lock is a flock on `<state>.lock`, guarding both files; the kernel drops it when the
+holder dies, so a killed run never leaves a stale lock, and a lock held cannot be lost while its process lives:
+local writes need no token check.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 
 from provision.errors import StateFileError, StateLockedError
 from provision.procs import alive
+from provision.state import journal
 
 
 class Lock(Protocol):
@@ -61,10 +64,11 @@ class Backend(Protocol):
 class StateLock:
     """Exclusive, non-blocking lock beside the state file; the holder's pid is written for the message."""
 
-    def __init__(self, state_path: Path):
+    def __init__(self, state_path: Path, owner: LocalBackend | None = None):
         self.path = state_path.with_name(state_path.name + ".lock")
         self._fd: int | None = None
         self.taken_over_from: int | None = None
+        self._owner = owner  # told while the lock is held (LocalBackend.held)
 
     @property
     def taken_over(self) -> str | None:
@@ -92,8 +96,12 @@ class StateLock:
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        if self._owner is not None:
+            self._owner.held = self
 
     def release(self) -> None:
+        if self._owner is not None and self._owner.held is self:
+            self._owner.held = None
         if self._fd is not None:
             # A run that ends, however it ends, clears its pid: only a killed run leaves one for the next to report.
             os.ftruncate(self._fd, 0)
@@ -112,17 +120,39 @@ class StateLock:
 class LocalBackend:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.journal = journal.path_of(self.path)
+        self.held: StateLock | None = None  # this process's lock on the state, while it holds it
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def read(self) -> tuple[bytes, str | None]:
-        try:
-            return self.path.read_bytes(), None
-        except FileNotFoundError:
-            raise StateFileError(f"state file {self.path} does not exist") from None
-        except OSError as exc:
-            raise StateFileError(f"state file {self.path} cannot be read: {exc.strerror}") from None
+        """The snapshot alone (StateFile.load replays the journal over it: read_journaled)."""
+        return self.read_journaled()[0], None
+
+    def read_journaled(self) -> tuple[bytes, bytes]:
+        """The snapshot and its journal (b"" if none), as one consistent pair even while a run writes: a snapshot
+        replaced (compacted) while the journal was read is read again."""
+        for _ in range(10):
+            try:
+                with open(self.path, "rb") as handle:
+                    snapshot, identity = handle.read(), os.fstat(handle.fileno()).st_ino
+                try:
+                    lines = self.journal.read_bytes()
+                except FileNotFoundError:
+                    lines = b""
+                if os.stat(self.path).st_ino == identity:
+                    return snapshot, lines
+            except FileNotFoundError:
+                raise StateFileError(f"state file {self.path} does not exist") from None
+            except OSError as exc:
+                raise StateFileError(f"state file {self.path} cannot be read: {exc.strerror}") from None
+        raise StateFileError(f"state file {self.path} kept being replaced while it was read; try again")
+
+    def append(self, payload: bytes, first: bytes) -> int:
+        """Append a journal line, durably (`first`: the header of a new journal); the bytes written."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return journal.append(self.journal, payload, first)
 
     def write(self, payload: bytes, expected: str | None) -> str:
         directory = self.path.parent
@@ -146,11 +176,17 @@ class LocalBackend:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        # The snapshot holds every line of the journal now. Were this removal lost in a crash, the lines left have
+        # serials the snapshot holds and are skipped on load.
+        try:
+            os.unlink(self.journal)
+        except FileNotFoundError:
+            pass
         return ""
 
     def lock(self, command: str) -> StateLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return StateLock(self.path)
+        return StateLock(self.path, self)
 
     def describe(self) -> str:
         return str(self.path)

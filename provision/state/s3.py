@@ -11,6 +11,11 @@
 - A lock whose holder is a dead process on this host is taken over at once; any other only once it has
   not been refreshed for the lock TTL (S3's LastModified, so the holder's clock does not matter).
 - Every object is written with SSE-KMS (the customer key when given, else the AWS managed key).
+- S3 cannot append, so unlike the local journal (state/journal.py) every write PUTs the whole object: bytes per run
+  are PUTs x object size, which grows with the deployment (a 100-step state is ~45 KB; 300 transitions one at a time
+  PUT 11 MB). StateFile keeps the PUTs down: a write of nothing changed is not made, and changes from parallel steps
+  commit as a group (a change a PUT in flight already carries waits for that PUT): with 10 steps at once those 300
+  transitions took 62 PUTs, 2.3 MB.
 
 boto3 is imported lazily and honours its standard configuration (profiles, AWS_ENDPOINT_URL_S3 and
 AWS_ENDPOINT_URL); the sandbox passes its endpoint and fixed dummy keys.

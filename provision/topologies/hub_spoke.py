@@ -156,10 +156,9 @@ def _spoke_workspace(spec: Spec, label: str, spoke, zones: range) -> list[Step]:
     steps: list[Step] = [
         Credentials(f"{p}.dbx.credentials", role="iam.crossaccount.policy", suffix=f"{label}-credentials"),
         StorageConfiguration(f"{p}.dbx.storage", bucket=f"{p}.s3.root", suffix=f"{label}-storage"),
-        Network(f"{p}.dbx.network", vpc=f"{p}.vpc", subnets=private, security_group=f"{p}.sg.workspace", suffix=f"{label}-network",
-                # The whole egress path exists before the workspace, so its first clusters can reach the control plane.
-                after=(f"{p}.rt.private", f"{p}.vpce.s3", f"{p}.vpce.sts", f"{p}.vpce.kinesis", f"tgw.route.hub.{label}",
-                       "fw", "hub.rt.edge", *(f"hub.rt.public.{i}" for i in zones), *(f"hub.route.public.{i}.{label}" for i in zones))),
+        # The egress path (TGW, firewall, routes, endpoints) is built alongside the workspace, as in the guide:
+        # Databricks checks the subnets and group at creation and launches nothing before a cluster starts.
+        Network(f"{p}.dbx.network", vpc=f"{p}.vpc", subnets=private, security_group=f"{p}.sg.workspace", suffix=f"{label}-network"),
         Workspace(f"{p}.dbx.workspace", workspace_name=spoke.workspace_name, pricing_tier=spec.databricks.pricing_tier,
                   credentials=f"{p}.dbx.credentials", storage=f"{p}.dbx.storage", network=f"{p}.dbx.network"),
     ]

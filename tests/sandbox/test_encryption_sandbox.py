@@ -180,7 +180,7 @@ def test_a_key_is_created_kept_converged_and_left_pending_deletion(
     assert our_keys(aws_url, run.spec.name) == []
     assert alias not in [a["AliasName"] for a in kms.list_aliases()["Aliases"]]
     assert config.customer_managed_key_id not in [c.customer_managed_key_id for c in acc.encryption_keys.list()]
-    state = json.loads(run.path.read_text())
+    state = StateFile.load(run.path).to_json()
     assert state["facts"]["pending_deletion:kms.workspace"] == {
         "kind": "kms.key", "key_id": key["key_id"], "key_arn": key["key_arn"], "key_state": "PendingDeletion",
         "deletion_date": meta["DeletionDate"].isoformat(), "window_days": 9,
@@ -202,7 +202,7 @@ def test_a_crash_between_the_key_and_its_alias_does_not_leak_the_key(
         run.engine().up()
     client.meta.events.unregister("before-call.kms.CreateAlias", unique_id="crash")
     [orphan] = our_keys(aws_url, run.spec.name)  # made, tagged, without its alias
-    assert json.loads(run.path.read_text())["steps"][1]["create_attempted"] is True
+    assert StateFile.load(run.path).to_json()["steps"][1]["create_attempted"] is True
 
     out = run.engine().up()
     assert out["kms.workspace"]["key_id"] == orphan["KeyId"]
@@ -254,7 +254,7 @@ def test_an_existing_key_is_checked_used_and_left_alone(
     run.engine().teardown()
     meta = kms.describe_key(KeyId=good["KeyId"])["KeyMetadata"]
     assert meta["KeyState"] == "Enabled"  # the user's key: never scheduled for deletion
-    assert "pending_deletion:kms.workspace" not in json.loads(run.path.read_text())["facts"]
+    assert "pending_deletion:kms.workspace" not in StateFile.load(run.path).to_json()["facts"]
     assert acc.encryption_keys.get(theirs).aws_key_info.key_arn == good["Arn"]  # adopted: released, not deleted
     acc.encryption_keys.delete(theirs)
 

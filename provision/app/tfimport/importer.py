@@ -20,6 +20,7 @@ from provision import topologies
 from provision.app import runner
 from provision.app.tfimport import tfstate
 from provision.app.tfimport.aws_tags import Tagger
+from provision.clouds.aws.listing import listings_for
 from provision.app.tfimport.mapper import Mapping, Match, map_state
 from provision.app.tfimport.mapper_hub import map_hub_state
 from provision.errors import OwnershipConflict, UsageError
@@ -215,6 +216,8 @@ def run(terraform_state: str, config: Path, opts: runner.RunOptions, *, sandbox:
         tagger = Tagger(run_.clients["aws"].client, lambda fn, what: retry.call(fn, what=what), deployment=spec.name, spec_tags=dict(spec.tags))
         outcome = "failed"
         try:
+            # Each step's find must see the tags put on just before it: no shared listing made before them.
+            listings_for(run_.clients["aws"]).enabled = False
             found = _adopt(ctx, tagger, mapping, run_.steps, report)
             finished = now_iso()
             for step_id, outputs in found.items():  # one write: the state appears whole or not at all

@@ -29,7 +29,7 @@ from provision.clouds.aws.steps.network import (
     Subnet,
     Vpc,
 )
-from provision.clouds.aws.steps.routes import RouteTable
+from provision.clouds.aws.steps.routes import RouteTable, VpcRoute
 from provision.clouds.aws.steps.storage import RootBucket, RootBucketPolicy
 from provision.clouds.databricks.steps.account import (
     Credentials,
@@ -186,6 +186,8 @@ class _Mapper:
                     self.take(eip_step, eip[0], eip[0].get("allocation_id") or eip[0].id)
         elif isinstance(step, RouteTable):
             self.map_route_table(step)
+        elif isinstance(step, VpcRoute):
+            self.map_vpc_route(step)
         elif isinstance(step, SecurityGroup):
             self.map_security_group(step)
         elif isinstance(step, _Endpoint):
@@ -224,6 +226,23 @@ class _Mapper:
             self.map_databricks(step)
         elif isinstance(step, PrivateDns):
             pass  # a setting of its endpoint (private_dns_enabled): `up` reads and converges it
+
+    def map_vpc_route(self, step: VpcRoute) -> None:
+        """A route of a table another step owns (a private table's NAT route, a hub table's route to a spoke): the
+        route table absorbed it when it mapped; it is this step's."""
+        table = self.out.id_of(step.route_table_id.step)
+        target = self.out.id_of(step.target.step)
+        if table is None or target is None:
+            return
+        attribute = "".join(f"_{c.lower()}" if c.isupper() else c for c in step.target_key).lstrip("_")  # NatGatewayId -> nat_gateway_id
+        for entry in list(self.out.absorbed):
+            address, owner, _ = entry
+            route = next((r for r in self.state.of_type("aws_route") if r.address == address), None)
+            if (owner == step.route_table_id.step and route is not None and route.get("route_table_id") == table
+                    and route.get("destination_cidr_block") == step.destination and route.get(attribute) == target):
+                self.out.absorbed.remove(entry)
+                self.take(step, route, f"{table}:{step.destination}")
+                return
 
     def map_route_table(self, step: RouteTable) -> None:
         subnets = [self.out.id_of(r.step) for r in step.subnet_ids]

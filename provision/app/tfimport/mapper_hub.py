@@ -182,21 +182,6 @@ class _HubMapper(_Mapper):
         if found:
             self.take(step, found, f"{table}:{step.destination}")
 
-    def map_vpc_route(self, step: VpcRoute) -> None:
-        """A route of a table another step owns: mapper.py's route table absorbed it; it is this step's."""
-        table = self.out.id_of(step.route_table_id.step)
-        target = self.out.id_of(step.target.step)
-        if table is None or target is None:
-            return
-        for entry in list(self.out.absorbed):
-            address, owner, _ = entry
-            route = next((r for r in self.state.of_type("aws_route") if r.address == address), None)
-            if (owner == step.route_table_id.step and route is not None and route.get("route_table_id") == table
-                    and route.get("destination_cidr_block") == step.destination and route.get("transit_gateway_id") == target):
-                self.out.absorbed.remove(entry)
-                self.take(step, route, f"{table}:{step.destination}")
-                return
-
     def map_route_table(self, step: RouteTable) -> None:
         """mapper.py's, also when only some of its subnets mapped (the guide's hub has one zone, ours two or more):
         the table of a mapped subnet; `up` associates the subnets it creates."""

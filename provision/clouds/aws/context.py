@@ -39,6 +39,16 @@ def owner_filters(ctx: Context, step_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def find_owned(ctx: Context, step_id: str, operation: str, key: str, filters: list[dict[str, Any]] | None = None,
+               filter_param: str = "Filters") -> list[dict[str, Any]]:
+    """The EC2 resources tagged as this step's (`operation`: a describe call, `key`: its list in the answer,
+    `filters`: e.g. live states). A run's first find of the step reads one listing shared by every step of
+    the kind (listing.py); later finds ask for the step alone."""
+    from provision.clouds.aws.listing import listings_for
+
+    return listings_for(ctx.clients["aws"]).find(ec2(ctx), ctx.spec.name, step_id, operation, key, list(filters or []), filter_param)
+
+
 def account_id(ctx: Context) -> str:
     """The AWS account the run's credentials belong to (STS), resolved once and kept in the state file:
     scoped IAM and KMS policies name it in their ARNs."""

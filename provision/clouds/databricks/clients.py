@@ -1,7 +1,9 @@
 """databricks-sdk clients for one run: the Account API and each workspace's own REST API.
 
 databricks.sdk is imported lazily (it takes about a second), so `provision --help` never loads it. The
-SDK's retries are off and every call is counted, through `sdk_adapter`.
+SDK's retries are off and every call is counted and paced, through `sdk_adapter`: Account API calls share one
+bucket per account slightly under its documented rate (provision/rate_limits.py), each workspace host its own
+pause on Retry-After; both process-wide (orchestrator/pacing.py).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import os
 import threading
 from typing import Any
 
-from provision.clouds.databricks.sdk_adapter import count_calls, no_resends
+from provision.clouds.databricks.sdk_adapter import count_calls, no_resends, pace
+from provision.orchestrator import pacing
 from provision.orchestrator.clients import CallStats, OnCall, Target
+from provision.rate_limits import DATABRICKS_ACCOUNT
 
 ACCOUNTS_HOST = "https://accounts.cloud.databricks.com"
 
@@ -48,7 +52,7 @@ class DatabricksClients:
                     host = self.host or (None if self.profile else ACCOUNTS_HOST)
                     config = Config(host=host, account_id=self.account_id, profile=self.profile, retry_timeout_seconds=60)
                 account = AccountClient(config=config)
-                self._adapt(account.api_client)
+                self._adapt(account.api_client, account_pacer(config.host or "", self.account_id, self.target))
                 self._account = account
             return self._account
 
@@ -69,10 +73,12 @@ class DatabricksClients:
                 else:
                     config = Config(host=workspace_url(deployment_name), profile=self.profile, retry_timeout_seconds=60)
                 client = self._workspaces[deployment_name] = WorkspaceClient(config=config)
-                self._adapt(client.api_client)
+                self._adapt(client.api_client, workspace_pacer(config.host or "", self.target))
             return client
 
-    def _adapt(self, api_client: Any) -> None:
+    def _adapt(self, api_client: Any, pacer: pacing.Pacer | None) -> None:
+        if pacer is not None:
+            pace(api_client, pacer)  # first: it must see a 429's Retry-After before no_resends drops it
         no_resends(api_client)
         count_calls(api_client, self.stats, self._on_call)
 
@@ -89,6 +95,35 @@ class DatabricksClients:
         if client_id and secret and client_id in self.target.oauth_client_ids:
             return {"client_id": client_id, "client_secret": secret, "auth_type": "oauth-m2m"}
         return {"token": self.target.token("databricks"), "auth_type": "pat"}
+
+
+def _scale(target: Target) -> float | None:
+    """The time scale pacing runs at: 0 (real seconds) on a real target, the sandbox's latency profile's, or None
+    in a sandbox without one (no rate limits there unless a test sets some, and then retries absorb them)."""
+    if not target.is_sandbox:
+        return 0.0
+    return target.time_scale or None
+
+
+def account_pacer(host: str, account_id: str, target: Target) -> pacing.Pacer | None:
+    """The process's pacer for one account's Account API: one bucket at 90 % of the documented rate."""
+    scale = _scale(target)
+    if scale is None:
+        return None
+    figures = pacing.under(DATABRICKS_ACCOUNT, time_scale=scale)
+    return pacing.shared.get(
+        ("databricks-account", host, account_id, scale),
+        lambda: pacing.Pacer(f"databricks account {account_id}", lambda op, params: ("account", figures), log_over=1.0 * (scale or 1.0)),
+    )
+
+
+def workspace_pacer(host: str, target: Target) -> pacing.Pacer | None:
+    """The process's pacer for one workspace host: no steady rate (its APIs' limits differ per API and we make
+    few calls to each), only the pause after a 429's Retry-After."""
+    scale = _scale(target)
+    if scale is None:
+        return None
+    return pacing.shared.get(("databricks-workspace", host, scale), lambda: pacing.Pacer(f"databricks {host}", lambda op, params: None))
 
 
 def workspace_url(deployment_name: str) -> str:

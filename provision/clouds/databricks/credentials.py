@@ -18,12 +18,12 @@ HOW = (
 
 
 def check(spec: Any, clients: Any, call: Call) -> str:
-    from databricks.sdk.errors import PermissionDenied, Unauthenticated
-
     if clients.signs_in_with_sandbox_token:
         # The daemon just answered with this token; proving it again would cost the SDK's import up front (about two
         # seconds) that the run otherwise overlaps with its first AWS steps.
         return f"Databricks sandbox account {clients.account_id}"
+    from databricks.sdk.errors import PermissionDenied, Unauthenticated
+
     looked = f"profile {clients.profile!r} of ~/.databrickscfg" if clients.profile else "DATABRICKS_* environment variables, ~/.databrickscfg"
     try:
         # Making the client resolves the credentials (a ValueError when none are found); listing proves them.

@@ -1,8 +1,9 @@
 """The one place that reaches into databricks-sdk's private API client (pinned exactly in pyproject.toml).
 
-Two things the SDK offers no public switch for: counting and logging every call (as the botocore hooks do
-for AWS), and not re-sending a request after a connection error, a timeout or a Retry-After answer: a
-POST whose response was lost would be created twice, while our retry policy re-reads by name first.
+Three things the SDK offers no public switch for: counting and logging every call (as the botocore hooks do
+for AWS); not re-sending a request after a connection error, a timeout or a Retry-After answer: a
+POST whose response was lost would be created twice, while our retry policy re-reads by name first; and
+pacing every HTTP attempt (orchestrator/pacing.py), the SDK's own re-sends of a throttled GET included.
 `tests/test_databricks_adapter.py` fails if an SDK upgrade moves what this patches.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from provision.errors import DependencyMismatch
 from provision.orchestrator.clients import CallStats, OnCall
+from provision.orchestrator.pacing import Pacer
 
 
 def operation_name(method: str, path: str | None) -> str:
@@ -23,11 +25,41 @@ def operation_name(method: str, path: str | None) -> str:
     return f"{method} {(path or '').split('/api/2.0/', 1)[-1]}"
 
 
-def no_resends(api_client: Any) -> None:
-    """Stop the SDK's own retries: each failed call reaches our classifier once."""
+def _base(api_client: Any) -> Any:
     base = getattr(api_client, "_api_client", None)
     if base is None or not hasattr(base, "_is_retryable") or not hasattr(base, "_perform"):
         raise DependencyMismatch("databricks-sdk's ApiClient no longer has _api_client._is_retryable/_perform: review sdk_adapter.py")
+    return base
+
+
+def pace(api_client: Any, pacer: Pacer) -> None:
+    """Each HTTP attempt waits its turn with `pacer`; a 429 empties its bucket and, with Retry-After, pauses every
+    thread using it. Apply before `no_resends`, which drops a non-GET's Retry-After that this needs to see."""
+    base = _base(api_client)
+    perform = base._perform
+
+    def paced(method: str, *args: Any, **kwargs: Any) -> Any:
+        pacer.acquire(method)
+        try:
+            return perform(method, *args, **kwargs)
+        except Exception as exc:
+            if _throttled(exc):
+                retry_after = getattr(exc, "retry_after_secs", None)
+                pacer.throttled(method, retry_after=float(retry_after) if isinstance(retry_after, (int, float)) else None)
+            raise
+
+    base._perform = paced
+
+
+def _throttled(exc: BaseException) -> bool:
+    """A 429 (databricks-sdk's TooManyRequests and its subclasses, whatever the error code)."""
+    return any(k.__name__ == "TooManyRequests" for k in type(exc).__mro__) or getattr(exc, "error_code", None) in (
+        "TOO_MANY_REQUESTS", "REQUEST_LIMIT_EXCEEDED")
+
+
+def no_resends(api_client: Any) -> None:
+    """Stop the SDK's own retries: each failed call reaches our classifier once."""
+    base = _base(api_client)
     base._is_retryable = lambda err: None
     perform = base._perform
 

@@ -84,6 +84,7 @@ def advance(backend: Any, settings: SandboxSettings) -> None:
     waiting = lingering(backend)
     for eni_id, (since, _groups) in list(waiting.items()):
         if now - since >= settings.eni_release_seconds:
+            settings.journal.delay("eni_release_seconds", eni_id, settings.eni_release_seconds)
             backend.enis.pop(eni_id, None)
             del waiting[eni_id]
 

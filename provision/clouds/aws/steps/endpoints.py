@@ -60,8 +60,8 @@ class _Endpoint(Step):
         return f"com.amazonaws.{ctx.spec.region}.{self.service}"
 
     def find(self, ctx: Context) -> Outputs | None:
-        filters = aws.owner_filters(ctx, self.id) + [{"Name": "vpc-endpoint-state", "Values": LIVE_STATES}]
-        endpoint = single(aws.ec2(ctx).describe_vpc_endpoints(Filters=filters)["VpcEndpoints"], "VPC endpoint", self.id)
+        found = aws.find_owned(ctx, self.id, "describe_vpc_endpoints", "VpcEndpoints", [{"Name": "vpc-endpoint-state", "Values": LIVE_STATES}])
+        endpoint = single(found, "VPC endpoint", self.id)
         return self._outputs(endpoint) if endpoint else None
 
     def _outputs(self, endpoint: dict[str, Any]) -> Outputs:

@@ -204,7 +204,7 @@ class FlowLog(Step):
         return found[0] if found else None
 
     def find(self, ctx: Context) -> Outputs | None:
-        found = single(aws.ec2(ctx).describe_flow_logs(Filters=aws.owner_filters(ctx, self.id))["FlowLogs"], "flow log", self.id)
+        found = single(aws.find_owned(ctx, self.id, "describe_flow_logs", "FlowLogs"), "flow log", self.id)
         return self._outputs(found) if found else None
 
     def create(self, ctx: Context) -> Outputs:

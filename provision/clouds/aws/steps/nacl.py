@@ -122,7 +122,7 @@ class NetworkAcl(Step):
         return acls[0] if acls else None
 
     def find(self, ctx: Context) -> Outputs | None:
-        acl = single(aws.ec2(ctx).describe_network_acls(Filters=aws.owner_filters(ctx, self.id))["NetworkAcls"], "network ACL", self.id)
+        acl = single(aws.find_owned(ctx, self.id, "describe_network_acls", "NetworkAcls"), "network ACL", self.id)
         return self._outputs(acl) if acl else None
 
     def create(self, ctx: Context) -> Outputs:

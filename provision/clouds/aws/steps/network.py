@@ -33,7 +33,7 @@ class Vpc(Step):
         self.cidr = cidr
 
     def find(self, ctx: Context) -> Outputs | None:
-        vpcs = aws.ec2(ctx).describe_vpcs(Filters=aws.owner_filters(ctx, self.id))["Vpcs"]
+        vpcs = aws.find_owned(ctx, self.id, "describe_vpcs", "Vpcs")
         vpc = single(vpcs, "VPC", self.id)
         return {"vpc_id": vpc["VpcId"], "cidr": vpc["CidrBlock"]} if vpc else None
 
@@ -85,7 +85,7 @@ class Subnet(Step):
         return aws.zones(ctx, self.zones)[self.zone_index]
 
     def find(self, ctx: Context) -> Outputs | None:
-        subnet = single(aws.ec2(ctx).describe_subnets(Filters=aws.owner_filters(ctx, self.id))["Subnets"], "subnet", self.id)
+        subnet = single(aws.find_owned(ctx, self.id, "describe_subnets", "Subnets"), "subnet", self.id)
         return self._outputs(subnet) if subnet else None
 
     @staticmethod
@@ -133,7 +133,7 @@ class InternetGateway(Step):
         self.vpc_id = Ref(vpc, "vpc_id")
 
     def find(self, ctx: Context) -> Outputs | None:
-        igw = single(aws.ec2(ctx).describe_internet_gateways(Filters=aws.owner_filters(ctx, self.id))["InternetGateways"], "internet gateway", self.id)
+        igw = single(aws.find_owned(ctx, self.id, "describe_internet_gateways", "InternetGateways"), "internet gateway", self.id)
         if not igw:
             return None
         attached = [a["VpcId"] for a in igw.get("Attachments", []) if a.get("State") in ("available", "attached", "attaching")]
@@ -178,7 +178,7 @@ class ElasticIp(Step):
     produces = ("allocation_id", "public_ip")
 
     def find(self, ctx: Context) -> Outputs | None:
-        address = single(aws.ec2(ctx).describe_addresses(Filters=aws.owner_filters(ctx, self.id))["Addresses"], "Elastic IP", self.id)
+        address = single(aws.find_owned(ctx, self.id, "describe_addresses", "Addresses"), "Elastic IP", self.id)
         return {"allocation_id": address["AllocationId"], "public_ip": address["PublicIp"]} if address else None
 
     def create(self, ctx: Context) -> Outputs:
@@ -201,8 +201,8 @@ class NatGateway(Step):
 
     def find(self, ctx: Context) -> Outputs | None:
         # describe_nat_gateways takes `Filter`, not `Filters`. Failed or deleted NATs are history, not ours.
-        filters = aws.owner_filters(ctx, self.id) + [{"Name": "state", "Values": self.LIVE}]
-        nat = single(aws.ec2(ctx).describe_nat_gateways(Filter=filters)["NatGateways"], "NAT gateway", self.id)
+        found = aws.find_owned(ctx, self.id, "describe_nat_gateways", "NatGateways", [{"Name": "state", "Values": self.LIVE}], filter_param="Filter")
+        nat = single(found, "NAT gateway", self.id)
         return {"nat_gateway_id": nat["NatGatewayId"], "subnet_id": nat["SubnetId"]} if nat else None
 
     def create(self, ctx: Context) -> Outputs:
@@ -326,7 +326,7 @@ class SecurityGroup(Step):
         self.vpc_id, self.description, self.rules = Ref(vpc, "vpc_id"), description, rules
 
     def find(self, ctx: Context) -> Outputs | None:
-        group = single(aws.ec2(ctx).describe_security_groups(Filters=aws.owner_filters(ctx, self.id))["SecurityGroups"], "security group", self.id)
+        group = single(aws.find_owned(ctx, self.id, "describe_security_groups", "SecurityGroups"), "security group", self.id)
         if not group:
             return None
         return {"group_id": group["GroupId"], "vpc_id": group["VpcId"], "rules_digest": _rules_digest(self._rules(group, group["GroupId"]))}
@@ -369,7 +369,8 @@ class SecurityGroup(Step):
             if remove:
                 perms = [self._permission(r, group_id, described=False) for r in remove]
                 ctx.call(lambda: getattr(aws.ec2(ctx), f"revoke_security_group_{direction}")(GroupId=group_id, IpPermissions=perms), f"{self.id} revoke {direction}")
-        return out
+        # What `find` will see from now on: recorded now, a later no-op run has nothing new to write.
+        return {**out, "rules_digest": _rules_digest(want)}
 
     @staticmethod
     def _authorize(ctx: Context, direction: str, group_id: str, perms: list[dict[str, Any]]) -> None:

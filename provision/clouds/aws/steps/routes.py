@@ -37,6 +37,11 @@ READ_KEY = {"VpcEndpointId": "GatewayId"}
 OTHER_TARGETS = ("GatewayId", "NatGatewayId", "TransitGatewayId", "NetworkInterfaceId", "VpcPeeringConnectionId", "InstanceId")
 
 
+def live_target(route: dict[str, Any], key: str) -> str | None:
+    """Where a route read points: under `key` (as DescribeRouteTables names it), or wherever it was re-pointed."""
+    return route.get(READ_KEY.get(key, key)) or next((route[k] for k in OTHER_TARGETS if route.get(k)), None)
+
+
 def target_id(ctx: Context, target: Target) -> str:
     return ctx.out(target) if isinstance(target, Ref) else target.resolve(ctx)
 
@@ -96,17 +101,14 @@ class RouteTable(Step):
         self.gateway_id = Ref(gateway, "igw_id") if gateway else None
 
     def find(self, ctx: Context) -> Outputs | None:
-        table = single(aws.ec2(ctx).describe_route_tables(Filters=aws.owner_filters(ctx, self.id))["RouteTables"], "route table", self.id)
+        table = single(aws.find_owned(ctx, self.id, "describe_route_tables", "RouteTables"), "route table", self.id)
         return {**self._outputs(table), "routes": self._live_routes(table)} if table else None
 
     def _live_routes(self, table: dict[str, Any]) -> dict[str, str | None]:
         """This step's routes as the table has them: destination -> target id (None: no such route)."""
         current = {r.get("DestinationCidrBlock"): r for r in table.get("Routes", [])}
 
-        def target(route: dict[str, Any], key: str) -> str | None:
-            return route.get(READ_KEY.get(key, key)) or next((route[k] for k in OTHER_TARGETS if route.get(k)), None)
-
-        return {d: target(current.get(d) or {}, key) for d, key, _ in self.routes}
+        return {d: live_target(current.get(d) or {}, key) for d, key, _ in self.routes}
 
     def _wanted(self, ctx: Context) -> tuple[dict[str, str], list[str]]:
         """The routes (destination -> target id) and the associations (subnet or gateway ids) the spec wants."""
@@ -166,7 +168,9 @@ class RouteTable(Step):
                 associations[gateway_id] = ctx.call(
                     lambda: associate(ctx, table_id, GatewayId=gateway_id), f"{self.id} edge association {gateway_id}",
                 )
-        return {"route_table_id": table_id, "associations": associations}
+        # The routes as `find` will see them from now on (so a later no-op run has nothing new to record).
+        routes = {destination: target_id(ctx, target) for destination, _, target in self.routes}
+        return {"route_table_id": table_id, "associations": associations, "routes": routes}
 
     def delete(self, ctx: Context, out: Outputs) -> None:
         for association_id in (out.get("associations") or {}).values():
@@ -209,7 +213,7 @@ class VpcRoute(Step):
         route = next((r for r in (table or {}).get("Routes", []) if r.get("DestinationCidrBlock") == self.destination), None)
         if table is None or route is None:
             return None
-        return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": route.get(READ_KEY.get(self.target_key, self.target_key))}
+        return {"route_table_id": table["RouteTableId"], "destination": self.destination, "target": live_target(route, self.target_key)}
 
     def drift(self, ctx: Context, found: Outputs) -> list[Drift]:
         wanted = ctx.out(self.target)

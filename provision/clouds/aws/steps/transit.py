@@ -25,8 +25,8 @@ class TransitGateway(Step):
         return {"tgw_id": tgw["TransitGatewayId"]}
 
     def find(self, ctx: Context) -> Outputs | None:
-        filters = aws.owner_filters(ctx, self.id) + [{"Name": "state", "Values": LIVE}]
-        tgw = single(aws.ec2(ctx).describe_transit_gateways(Filters=filters)["TransitGateways"], "transit gateway", self.id)
+        found = aws.find_owned(ctx, self.id, "describe_transit_gateways", "TransitGateways", [{"Name": "state", "Values": LIVE}])
+        tgw = single(found, "transit gateway", self.id)
         return self._outputs(tgw) if tgw else None
 
     def create(self, ctx: Context) -> Outputs:
@@ -66,8 +66,9 @@ class TransitGatewayRouteTable(Step):
         self.tgw_id = Ref(tgw, "tgw_id")
 
     def find(self, ctx: Context) -> Outputs | None:
-        filters = aws.owner_filters(ctx, self.id) + [{"Name": "state", "Values": ["pending", "available"]}]
-        table = single(aws.ec2(ctx).describe_transit_gateway_route_tables(Filters=filters)["TransitGatewayRouteTables"], "TGW route table", self.id)
+        found = aws.find_owned(ctx, self.id, "describe_transit_gateway_route_tables", "TransitGatewayRouteTables",
+                               [{"Name": "state", "Values": ["pending", "available"]}])
+        table = single(found, "TGW route table", self.id)
         return {"tgw_route_table_id": table["TransitGatewayRouteTableId"]} if table else None
 
     def create(self, ctx: Context) -> Outputs:
@@ -107,8 +108,8 @@ class TransitGatewayAttachment(Step):
         self.subnet_ids, self.route_table_id = [Ref(s, "subnet_id") for s in subnets], Ref(route_table, "tgw_route_table_id")
 
     def find(self, ctx: Context) -> Outputs | None:
-        filters = aws.owner_filters(ctx, self.id) + [{"Name": "state", "Values": LIVE + ["pendingAcceptance"]}]
-        found = aws.ec2(ctx).describe_transit_gateway_vpc_attachments(Filters=filters)["TransitGatewayVpcAttachments"]
+        found = aws.find_owned(ctx, self.id, "describe_transit_gateway_vpc_attachments", "TransitGatewayVpcAttachments",
+                               [{"Name": "state", "Values": LIVE + ["pendingAcceptance"]}])
         attachment = single(found, "TGW attachment", self.id)
         return {"attachment_id": attachment["TransitGatewayAttachmentId"]} if attachment else None
 

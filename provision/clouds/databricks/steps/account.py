@@ -89,8 +89,8 @@ class Network(_AccountObject):
         vpc_endpoints: tuple[str, str] | None = None, after: tuple[str, ...] = (), suffix: str | None = None,
     ):
         """vpc_endpoints: (REST API registration step, relay registration step) for back-end PrivateLink.
-        `after`: steps that must be complete first although the network does not reference them
-        (routes and endpoints the clusters need from their first boot)."""
+        `after`: steps that must be complete first although the network does not reference them (what
+        Databricks validates with it, such as the subnets' network ACL)."""
         super().__init__(step_id, needs=(vpc, *subnets, security_group, *(vpc_endpoints or ()), *after))
         self.vpc_id, self.subnet_ids, self.group_id = Ref(vpc, "vpc_id"), [Ref(s, "subnet_id") for s in subnets], Ref(security_group, "group_id")
         self.endpoint_ids = tuple(Ref(r, "vpc_endpoint_id") for r in vpc_endpoints) if vpc_endpoints else None
