@@ -154,6 +154,30 @@ def test_six_spokes_fit_the_inline_policy_quota() -> None:
     assert INLINE_POLICY_LIMIT - len(body) > 1_000, len(body)
 
 
+def test_past_the_quota_a_fleet_is_scoped_by_its_ownership_tag_at_a_size_that_does_not_grow() -> None:
+    def fleet(n: int, deployment: str | None = "acme-hub") -> dict:
+        spokes = [(f"vpc-0{i:016x}", f"sg-0{i:016x}") for i in range(n)]
+        return cross_account_policy(region="us-east-1", account_id=ACCOUNT, vpc_ids=[v for v, _ in spokes],
+                                    security_group_ids=[g for _, g in spokes], deployment=deployment)
+
+    assert fleet(8) == fleet(8, deployment=None)  # while the lists fit, they are the policy
+    with_lists = policy_json(fleet(32, deployment=None))
+    assert len(with_lists) > INLINE_POLICY_LIMIT  # what IAM would refuse for a 32-spoke hub
+    sizes = {n: len(policy_json(fleet(n))) for n in (32, 64, 128)}
+    assert len(set(sizes.values())) == 1 and sizes[32] < INLINE_POLICY_LIMIT, sizes
+    statements = by_sid(fleet(32))
+    owned = {"StringEquals": {"ec2:ResourceTag/provision:deployment": "acme-hub"}}
+    run = statements["AllowRunInstancesWithScopedResources"]
+    assert run["Condition"] == owned and run["Resource"] == [
+        f"arn:aws:ec2:us-east-1:{ACCOUNT}:subnet/*", f"arn:aws:ec2:us-east-1:{ACCOUNT}:security-group/*"]
+    rules = statements["VpcNonresourceSpecificActions"]
+    assert rules["Condition"] == owned and rules["Resource"] == [f"arn:aws:ec2:us-east-1:{ACCOUNT}:security-group/*"]
+    # Every other statement is the listed policy's own.
+    listed = by_sid(fleet(32, deployment=None))
+    assert {k: v for k, v in statements.items() if k not in ("AllowRunInstancesWithScopedResources", "VpcNonresourceSpecificActions")} == {
+        k: v for k, v in listed.items() if k not in ("AllowRunInstancesWithScopedResources", "VpcNonresourceSpecificActions")}
+
+
 @needs_reference
 def test_every_sra_statement_is_present_with_its_actions_resources_and_conditions() -> None:
     sra = reference("sra_crossaccount_policy.json")["policy"]

@@ -22,9 +22,10 @@ the steps run one by one on the calling thread, in declaration order.
 from __future__ import annotations
 
 import contextvars
+import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -273,7 +274,7 @@ class Engine:
         for step in reversed(order):  # `order` lists a step before what runs after it
             rank[step.id] = typical[step.id] + max((rank[d] for d in dependents[step.id]), default=0.0)
         order = sorted(order, key=lambda s: -rank[s.id])  # stable: declaration order among equals
-        pending, finished = list(order), set()
+        pending, finished = {s.id: s for s in order}, set()
         failures: list[StepFailed] = []
         running: dict[Future, Step] = {}
         slots = Slots(self.parallelism, self._interrupted, Interrupted)
@@ -285,28 +286,44 @@ class Engine:
             finally:
                 slots.release()
 
+        # Ready bookkeeping in O(1) per finished step (a 32-spoke graph has some 700 steps): how many of its
+        # `after` each pending step still waits for, and a queue the finished futures report to.
+        blocked = {s.id: len(set(after(s))) for s in order}
+        waiting_for_me: dict[str, list[Step]] = {}
+        for step in order:
+            for before in set(after(step)):
+                waiting_for_me.setdefault(before, []).append(step)
+        ready = [s for s in order if not blocked[s.id]]  # in rank order, as `order` is
+        reports: queue.SimpleQueue[Future] = queue.SimpleQueue()
         restore = self._interruptible_sleeps()
         # Threads are cheap and mostly asleep in waits; `slots` bounds the ones working (slots.py).
         pool = ThreadPoolExecutor(max_workers=min(len(order), MAX_THREADS) or 1, thread_name_prefix="step")
         try:
             while True:
                 if not failures:
-                    for step in [s for s in pending if all(d in finished for d in after(s))]:
-                        pending.remove(step)
+                    for step in ready:
+                        del pending[step.id]
                         # Each step runs in a copy of this context: the run's bound log fields go with it.
-                        running[pool.submit(contextvars.copy_context().run, run_in_slot, step)] = step
+                        future = pool.submit(contextvars.copy_context().run, run_in_slot, step)
+                        running[future] = step
+                        future.add_done_callback(reports.put)
+                    ready = []
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    step = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        finished.add(step.id)
-                    elif isinstance(error, StepFailed):
-                        failures.append(error)
-                    else:
-                        raise error
+                future = reports.get()
+                step = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    finished.add(step.id)
+                    for later in waiting_for_me.get(step.id, ()):
+                        blocked[later.id] -= 1
+                        if not blocked[later.id]:
+                            ready.append(later)
+                    ready.sort(key=lambda s: -rank[s.id])
+                elif isinstance(error, StepFailed):
+                    failures.append(error)
+                else:
+                    raise error
         except BaseException:
             # Ctrl-C (or a bug): every running step stops at its next wait and records itself interrupted.
             self._interrupted.set()
@@ -319,7 +336,7 @@ class Engine:
             first.others = [f.step_id for f in failures[1:]]
             raise first
         if pending:  # unreachable with a valid graph (graph.check() checked it)
-            raise GraphError(f"steps never became ready: {', '.join(s.id for s in pending)}")
+            raise GraphError(f"steps never became ready: {', '.join(pending)}")
 
     def _interruptible_sleeps(self) -> Callable[[], None]:
         """Make the waits of worker threads return at once (raising Interrupted) when the run is interrupted."""

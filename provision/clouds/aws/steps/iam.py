@@ -50,11 +50,25 @@ _SG_RULES = ["ec2:AuthorizeSecurityGroupEgress", "ec2:AuthorizeSecurityGroupIngr
 _AMI_ACTIONS = ["ec2:RunInstances", "ec2:CreateFleet", "ec2:RequestSpotInstances"]
 
 
-def cross_account_policy(*, region: str, account_id: str, vpc_ids: list[str], security_group_ids: list[str]) -> dict[str, Any]:
+def cross_account_policy(*, region: str, account_id: str, vpc_ids: list[str], security_group_ids: list[str],
+                         deployment: str | None = None) -> dict[str, Any]:
     """SRA's scoped cross-account policy (terraform-databricks-sra aws/tf credential.tf) for the workspace VPCs
     and their security groups (several with hub-and-spoke, which shares one role): creation only with the
     Vendor=Databricks request tag, changes and deletion only of resources that carry it, RunInstances only in
-    those VPCs and with Databricks' images, security group rule edits only on those groups."""
+    those VPCs and with Databricks' images, security group rule edits only on those groups.
+
+    IAM caps a role's inline policies at 10,240 characters, which the lists of VPCs and groups pass at about twenty
+    workspaces. Past that (with `deployment` given), the same two statements name the subnets and groups by this
+    deployment's ownership tag instead of one by one: every subnet and group of a hub-and-spoke is ours and carries
+    it, so the scope is the same set, at a size that no longer grows with the spokes."""
+    listed = _cross_account_policy(region, account_id, vpc_ids, security_group_ids, None)
+    if deployment is None or len(policy_json(listed)) <= INLINE_POLICY_LIMIT:
+        return listed
+    return _cross_account_policy(region, account_id, vpc_ids, security_group_ids, deployment)
+
+
+def _cross_account_policy(region: str, account_id: str, vpc_ids: list[str], security_group_ids: list[str],
+                          by_tag: str | None) -> dict[str, Any]:
 
     def arns(*kinds: str) -> list[str]:
         return [f"arn:aws:ec2:{region}:{account_id}:{kind}/*" for kind in kinds]
@@ -82,12 +96,13 @@ def cross_account_policy(*, region: str, account_id: str, vpc_ids: list[str], se
         {"Sid": "RestrictAMIUsageToDatabricksAllow", "Effect": "Allow", "Action": _AMI_ACTIONS, "Resource": "arn:aws:ec2:*:*:image/*",
          "Condition": {"StringEquals": {"ec2:Owner": DATABRICKS_AMI_OWNER}}},
         {"Sid": "AllowRunInstancesWithScopedResources", "Effect": "Allow", "Action": "ec2:RunInstances",
-         "Resource": arns("subnet", "security-group"), "Condition": {"StringEqualsIfExists": {"ec2:vpc": vpcs}}},
+         "Resource": arns("subnet", "security-group"),
+         "Condition": {"StringEquals": {f"ec2:ResourceTag/{TAG_DEPLOYMENT}": by_tag}} if by_tag else {"StringEqualsIfExists": {"ec2:vpc": vpcs}}},
         {"Sid": "IAMRoleForEC2Spot", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole", "Resource": SPOT_SERVICE_ROLE,
          "Condition": {"StringLike": {"iam:AWSServiceName": "spot.amazonaws.com"}}},
         # A group belongs to one VPC, so listing every group and every VPC grants exactly each pair.
-        {"Sid": "VpcNonresourceSpecificActions", "Effect": "Allow", "Action": _SG_RULES, "Resource": groups,
-         "Condition": {"StringEquals": {"ec2:vpc": vpcs}}},
+        {"Sid": "VpcNonresourceSpecificActions", "Effect": "Allow", "Action": _SG_RULES, "Resource": arns("security-group") if by_tag else groups,
+         "Condition": {"StringEquals": {f"ec2:ResourceTag/{TAG_DEPLOYMENT}": by_tag} if by_tag else {"ec2:vpc": vpcs}}},
     ]
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -286,6 +301,7 @@ class CrossAccountPolicy(InlineRolePolicy):
         return cross_account_policy(
             region=ctx.spec.region, account_id=aws.account_id(ctx),
             vpc_ids=[ctx.out(v) for v in self.vpc_ids], security_group_ids=[ctx.out(g) for g in self.group_ids],
+            deployment=ctx.deployment,
         )
 
     def check(self, ctx: Context, body: str) -> None:
