@@ -301,6 +301,9 @@ def print_text(report: dict) -> None:
     meta = report["meta"]
     print(f"time scale {meta['time_scale']} (seconds are sandbox seconds; / {meta['time_scale']} for real time), commit {meta['commit']}")
     for name, r in report["topologies"].items():
+        if "error" in r:
+            print(f"\n== {name}: FAILED\n{r['error']}")
+            continue
         print(f"\n== {name} ({r['steps']} steps)")
         for op in ("up", "teardown"):
             m = r[op]
@@ -368,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = [] if args.only == "none" else list(EXAMPLES) if args.only == "all" else [args.only]
         for name in names:
-            report["topologies"][name] = measure_topology(sandbox, name, EXAMPLES[name], args.sequential)
+            try:
+                report["topologies"][name] = measure_topology(sandbox, name, EXAMPLES[name], args.sequential)
+            except RuntimeError as exc:  # one topology failing still leaves the others' figures
+                report["topologies"][name] = {"error": str(exc)[-2000:]}
+            if args.json_path:  # as it goes: a long run interrupted keeps what it measured
+                args.json_path.write_text(json.dumps(as_issue_json(report), indent=2) + "\n")
         counts = [int(n) for n in args.spokes.split(",") if n.strip()]
         report["spokes"] = measure_spokes(sandbox, counts)
     finally:
