@@ -94,6 +94,7 @@ def call_summary(events: list[dict]) -> dict:
     per_service: dict[str, Counter] = defaultdict(Counter)
     polls_per_wait: Counter = Counter()
     throttled = 0
+    before_steps = 0  # reads before any step: the credentials checks
     for event in events:
         name = event.get("event")
         if name == "api call":
@@ -102,6 +103,7 @@ def call_summary(events: list[dict]) -> dict:
                 kind = "polls"
             elif operation.startswith(READ_PREFIXES):
                 kind = "reads"
+                before_steps += not event.get("step")
             elif operation.startswith(CREATE_PREFIXES) and not operation.endswith("/delete"):
                 kind = "creates"
             else:
@@ -117,6 +119,7 @@ def call_summary(events: list[dict]) -> dict:
         "reads": sum(c["reads"] + c["polls"] for c in per_service.values()),
         "polls_per_wait": {f"{step}: {what}": n for (step, what), n in polls_per_wait.most_common()},
         "throttled": throttled,
+        "credential_check_reads": before_steps,
     }
 
 

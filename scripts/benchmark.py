@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -63,10 +64,18 @@ def provision_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "provision.cli"]
 
 
+# The runs sign in to the Databricks emulator as an OAuth service principal, as a real run does, so their start-up
+# includes what a real one's does (the credentials check and databricks-sdk's import), not the sandbox's shortcut
+# for its own fixed token. A local emulator credential, not a secret.
+BENCH_CLIENT = ("bench-service-principal", "bench-local-secret")
+
+
 class Sandbox:
     def __init__(self, directory: Path, time_scale: float):
         self.directory = directory
-        self.settings = {**settings_for("realistic", time_scale), "fault_seed": 1}
+        client_id, secret = BENCH_CLIENT
+        self.settings = {**settings_for("realistic", time_scale), "fault_seed": 1,
+                         "oauth_clients": {client_id: hashlib.sha256(secret.encode()).hexdigest()}}
         self.info, _ = daemon.start(directory, self.settings)
 
     def control(self, path: str, method: str = "GET") -> dict:
@@ -93,6 +102,7 @@ class Sandbox:
         """Run one command; its wall time, peak memory and the moment it started (for the start-up overhead)."""
         env = {k: v for k, v in os.environ.items() if k not in ("PROVISION_FAILPOINTS", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET")}
         env["PROVISION_SANDBOX_DIR"] = str(self.directory)
+        env["DATABRICKS_CLIENT_ID"], env["DATABRICKS_CLIENT_SECRET"] = BENCH_CLIENT
         out_path, err_path = workdir / ".bench-stdout", workdir / ".bench-stderr"
         with open(out_path, "w") as out, open(err_path, "w") as err:
             began_at, began = time.time(), time.monotonic()
@@ -165,8 +175,11 @@ def measure_command(sandbox: Sandbox, workdir: Path, graph: dict, args: tuple[st
                        for sid, c in costs.items()}
         modelled = terraform_model.model(graph, model_costs, topology=topology, operation="teardown" if teardown else "up",
                                          time_scale=sandbox.settings["time_scale"])
-        # Terraform meets EC2's buckets too (the AWS SDK backs off the same refusals): never below their floor.
-        figures["terraform_model_s"] = round(max([modelled["seconds"], *floors.values()]), 2)
+        # Terraform's own start-up (process, configuration, provider plugins, their credentials check) is taken
+        # as equal to ours, measured in this run: real, unscaled seconds, like ours (docs/terraform-model.md).
+        # It meets EC2's buckets too (the AWS SDK backs off the same refusals): never below their floor.
+        figures["terraform_model_startup_s"] = round(startup, 2)
+        figures["terraform_model_s"] = round(max([modelled["seconds"] + startup, *floors.values()]), 2)
         figures["terraform_model"] = {k: v for k, v in modelled.items() if k != "seconds"}
     return figures, state
 
@@ -222,6 +235,7 @@ def measure_topology(sandbox: Sandbox, name: str, spec_path: Path, sequential: b
             events = latest_log(work, command)
             calls = bounds.call_summary(events)
             noop[command] = {"wall_s": round(ran["wall"], 2), "writes": calls["writes"], "reads": calls["reads"],
+                             "resource_reads": calls["reads"] - calls["credential_check_reads"],
                              "state_writes": bounds.finished_event(events).get("state_writes"),
                              "owned_resources": owned_resources(spec_path)}
         result["noop"] = noop
@@ -328,7 +342,8 @@ def print_text(report: dict) -> None:
             print(f"firewall wait: {f['polls']} polls over {f['wait_s']}s; READY after {f['ready_after_s']}s, "
                   f"noticed {f['noticed_late_by_s']}s later (poll interval cap {f['max_poll_interval_s']}s)")
         for command, n in r["noop"].items():
-            print(f"no-op {command:7} API writes {n['writes']}  state writes {n['state_writes']}  reads {n['reads']}  "
+            print(f"no-op {command:7} API writes {n['writes']}  state writes {n['state_writes']}  reads {n['reads']} "
+                  f"({n['resource_reads']} of resources, the rest the credentials checks)  "
                   f"owned resources {n['owned_resources']}  wall {n['wall_s']}s")
     if report.get("spokes"):
         print("\n== hub-spoke by spoke count (up)")

@@ -45,7 +45,7 @@ def test_client_intervals_scale_with_a_profiled_sandbox():
     spec = specs.load(EXAMPLE)
     retry, poll = policies(spec, Target("sandbox", {"aws": "http://x", "databricks": "http://y"}, {"databricks": "t"}, time_scale=0.05))
     assert (poll.initial_seconds, poll.max_seconds) == pytest.approx((0.1, 0.5))
-    assert (retry.initial_seconds, retry.max_seconds, retry.settling_max_seconds) == pytest.approx((0.05, 1.0, 0.2))
+    assert (retry.initial_seconds, retry.max_seconds, retry.settling_max_seconds) == pytest.approx((0.05, 1.0, 0.1))
     _, real = policies(spec, Target("real"))
     assert (real.initial_seconds, real.factor, real.max_seconds) == (2.0, 1.5, 10.0)
 

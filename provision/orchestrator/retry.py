@@ -179,10 +179,10 @@ class RetryPolicy:
     # error (a wrong id, a teardown-order bug) is reported in seconds, not minutes.
     reason_limits: dict[str, float] = field(default_factory=lambda: {EVENTUAL_CONSISTENCY: 120.0, DEPENDENCY_RELEASE: 600.0})
     # Reasons that wait out a settling time rather than a loaded service (a role reaching STS, a new id reaching
-    # every endpoint) back off to a shorter ceiling: what it costs is a cheap refused call, and a step on the
+    # every endpoint, a deleted endpoint's interfaces being released) back off to a shorter ceiling: what it costs is a cheap refused call, and a step on the
     # critical path then notices the change within a few seconds instead of up to max_seconds late.
-    settling_reasons: frozenset[str] = frozenset({IAM_PROPAGATION, EVENTUAL_CONSISTENCY})
-    settling_max_seconds: float = 4.0
+    settling_reasons: frozenset[str] = frozenset({IAM_PROPAGATION, EVENTUAL_CONSISTENCY, DEPENDENCY_RELEASE})
+    settling_max_seconds: float = 2.0
 
     def call(
         self,

@@ -56,6 +56,19 @@ class DatabricksClients:
                 self._account = account
             return self._account
 
+    def warm(self) -> None:
+        """Make the account client on a background thread: databricks-sdk takes about two seconds of CPU to import,
+        which a run's first Databricks step would otherwise spend on its critical path. A failure here is the
+        first step's to report (it makes the client again)."""
+
+        def make() -> None:
+            try:
+                self.account  # noqa: B018 (made for its side effect)
+            except Exception:  # noqa: BLE001
+                pass
+
+        threading.Thread(target=make, name="databricks-sdk-import", daemon=True).start()
+
     def workspace(self, deployment_name: str) -> Any:
         """A client of one workspace's own REST API, with the same credentials as the account client."""
         with self._lock:
