@@ -94,16 +94,18 @@ def call_summary(events: list[dict]) -> dict:
     per_service: dict[str, Counter] = defaultdict(Counter)
     polls_per_wait: Counter = Counter()
     throttled = 0
-    before_steps = 0  # reads before any step: the credentials checks
+    before_steps = 0  # reads logged before "run started": the credentials checks and preflight (runner._CallLog)
+    started = False
     for event in events:
         name = event.get("event")
+        started = started or name == "run started"
         if name == "api call":
             service, operation = event["service"], event["operation"]
             if event.get("poll"):
                 kind = "polls"
             elif operation.startswith(READ_PREFIXES):
                 kind = "reads"
-                before_steps += not event.get("step")
+                before_steps += not started
             elif operation.startswith(CREATE_PREFIXES) and not operation.endswith("/delete"):
                 kind = "creates"
             else:

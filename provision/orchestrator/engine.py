@@ -206,18 +206,26 @@ class Engine:
             self.state.update(step.id, create_attempted=True)
         self.ctx.claimed.add(step.id)
 
+        last: list[BaseException | None] = [None]
+
         def attempt() -> Outputs:
-            # A failed create may still have happened (lost response): re-read before trying again,
-            # for a little while, since a new resource can take seconds to show up in listings.
+            # A failed create may still have happened (lost response): re-read before trying again, for a
+            # little while, since a new resource can take seconds to show up in listings. A refusal (a 4xx: the
+            # role not propagated yet, throttled) applied nothing: one read is enough.
             nonlocal attempts
             attempts += 1
             if attempts > 1:
-                found = self._find_settled(step)
+                refused = last[0] is not None and self.ctx.retry.errors.refused(last[0])
+                found = self._find(step) if refused else self._find_settled(step)
                 if found is not None:
                     return found
             # Inside the retried call, so a `transient` failpoint behaves like a lost response.
             self.failpoints.hit(step.id, "before_create")
-            out = produced(step, step.create(self.ctx))
+            try:
+                out = produced(step, step.create(self.ctx))
+            except Exception as exc:
+                last[0] = exc
+                raise
             self.failpoints.hit(step.id, "after_create")
             return out
 

@@ -53,6 +53,8 @@ class CloudErrors:
     # A refusal that means "not yet" only while a step waits for a grant it just made to propagate (the
     # PROPAGATING phase): elsewhere the same refusal (PERMISSION_DENIED) is terminal.
     propagation: Callable[[ErrorInfo], bool] = lambda e: False
+    # This cloud's reasons that wait out a settling time (RetryPolicy.settling_reasons), not a loaded service.
+    settling: frozenset[str] = frozenset()
 
 
 _CONNECTION_ERRORS = (
@@ -127,6 +129,12 @@ class ErrorRules:
     def is_in_use(self, exc: BaseException) -> bool:
         found = self._find(exc)
         return bool(found and found[0].in_use(found[1]))
+
+    def refused(self, exc: BaseException) -> bool:
+        """The service answered and turned the request down (HTTP 4xx): nothing of it was applied. A 5xx, a
+        dropped connection or a timeout may have come after the request took effect (a lost response)."""
+        found = self._find(exc)
+        return bool(found and 400 <= found[1].status < 500)
 
     def retry_after(self, exc: BaseException) -> float | None:
         """How long the service asked to wait (Retry-After), if it said: from the cloud's own error, or an
@@ -205,8 +213,11 @@ class RetryPolicy:
                 reasons.append(reason)
             return reason is not None
 
+        def settling(reason: str) -> bool:
+            return reason in self.settling_reasons or any(reason in c.settling for c in self.errors.clouds)
+
         def backoff(state: tenacity.RetryCallState) -> float:
-            cap = min(self.max_seconds, self.settling_max_seconds) if reasons and reasons[-1] in self.settling_reasons else self.max_seconds
+            cap = min(self.max_seconds, self.settling_max_seconds) if reasons and settling(reasons[-1]) else self.max_seconds
             ceiling = min(cap, self.initial_seconds * (2 ** min(state.attempt_number - 1, 30)))
             delay = self.rng.uniform(ceiling / 2, ceiling)
             failed = state.outcome.exception() if state.outcome else None

@@ -14,7 +14,7 @@ from provision.orchestrator.retry import (
 
 # databricks-sdk errors do not keep the HTTP response: recover the status from the error's class or code (a SCIM
 # 404 carries no error code at all, only its class).
-_STATUS_BY_CLASS = {"NotFound": 404, "TooManyRequests": 429, "InternalError": 500, "TemporarilyUnavailable": 503, "DeadlineExceeded": 504}
+_STATUS_BY_CLASS = {"BadRequest": 400, "Unauthenticated": 401, "PermissionDenied": 403, "ResourceConflict": 409, "NotFound": 404, "TooManyRequests": 429, "InternalError": 500, "TemporarilyUnavailable": 503, "DeadlineExceeded": 504}
 _STATUS_BY_CODE = {"INTERNAL_ERROR": 500, "BAD_GATEWAY": 502, "SERVICE_UNAVAILABLE": 503, "GATEWAY_TIMEOUT": 504}
 # The Account API checks a new credential by assuming the cross-account role: IAM may not have propagated.
 _PROPAGATION = "Failed credentials validation checks"
@@ -91,6 +91,9 @@ ERRORS = CloudErrors(
     # waiting: teardown's order is ours to get right, so it is not retried.
     in_use=lambda e: False,
     propagation=_propagation,
+    # A workspace's API warming up, identity federation and a metastore assignment reaching the workspace: the
+    # service is not loaded, it is settling; retried at short intervals (RetryPolicy.settling_max_seconds).
+    settling=frozenset({WARMING_UP, FEDERATION, METASTORE_PROPAGATING}),
     hints={
         WARMING_UP: "The workspace's API kept answering that it has no worker environments; check the workspace in the account console.",
         METASTORE_PROPAGATING: "The workspace still sees no metastore; check its metastore assignment (`databricks account metastore-assignments get`).",
