@@ -11,9 +11,9 @@ Two bounds over the same step graph (reversed for teardown), each the longest ch
   of every chain. A run can only be slower than this by its own doing.
 
 A drawn delay is the step's whose outputs name its key (the resource's id or ARN): the first such step in
-graph order (the creator; later steps only reference it). Released network interfaces of a deleted NAT
-gateway or interface endpoint (eni_release_seconds) are keyed by interface id, which no step keeps: they
-count once, on top of the deletion of the step that owned them.
+graph order (the creator; later steps only reference it). The network interfaces a deleted NAT gateway,
+interface endpoint or TGW attachment leaves behind (eni_release_seconds) are journaled under that resource,
+so they count on top of its deletion.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from typing import Any, Iterator
 # ARM creates with PUT (create-or-update): counted as creates, like the Account API's POSTs.
 CREATE_PREFIXES = ("Create", "Allocate", "Run", "POST ", "PUT ")
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "GET ")
-# Step kinds whose deletion releases network interfaces that linger (the sandbox's eni_release_seconds).
-ENI_OWNERS = ("ec2.nat_gateway", "ec2.vpc_endpoint")
 # Delays a step's wait does not see through its own outputs: name -> the step kind that waits for them.
 WAITED_BY_KIND = {"identity_federation_seconds": "databricks.metastore_assignment"}
 
@@ -186,10 +184,11 @@ def step_costs(steps: list[dict], events: list[dict], journal: dict, *, teardown
         costs[sid] = StepCost(kind=kind, calls=n, call_s=mean, waits=len(waits[sid]))
     pending: dict[str, list[float]] = defaultdict(list)
     unmatched = []
-    eni = [d["seconds"] for d in journal.get("delays", []) if d["name"] == "eni_release_seconds"]
+    released: dict[str, float] = {}  # one release per owner: its interfaces go together
     for delay in journal.get("delays", []):
         name, key = delay["name"], delay["key"]
         if name == "eni_release_seconds":
+            released[key] = max(released.get(key, 0.0), delay["seconds"])
             continue
         by_kind = WAITED_BY_KIND.get(name)
         sid = next((s for s, k in kinds.items() if k == by_kind), None) if by_kind else None
@@ -198,13 +197,16 @@ def step_costs(steps: list[dict], events: list[dict], journal: dict, *, teardown
             unmatched.append(delay)
             continue
         pending[sid].append(delay["seconds"])
+    for key, seconds in released.items():
+        sid = owner.get(key.removesuffix("/delete").lower())
+        if sid is None:
+            unmatched.append({"name": "eni_release_seconds", "key": key, "seconds": seconds})
+        else:
+            pending[sid].append(seconds)
     for sid, drawn in pending.items():
-        # One step's resources are waited for one after another (a workspace, then its warm-up).
+        # One step's resources are waited for one after another (a workspace, then its warm-up; a deletion,
+        # then the release of its interfaces).
         costs[sid].pending_s = sum(drawn)
-    if teardown and eni:
-        for sid, cost in costs.items():
-            if cost.kind in ENI_OWNERS and sid in pending:
-                cost.pending_s += max(eni)
     return costs, prefix, unmatched
 
 

@@ -51,9 +51,9 @@ def test_each_drawn_delay_goes_to_the_step_that_created_its_resource() -> None:
     assert chain == ["role", "ws"] and bound == pytest.approx(0.01 + costs["role"].physical_s + costs["ws"].physical_s)
 
 
-def test_teardown_reverses_the_chain_and_adds_released_interfaces_to_their_owner() -> None:
+def test_teardown_reverses_the_chain_and_adds_released_interfaces_to_the_resource_that_left_them() -> None:
     journal = {"delays": [{"name": "nat_gateway_deleting_seconds", "key": "nat-1", "seconds": 3.0},
-                          {"name": "eni_release_seconds", "key": "eni-1", "seconds": 1.0}], "calls": {}}
+                          {"name": "eni_release_seconds", "key": "nat-1/delete", "seconds": 1.0}], "calls": {}}
     costs, _, _ = bounds.step_costs(STEPS, [], journal, teardown=True)
     assert costs["nat"].pending_s == 4.0
     bound, chain = bounds.physical_bound(GRAPH, costs, 0.0, reverse=True)

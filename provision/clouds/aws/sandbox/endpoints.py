@@ -130,7 +130,7 @@ def _advance(backend: Any, settings: SandboxSettings, now: float) -> None:
 
 def _finish_deletion(backend: Any, endpoint: Any, since: float) -> None:
     if (endpoint.vpc_endpoint_type or "").lower() == "interface":
-        release_enis(backend, endpoint.network_interface_ids, endpoint.security_group_ids, since)
+        release_enis(backend, endpoint.network_interface_ids, endpoint.security_group_ids, since, owner=endpoint.id)
     elif endpoint.destination_prefix_list_id:
         for route_table_id in endpoint.route_table_ids:
             try:

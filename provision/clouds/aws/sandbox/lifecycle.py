@@ -84,7 +84,9 @@ def advance(backend: Any, settings: SandboxSettings) -> None:
     waiting = lingering(backend)
     for eni_id, (since, _groups) in list(waiting.items()):
         if now - since >= settings.eni_release_seconds:
-            settings.journal.delay("eni_release_seconds", eni_id, settings.eni_release_seconds)
+            # Journaled under the resource whose deletion released it (the benchmark's bound charges it there).
+            owner = backend.__dict__.get("_sandbox_eni_owners", {}).pop(eni_id, eni_id)
+            settings.journal.delay("eni_release_seconds", f"{owner}/delete", settings.eni_release_seconds)
             backend.enis.pop(eni_id, None)
             del waiting[eni_id]
 
@@ -94,12 +96,16 @@ def lingering(backend: Any) -> dict[str, tuple[float, frozenset[str]]]:
     return backend.__dict__.setdefault("_sandbox_lingering_enis", {})
 
 
-def release_enis(backend: Any, eni_ids: Iterable[str], groups: Iterable[str], since: float) -> None:
-    """Start the linger time of these interfaces (once; a second release keeps the first moment)."""
+def release_enis(backend: Any, eni_ids: Iterable[str], groups: Iterable[str], since: float, owner: str = "") -> None:
+    """Start the linger time of these interfaces (once; a second release keeps the first moment). `owner`: the
+    resource whose deletion released them."""
     waiting = lingering(backend)
+    owners = backend.__dict__.setdefault("_sandbox_eni_owners", {})
     for eni_id in eni_ids:
         if eni_id in backend.enis and eni_id not in waiting:
             waiting[eni_id] = (since, frozenset(groups))
+            if owner:
+                owners[eni_id] = owner
 
 
 @patch(EC2Response, "call_action")

@@ -59,7 +59,7 @@ def _release_resources(backend: Any, nat: Any, since: float) -> None:
             backend.disassociate_address(address=eip.public_ip)
     for address in nat.address_set:
         address["associationId"] = None
-    release_enis(backend, [nat._eni.id], (), since)
+    release_enis(backend, [nat._eni.id], (), since, owner=nat.id)
 
 
 def _fail(backend: Any, nat: Any, since: float) -> None:

@@ -160,7 +160,7 @@ def _finish_tgw_attachment_deletion(backend: Any, attachment: Any, since: float)
     backend.transit_gateway_associations.pop(attachment.id, None)
     backend.transit_gateway_propagations.pop(attachment.id, None)
     attachment._association_data, attachment.propagation, attachment.transit_gateway_route_table = {}, {}, None
-    release_enis(backend, getattr(attachment, "_sandbox_enis", []), (), since)
+    release_enis(backend, getattr(attachment, "_sandbox_enis", []), (), since, owner=getattr(attachment, "id", ""))
     enter(attachment, "deleted", since)
 
 
