@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_bounds as bounds  # noqa: E402
 from provision import topologies  # noqa: E402
+from provision.app.runner import POLL_MAX  # noqa: E402
 from provision.sandbox import daemon  # noqa: E402
 from provision.sandbox.latency import settings_for  # noqa: E402
 from provision.sandbox.settings import SandboxSettings  # noqa: E402
@@ -203,7 +204,7 @@ def firewall_reaction(sandbox: Sandbox, state: dict, events: list[dict]) -> dict
         "wait_s": round((noticed_at - created_at).total_seconds(), 2),
         "ready_after_s": round(ready_after, 2),
         "noticed_late_by_s": round((noticed_at - created_at).total_seconds() - ready_after, 2),
-        "max_poll_interval_s": 15.0 * sandbox.settings["time_scale"],
+        "max_poll_interval_s": round(POLL_MAX * sandbox.settings["time_scale"], 3),
     }
 
 
