@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -67,8 +68,8 @@ def provision_cmd() -> list[str]:
 
 # The runs sign in to the Databricks emulator as an OAuth service principal, as a real run does, so their start-up
 # includes what a real one's does (the credentials check and databricks-sdk's import), not the sandbox's shortcut
-# for its own fixed token. A local emulator credential, not a secret.
-BENCH_CLIENT = ("bench-service-principal", "bench-local-secret")
+# for its own fixed token. The secret is drawn per benchmark run and lives only in its sandbox and its runs' env.
+BENCH_CLIENT = ("bench-service-principal", secrets.token_urlsafe(24))
 
 
 class Sandbox:
